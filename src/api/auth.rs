@@ -1,0 +1,113 @@
+//! Conversation tokens: an HMAC of the conversation id under the server's
+//! secret. Stateless to check (ingest needs no store), compared in
+//! constant time; a token opens exactly one conversation.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use axum::http::HeaderMap;
+
+use super::error::ApiError;
+use crate::config::Secret;
+use crate::domain::ConversationId;
+
+/// Domain separation: tokens for other purposes cannot be confused with these.
+const CONTEXT: &[u8] = b"deskhand conversation token v1\0";
+
+/// Issues and checks conversation tokens.
+#[derive(Clone)]
+pub struct Tokens {
+    key: Secret,
+}
+
+impl Tokens {
+    /// Tokens under `key`.
+    pub fn new(key: Secret) -> Self {
+        Self { key }
+    }
+
+    fn mac(&self, id: ConversationId) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose().as_bytes())
+            .expect("HMAC accepts keys of any length");
+        mac.update(CONTEXT);
+        mac.update(id.to_string().as_bytes());
+        mac
+    }
+
+    /// The token for `id`.
+    pub fn issue(&self, id: ConversationId) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(id).finalize().into_bytes())
+    }
+
+    /// Whether `token` opens `id` (constant-time).
+    pub fn verify(&self, id: ConversationId, token: &str) -> bool {
+        match URL_SAFE_NO_PAD.decode(token.trim()) {
+            Ok(bytes) => self.mac(id).verify_slice(&bytes).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Checks the `Authorization: Bearer` header for `id`. The same error
+    /// for a wrong token and an unknown conversation: no existence oracle.
+    pub fn authorize(&self, headers: &HeaderMap, id: ConversationId) -> Result<(), ApiError> {
+        let token = bearer(headers).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_token",
+                "send the conversation token as `Authorization: Bearer <token>`",
+            )
+        })?;
+        if self.verify(id, token) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized(
+                "invalid_token",
+                "the token does not open this conversation",
+            ))
+        }
+    }
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_open_one_conversation_only() {
+        let t = Tokens::new(Secret::new("0123456789abcdef0123"));
+        let (a, b) = (ConversationId::random(), ConversationId::random());
+        let ta = t.issue(a);
+        assert!(t.verify(a, &ta));
+        assert!(!t.verify(b, &ta));
+        let other = Tokens::new(Secret::new("another-secret-entirely"));
+        assert!(!other.verify(a, &ta));
+        for bad in ["", "x", "!!!", &ta[..ta.len() - 1], &format!("{ta}A")] {
+            assert!(!t.verify(a, bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert("authorization", "bearer   abc ".parse().unwrap());
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+        h.insert("authorization", "Bearer ".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+    }
+}

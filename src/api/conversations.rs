@@ -1,0 +1,207 @@
+//! Widget conversations: create, post a message, poll for replies.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{ApiError, ApiState, JsonBody};
+use crate::domain::{
+    ConversationId, ConversationStatus, Customer, MessageText, Provider, Role, Source, TextError,
+    Thread, Ticket, TicketId,
+};
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+pub(super) async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {
+    // A cheap read proves the store answers.
+    match state
+        .inner
+        .store
+        .conversation(ConversationId::random())
+        .await
+    {
+        Ok(_) => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})),
+        )
+            .into_response(),
+        Err(e) => ApiError::unavailable(format!("store unreachable: {e}")).into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct Created {
+    conversation_id: ConversationId,
+    token: String,
+}
+
+pub(super) async fn create(State(state): State<ApiState>) -> impl IntoResponse {
+    // Stateless: nothing is stored until the first message is processed.
+    let id = ConversationId::random();
+    let token = state.inner.tokens.issue(id);
+    (
+        StatusCode::CREATED,
+        Json(Created {
+            conversation_id: id,
+            token,
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PostMessage {
+    text: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    message_id: TicketId,
+    ticket_id: TicketId,
+    conversation_id: ConversationId,
+}
+
+fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
+    ConversationId::parse(raw)
+        .map_err(|e| ApiError::bad_request("invalid_conversation_id", e.to_string()))
+}
+
+pub(super) async fn post_message(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<PostMessage>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = conversation_id(&id)?;
+    state.inner.tokens.authorize(&headers, id)?;
+    let max = state.inner.limits.max_message_chars;
+    let text = MessageText::parse(&body.text, max).map_err(|e| match e {
+        TextError::Empty => ApiError::bad_request("empty_text", e.to_string()),
+        TextError::TooLong { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_long",
+            e.to_string(),
+        ),
+    })?;
+    // A client retrying a POST with the same key gets the same ticket, which
+    // the queue and the store de-duplicate.
+    let ticket_id = match headers.get("idempotency-key") {
+        None => TicketId::new(),
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY);
+            let key = key.ok_or_else(|| {
+                ApiError::bad_request("invalid_idempotency_key", format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"))
+            })?;
+            TicketId::derive(&format!("widget:{id}"), key)
+        }
+    };
+    let name = body
+        .name
+        .map(|n| {
+            n.chars()
+                .filter(|c| !c.is_control())
+                .take(100)
+                .collect::<String>()
+        })
+        .filter(|n| !n.trim().is_empty());
+    let ticket = Ticket {
+        ticket_id,
+        conversation_id: id,
+        provider: Provider::Widget,
+        customer: Customer { email: None, name },
+        subject: None,
+        text,
+        attachments: Vec::new(),
+        thread: Thread::default(),
+        received_at: Utc::now(),
+    };
+    state.inner.queue.send(&ticket).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            message_id: ticket_id,
+            ticket_id,
+            conversation_id: id,
+        }),
+    ))
+}
+
+#[derive(Serialize)]
+struct PolledMessage {
+    id: String,
+    seq: u64,
+    role: Role,
+    text: String,
+    sources: Vec<Source>,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct Polled {
+    conversation_id: ConversationId,
+    status: ConversationStatus,
+    messages: Vec<PolledMessage>,
+    cursor: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct PollQuery {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+pub(super) async fn poll(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<PollQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = conversation_id(&id)?;
+    state.inner.tokens.authorize(&headers, id)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let after = match query.after.as_deref().map(str::trim) {
+        None | Some("") => 0,
+        Some(raw) => raw.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "`after` must be a cursor returned by this endpoint",
+            )
+        })?,
+    };
+    let page = state
+        .inner
+        .store
+        .messages_after(id, after, state.inner.limits.max_poll_messages)
+        .await?;
+    let cursor = page.messages.last().map_or(after, |m| m.seq);
+    Ok(Json(Polled {
+        conversation_id: id,
+        status: page
+            .conversation
+            .map_or(ConversationStatus::Open, |c| c.status),
+        messages: page
+            .messages
+            .into_iter()
+            .map(|m| PolledMessage {
+                id: m.body.id,
+                seq: m.seq,
+                role: m.body.role,
+                text: m.body.text,
+                sources: m.body.sources,
+                created_at: m.body.created_at,
+            })
+            .collect(),
+        cursor: cursor.to_string(),
+    }))
+}

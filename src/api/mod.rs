@@ -1,0 +1,133 @@
+//! The one axum `Router`: it runs under `deskhand serve` and under
+//! `lambda_http` on AWS alike.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | liveness and store reachability |
+//! | `POST /v1/conversations` | a new widget conversation and its token |
+//! | `POST /v1/conversations/{id}/messages` | a customer message → 202 |
+//! | `GET /v1/conversations/{id}/messages?after=` | replies since a cursor |
+
+pub mod auth;
+mod conversations;
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Limits;
+use crate::queue::Queue;
+use crate::store::Store;
+
+pub use auth::Tokens;
+pub use error::ApiError;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    tokens: Tokens,
+    limits: Limits,
+}
+
+impl ApiState {
+    /// State over the given ports.
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        tokens: Tokens,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                queue,
+                tokens,
+                limits,
+            }),
+        }
+    }
+}
+
+/// The router; `cors_origins` are the browser origins allowed to call it.
+pub fn router(state: ApiState, cors_origins: &[String]) -> Router {
+    let limit = state.inner.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(conversations::healthz))
+        .route("/v1/conversations", post(conversations::create))
+        .route(
+            "/v1/conversations/{id}/messages",
+            post(conversations::post_message).get(conversations::poll),
+        )
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(cors(cors_origins))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            "idempotency-key".parse().expect("static header"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// A JSON request body whose every failure is an [`ApiError`]: 413 above
+/// the size limit, 400 naming what is wrong otherwise.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let limit = state.inner.limits.max_body_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(limit)
+            } else {
+                ApiError::bad_request("unreadable_body", r.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_json",
+                format!("the body is not the expected JSON: {e}"),
+            )
+        })
+    }
+}

@@ -1,0 +1,343 @@
+//! The `deskhand` command: serve, index a knowledge base, evaluate, ask.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Map, Value, json};
+
+use deskhand::config::Config;
+use deskhand::domain::Decision;
+use deskhand::knowledge::TantivyIndex;
+use deskhand::knowledge::tantivy::{fingerprint, load_documents};
+use deskhand::local::{self, Local};
+use deskhand::pipeline::{Responder, Rules, Settings};
+use deskhand::{eval, telemetry};
+
+/// deskhand answers customer-support tickets from your knowledge base, and
+/// hands the rest to people.
+///
+/// Messages arrive (widget, email, helpdesk), are queued and answered by
+/// workers that retrieve knowledge-base passages and ask a generator for a
+/// grounded answer. Low-confidence, sensitive or failing tickets escalate
+/// to a human. Locally everything runs in one process over one SQLite file
+/// and an embedded full-text index; no AWS, Docker or model download needed.
+///
+/// Settings come from (later wins) defaults, `deskhand.toml` or --config,
+/// DESKHAND_* environment variables (nested keys joined with `__`), and flags.
+#[derive(Parser)]
+#[command(name = "deskhand", version, about, long_about, max_term_width = 100)]
+struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, global = true, env = "DESKHAND_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API and the workers on this machine (SQLite + embedded index).
+    ///
+    /// Builds (or refreshes) the index of the knowledge-base folder, then
+    /// listens on --addr. Ctrl-C stops taking requests and lets in-flight
+    /// tickets finish; anything unfinished resumes at the next start.
+    Serve(ServeArgs),
+    /// Manage the embedded knowledge-base index.
+    #[command(subcommand)]
+    Kb(KbCommand),
+    /// Measure retrieval and decisions on a labelled case set (no HTTP).
+    ///
+    /// Prints retrieval hit@3, escalation precision and recall, answers
+    /// correct, counts per reason, confidence calibration and the failing
+    /// cases. Case file: one JSON object a line, e.g.
+    /// {"id":"c1","question":"…","expect":{"decision":"answer","docs":["billing/refunds.md"]}}
+    Eval(EvalArgs),
+    /// Answer one question from the command line (no HTTP, no store).
+    Ask(AskArgs),
+    /// Move dead-lettered tickets back to the queue to be tried again.
+    Redrive(DataArgs),
+    /// Print the effective configuration (secrets redacted).
+    Config,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "HOST:PORT")]
+    addr: Option<SocketAddr>,
+    /// Knowledge-base folder (Markdown and .txt files).
+    #[arg(long, value_name = "DIR")]
+    kb: Option<PathBuf>,
+    /// Folder for the SQLite file, the index and the generated secret.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Folder for the SQLite file, the index and the generated secret.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KbCommand {
+    /// Build the index of DIR into the data folder (what `serve` uses).
+    Index {
+        /// Knowledge-base folder.
+        dir: PathBuf,
+        /// Folder for the SQLite file, the index and the generated secret.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Knowledge-base folder.
+    #[arg(long, value_name = "DIR")]
+    kb: Option<PathBuf>,
+    /// The case file (JSON Lines).
+    #[arg(long, value_name = "FILE")]
+    set: PathBuf,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also fit the extractive generator's confidence calibration on the set.
+    #[arg(long)]
+    calibrate: bool,
+}
+
+#[derive(Args)]
+struct AskArgs {
+    /// Knowledge-base folder.
+    #[arg(long, value_name = "DIR")]
+    kb: Option<PathBuf>,
+    /// The question.
+    question: String,
+}
+
+fn overrides(pairs: &[(&str, Option<Value>)]) -> Value {
+    let map: Map<String, Value> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))
+        .collect();
+    Value::Object(map)
+}
+
+fn path(p: &Option<PathBuf>) -> Option<Value> {
+    p.as_ref().map(|p| json!(p))
+}
+
+fn progress_bar(label: &'static str) -> impl FnMut(usize, usize) {
+    let bar = ProgressBar::hidden();
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} files")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(label);
+    let mut started = false;
+    move |done, total| {
+        if !started {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_length(total as u64);
+            started = true;
+        }
+        bar.set_position(done as u64);
+        if done == total {
+            bar.finish();
+        }
+    }
+}
+
+/// A responder over an in-memory index of `kb` (eval and ask).
+fn responder(config: &Config) -> anyhow::Result<Responder> {
+    let docs = load_documents(&config.kb_dir, &mut |_, _| {})?;
+    let index = TantivyIndex::in_memory(&docs)?;
+    Ok(Responder::new(
+        Arc::new(index),
+        local::generator(config)?,
+        Rules::new(&config.pipeline)?,
+        Settings::from_config(config),
+    ))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(
+        cli.config.as_deref(),
+        &overrides(&[
+            ("addr", args.addr.map(|a| json!(a))),
+            ("kb_dir", path(&args.kb)),
+            ("data_dir", path(&args.data)),
+        ]),
+    )?;
+    let addr = config.addr;
+    let kb = config.kb_dir.clone();
+    let (app, built) = Local::open(config, &mut progress_bar("indexing"))?;
+    if let Some(stats) = built {
+        eprintln!(
+            "Indexed {} documents ({} passages) from {}.",
+            stats.documents,
+            stats.passages,
+            kb.display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let addr = listener.local_addr()?;
+    let (id, token) = app.demo_conversation();
+    println!(
+        "deskhand is answering from {kb} on http://{addr}\n\n\
+         Try it (a conversation has been opened for you):\n\n  \
+         curl -s -X POST http://{addr}/v1/conversations/{id}/messages \\\n    \
+         -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"text\":\"How do I reset my password?\"}}'\n\n  \
+         curl -s http://{addr}/v1/conversations/{id}/messages -H 'Authorization: Bearer {token}'\n\n\
+         New conversations: curl -s -X POST http://{addr}/v1/conversations\n\
+         Stop with Ctrl-C.",
+        kb = kb.display()
+    );
+    app.run(listener, shutdown_signal()).await
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve(args) => serve(&cli, args).await,
+        Command::Kb(KbCommand::Index { dir, data }) => {
+            let config = Config::load(
+                cli.config.as_deref(),
+                &overrides(&[("kb_dir", Some(json!(dir))), ("data_dir", path(data))]),
+            )?;
+            let index_dir = config.data_dir.join("index");
+            let fp = fingerprint(&config.kb_dir)?;
+            let (_, stats) = TantivyIndex::build(
+                &config.kb_dir,
+                &index_dir,
+                &fp,
+                &mut progress_bar("indexing"),
+            )?;
+            println!(
+                "Indexed {} documents ({} passages) from {} into {}.",
+                stats.documents,
+                stats.passages,
+                config.kb_dir.display(),
+                index_dir.display()
+            );
+            Ok(())
+        }
+        Command::Eval(args) => {
+            let config = Config::load(
+                cli.config.as_deref(),
+                &overrides(&[("kb_dir", path(&args.kb))]),
+            )?;
+            let cases = eval::load_cases(&args.set)?;
+            let responder = responder(&config)?;
+            let report = eval::run(&responder, &cases).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            if args.calibrate {
+                let docs = load_documents(&config.kb_dir, &mut |_, _| {})?;
+                let index = TantivyIndex::in_memory(&docs)?;
+                let (fit, n) = eval::calibrate(&index, config.pipeline.top_k, &cases).await?;
+                eprintln!(
+                    "\ncalibration fitted on {n} cases:\n[generator.extractive]\nslope = {:.1}\nmidpoint = {:.2}",
+                    fit.slope, fit.midpoint
+                );
+            }
+            Ok(())
+        }
+        Command::Ask(args) => {
+            let config = Config::load(
+                cli.config.as_deref(),
+                &overrides(&[("kb_dir", path(&args.kb))]),
+            )?;
+            let thought = responder(&config)?.think(&args.question, None).await?;
+            match &thought.decision {
+                Decision::Answer(r) => {
+                    println!("{}\n", r.text);
+                    for s in &r.sources {
+                        println!(
+                            "source: {} ({})",
+                            s.title,
+                            s.url.as_deref().unwrap_or(&s.doc_id)
+                        );
+                    }
+                    println!("confidence: {:.2}", r.confidence);
+                }
+                Decision::Escalate(e) => {
+                    println!("escalate: {} ({})", e.reason, e.detail);
+                    if let Some(d) = &e.draft {
+                        println!("draft: {}", d.text);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Redrive(args) => {
+            let config = Config::load(
+                cli.config.as_deref(),
+                &overrides(&[("data_dir", path(&args.data))]),
+            )?;
+            let moved = Local::redrive(&config).await?;
+            println!("Moved {moved} dead-lettered tickets back to the queue.");
+            Ok(())
+        }
+        Command::Config => {
+            let config = Config::load(cli.config.as_deref(), &Value::Null)?;
+            print!("{}", toml_like(&serde_json::to_value(&config)?));
+            Ok(())
+        }
+    }
+}
+
+/// Prints the configuration as JSON (TOML cannot express every null).
+fn toml_like(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
+fn main() -> ExitCode {
+    telemetry::init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! Typed settings, loaded once at start-up from (later wins): built-in
+//! defaults, a TOML file (`--config`, `DESKHAND_CONFIG`, or `deskhand.toml`
+//! in the working directory), `DESKHAND_*` environment variables (nested
+//! keys joined by `__`, e.g. `DESKHAND_PIPELINE__MIN_CONFIDENCE=0.6`), and
+//! command-line flags. Unknown keys are errors, so a typo does not silently
+//! fall back to a default. Secrets never print.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::llm::extractive::Calibration;
+use crate::llm::openai::OpenAiSettings;
+
+/// A secret string: usable, never printed or logged.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+/// All settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where `serve` listens.
+    pub addr: SocketAddr,
+    /// Folder for the SQLite file, the generated secret and the index.
+    pub data_dir: PathBuf,
+    /// The knowledge-base folder (Markdown and text files).
+    pub kb_dir: PathBuf,
+    /// Signs conversation tokens; generated into `data_dir` when unset.
+    pub secret: Option<Secret>,
+    /// Worker tasks in `serve`.
+    pub workers: usize,
+    /// Origins allowed to call the API from a browser (`*` for any).
+    pub cors_origins: Vec<String>,
+    /// Request and content limits.
+    pub limits: Limits,
+    /// Queue behaviour.
+    pub queue: QueueSettings,
+    /// Retrieval, rules and the confidence gate.
+    pub pipeline: PipelineSettings,
+    /// Which generator answers.
+    pub generator: GeneratorSettings,
+    /// Where escalations go.
+    pub escalation: EscalationSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from(".deskhand"),
+            kb_dir: PathBuf::from("fixtures/kb"),
+            secret: None,
+            workers: 4,
+            cors_origins: Vec::new(),
+            limits: Limits::default(),
+            queue: QueueSettings::default(),
+            pipeline: PipelineSettings::default(),
+            generator: GeneratorSettings::default(),
+            escalation: EscalationSettings::default(),
+        }
+    }
+}
+
+/// Request and content limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Longest customer message, in characters (400 above).
+    pub max_message_chars: usize,
+    /// Messages returned by one poll.
+    pub max_poll_messages: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_message_chars: 4_000,
+            max_poll_messages: 100,
+        }
+    }
+}
+
+/// Queue behaviour (local queue; the SQS equivalents live in the template).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Seconds a received message stays hidden; also the ticket lease.
+    pub visibility_timeout_secs: u64,
+    /// Receives before a message goes to the dead-letter queue.
+    pub max_receives: u32,
+    /// Largest envelope; longer text is cut with a marker.
+    pub max_message_bytes: usize,
+    /// First retry delay, milliseconds; doubles per attempt, with jitter.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay, seconds.
+    pub backoff_max_secs: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            visibility_timeout_secs: 60,
+            max_receives: 5,
+            max_message_bytes: 256 * 1024,
+            backoff_base_ms: 1_000,
+            backoff_max_secs: 300,
+        }
+    }
+}
+
+/// Retrieval, rules and the confidence gate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// Earlier messages given to the generator.
+    pub history_turns: usize,
+    /// Passages retrieved.
+    pub top_k: usize,
+    /// Passage text given to an LLM is cut to this many characters.
+    pub max_passage_chars: usize,
+    /// Answers below this confidence go to a human (`low_confidence`).
+    pub min_confidence: f32,
+    /// Below this best-passage relevance the KB is taken not to cover the
+    /// question (`no_knowledge`), and no model is called.
+    pub min_relevance: f32,
+    /// VADER compound score at or below which a message counts as upset.
+    pub negative_sentiment: f64,
+    /// Extra phrases (case-insensitive) that ask for a person.
+    pub human_phrases: Vec<String>,
+    /// Topic → words or phrases; any match escalates as `sensitive_topic`.
+    pub sensitive_topics: BTreeMap<String, Vec<String>>,
+    /// What the customer sees when a ticket goes to a person.
+    pub holding_message: String,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        let topics = [
+            (
+                "legal",
+                &[
+                    "lawyer",
+                    "attorney",
+                    "lawsuit",
+                    "sue",
+                    "suing",
+                    "legal action",
+                    "court",
+                    "solicitor",
+                ][..],
+            ),
+            (
+                "security",
+                &[
+                    "hacked",
+                    "hacker",
+                    "compromised",
+                    "unauthorized access",
+                    "unauthorised access",
+                    "data breach",
+                    "breach",
+                    "phishing",
+                    "fraud",
+                    "fraudulent",
+                    "identity theft",
+                    "stolen account",
+                    "sim swap",
+                ][..],
+            ),
+            (
+                "payment_dispute",
+                &[
+                    "chargeback",
+                    "charge back",
+                    "dispute the charge",
+                    "dispute this charge",
+                    "disputing",
+                    "dispute with my bank",
+                ][..],
+            ),
+            (
+                "self_harm",
+                &[
+                    "suicide",
+                    "suicidal",
+                    "kill myself",
+                    "self-harm",
+                    "self harm",
+                    "end my life",
+                ][..],
+            ),
+            (
+                "press",
+                &[
+                    "journalist",
+                    "reporter",
+                    "press inquiry",
+                    "press enquiry",
+                    "media inquiry",
+                    "for an article",
+                ][..],
+            ),
+        ];
+        Self {
+            history_turns: 10,
+            top_k: 5,
+            max_passage_chars: 1_500,
+            min_confidence: 0.5,
+            min_relevance: 0.2,
+            negative_sentiment: -0.7,
+            human_phrases: Vec::new(),
+            sensitive_topics: topics
+                .iter()
+                .map(|(t, ws)| (t.to_string(), ws.iter().map(|w| w.to_string()).collect()))
+                .collect(),
+            holding_message: "Thanks for your patience. I've passed this to our support team, and a person will follow up here.".into(),
+        }
+    }
+}
+
+/// Which generator answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorKind {
+    /// Sentences from the knowledge base; no model.
+    #[default]
+    Extractive,
+    /// An OpenAI-compatible chat-completions endpoint.
+    Openai,
+}
+
+/// Generator settings: `kind` picks one; its section configures it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneratorSettings {
+    /// Which one.
+    pub kind: GeneratorKind,
+    /// The extractive generator's confidence calibration.
+    pub extractive: Calibration,
+    /// Required when `kind = "openai"`.
+    pub openai: Option<OpenAiSettings>,
+}
+
+/// Payload shape of the escalation webhook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// `{text, blocks}` for a Slack (or Mattermost, Rocket.Chat) incoming
+    /// webhook, with the full escalation under `deskhand`.
+    #[default]
+    Slack,
+    /// The escalation object alone.
+    Json,
+}
+
+/// Where escalations go (always also a log line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EscalationSettings {
+    /// Incoming-webhook URL; a secret, since it authorizes posting.
+    pub webhook_url: Option<Secret>,
+    /// Its payload shape.
+    pub webhook_format: WebhookFormat,
+    /// Seconds before a webhook call is abandoned (and retried later).
+    pub webhook_timeout_secs: u64,
+}
+
+impl Default for EscalationSettings {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_format: WebhookFormat::Slack,
+            webhook_timeout_secs: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults ← `file` (or `deskhand.toml` if present) ←
+    /// environment ← `overrides` (flags actually given).
+    pub fn load(file: Option<&Path>, overrides: &serde_json::Value) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                anyhow::ensure!(path.is_file(), "config file {} not found", path.display());
+                fig = fig.merge(Toml::file(path));
+            }
+            None if Path::new("deskhand.toml").is_file() => {
+                fig = fig.merge(Toml::file("deskhand.toml"))
+            }
+            None => {}
+        }
+        fig = fig.merge(
+            Env::prefixed("DESKHAND_")
+                .ignore(&["config", "log", "log_format"])
+                .split("__"),
+        );
+        if overrides.as_object().is_some_and(|o| !o.is_empty()) {
+            fig = fig.merge(Serialized::defaults(overrides));
+        }
+        let config: Config = fig.extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let p = &self.pipeline;
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&p.min_confidence),
+            "pipeline.min_confidence must be within 0..=1"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&p.min_relevance),
+            "pipeline.min_relevance must be within 0..=1"
+        );
+        anyhow::ensure!(
+            (-1.0..=1.0).contains(&p.negative_sentiment),
+            "pipeline.negative_sentiment must be within -1..=1"
+        );
+        anyhow::ensure!(p.top_k > 0, "pipeline.top_k must be at least 1");
+        anyhow::ensure!(
+            self.queue.max_receives > 0,
+            "queue.max_receives must be at least 1"
+        );
+        anyhow::ensure!(
+            self.queue.visibility_timeout_secs > 0,
+            "queue.visibility_timeout_secs must be at least 1"
+        );
+        anyhow::ensure!(self.workers > 0, "workers must be at least 1");
+        anyhow::ensure!(
+            self.limits.max_body_bytes >= 1024,
+            "limits.max_body_bytes must be at least 1024"
+        );
+        if self.generator.kind == GeneratorKind::Openai {
+            anyhow::ensure!(
+                self.generator.openai.is_some(),
+                "generator.kind is \"openai\" but [generator.openai] is missing"
+            );
+        }
+        Ok(())
+    }
+
+    /// The SQLite file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("deskhand.db")
+    }
+
+    /// The configured token secret, or the one generated into `data_dir`
+    /// on first start (mode 0600).
+    pub fn token_secret(&self) -> anyhow::Result<Secret> {
+        if let Some(s) = &self.secret {
+            anyhow::ensure!(
+                s.expose().len() >= 16,
+                "secret must be at least 16 characters"
+            );
+            return Ok(s.clone());
+        }
+        let path = self.data_dir.join("secret");
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            let s = s.trim().to_owned();
+            anyhow::ensure!(
+                s.len() >= 16,
+                "{} is too short to be a secret",
+                path.display()
+            );
+            return Ok(Secret(s));
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        let value = hex::encode(rand::random::<[u8; 32]>());
+        write_private(&path, &value)?;
+        Ok(Secret(value))
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, value: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(value.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, value: &str) -> anyhow::Result<()> {
+    std::fs::write(path, value).with_context(|| format!("creating {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
+    fn layers_apply_in_order_and_typos_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "deskhand.toml",
+                "workers = 2\n[pipeline]\nmin_confidence = 0.7\n",
+            )?;
+            jail.set_env("DESKHAND_PIPELINE__TOP_K", "7");
+            jail.set_env("DESKHAND_WORKERS", "3");
+            let flags = serde_json::json!({"addr": "127.0.0.1:9999"});
+            let c = Config::load(None, &flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.workers, 3, "env beats file");
+            assert_eq!(c.pipeline.min_confidence, 0.7);
+            assert_eq!(c.pipeline.top_k, 7);
+            assert_eq!(c.addr.port(), 9999);
+
+            jail.create_file("typo.toml", "[pipeline]\nmin_confidense = 0.7\n")?;
+            let err = format!(
+                "{:#}",
+                Config::load(Some(Path::new("typo.toml")), &serde_json::Value::Null).unwrap_err()
+            );
+            assert!(err.contains("min_confidense"), "{err}");
+
+            jail.create_file("bad.toml", "[pipeline]\nmin_confidence = 7\n")?;
+            let err = format!(
+                "{:#}",
+                Config::load(Some(Path::new("bad.toml")), &serde_json::Value::Null).unwrap_err()
+            );
+            assert!(err.contains("min_confidence must be within"), "{err}");
+
+            jail.create_file("garbage.toml", "\u{0}[[[ = = =")?;
+            assert!(
+                Config::load(Some(Path::new("garbage.toml")), &serde_json::Value::Null).is_err()
+            );
+            assert!(
+                Config::load(Some(Path::new("missing.toml")), &serde_json::Value::Null).is_err()
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2-hunter2-hunter2");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        let c = Config {
+            secret: Some(s),
+            ..Config::default()
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!serde_json::to_string(&c).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn generated_secret_is_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config {
+            data_dir: dir.path().join("d"),
+            ..Config::default()
+        };
+        let a = c.token_secret().unwrap();
+        let b = c.token_secret().unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.expose().len(), 64);
+    }
+}

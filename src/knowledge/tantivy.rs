@@ -1,0 +1,496 @@
+//! The embedded knowledge base: a tantivy (BM25) index over a folder of
+//! Markdown and text files, rebuilt when the folder's content changes.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer, TokenStream,
+};
+use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term, doc};
+
+use super::markdown::{self, Document};
+use super::{Passage, RetrieveError, Retriever};
+
+const ANALYZER: &str = "deskhand_en";
+const FINGERPRINT_FILE: &str = "deskhand-kb.fingerprint";
+/// File endings read as knowledge-base documents.
+const EXTENSIONS: &[&str] = &["md", "markdown", "txt"];
+/// Greetings and sign-offs: common in tickets, never what they are about.
+const SALUTATIONS: &[&str] = &[
+    "hi",
+    "hello",
+    "hey",
+    "hiya",
+    "dear",
+    "thanks",
+    "thank",
+    "thx",
+    "please",
+    "pls",
+    "regards",
+    "cheers",
+    "kind",
+    "best",
+    "sincerely",
+    "ok",
+    "okay",
+];
+/// Field boosts: a match in a heading says more than one in the body.
+const TITLE_BOOST: f32 = 1.5;
+const SECTION_BOOST: f32 = 1.3;
+/// Weight of a question term the KB never uses, relative to the mean
+/// weight of the terms it knows. Unknown words are specific ("bitcoin",
+/// "timer"): their absence says the KB may not cover the question. Chosen
+/// on the dev set, checked on the hold-out KB (see README "Evaluation").
+const UNKNOWN_TERM_WEIGHT: f32 = 1.5;
+
+#[derive(Clone, Copy)]
+struct Fields {
+    doc_id: Field,
+    title: Field,
+    section: Field,
+    body: Field,
+    url: Field,
+}
+
+/// What a build read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildStats {
+    /// Documents indexed.
+    pub documents: usize,
+    /// Passages indexed.
+    pub passages: usize,
+}
+
+/// The embedded index.
+#[derive(Clone)]
+pub struct TantivyIndex {
+    reader: IndexReader,
+    fields: Fields,
+    passages: u64,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let fields = Fields {
+        doc_id: b.add_text_field("doc_id", STRING | STORED),
+        title: b.add_text_field("title", text.clone()),
+        section: b.add_text_field("section", text.clone()),
+        body: b.add_text_field("body", text),
+        url: b.add_text_field("url", STORED),
+    };
+    (b.build(), fields)
+}
+
+fn analyzer() -> TextAnalyzer {
+    let stop: Vec<String> = stop_words::get(stop_words::LANGUAGE::English)
+        .iter()
+        .chain(SALUTATIONS)
+        .map(|w| w.to_string())
+        .collect();
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .filter(StopWordFilter::remove(stop))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+static ANALYZER_PROTO: std::sync::LazyLock<TextAnalyzer> = std::sync::LazyLock::new(analyzer);
+
+/// The analyzed terms of `text` (lower-cased, folded, stop words removed,
+/// stemmed), de-duplicated, in order: the same terms the index holds.
+pub fn analyze(text: &str) -> Vec<String> {
+    let mut analyzer = ANALYZER_PROTO.clone();
+    let mut stream = analyzer.token_stream(text);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    while stream.advance() {
+        let t = &stream.token().text;
+        if seen.insert(t.clone()) {
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
+/// Every KB file under `kb`, as (id relative to `kb`, path), sorted.
+pub fn kb_files(kb: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    if !kb.is_dir() {
+        bail!("knowledge base folder {} does not exist", kb.display());
+    }
+    let mut files = Vec::new();
+    let walk = walkdir::WalkDir::new(kb)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walk {
+        let entry = entry.with_context(|| format!("reading {}", kb.display()))?;
+        let path = entry.path();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if entry.file_type().is_file() && EXTENSIONS.contains(&ext.as_str()) {
+            let rel = path.strip_prefix(kb).unwrap_or(path);
+            let id = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            files.push((id, path.to_owned()));
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        bail!("no .md, .markdown or .txt files under {}", kb.display());
+    }
+    Ok(files)
+}
+
+/// A digest of the KB's file names and contents: the index is rebuilt
+/// when it changes.
+pub fn fingerprint(kb: &Path) -> anyhow::Result<String> {
+    let mut h = Sha256::new();
+    h.update(b"deskhand-kb-v1\0");
+    for (id, path) in kb_files(kb)? {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        h.update(id.as_bytes());
+        h.update([0]);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Reads and parses every KB document.
+pub fn load_documents(
+    kb: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<Vec<Document>> {
+    let files = kb_files(kb)?;
+    let total = files.len();
+    files
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, path))| {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            progress(i + 1, total);
+            Ok(markdown::parse(&id, &String::from_utf8_lossy(&bytes)))
+        })
+        .collect()
+}
+
+impl TantivyIndex {
+    /// Opens the index in `dir` if it was built from `kb` as it is now;
+    /// otherwise (re)builds it. Returns the build's stats when it built.
+    pub fn open_or_build(
+        kb: &Path,
+        dir: &Path,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> anyhow::Result<(Self, Option<BuildStats>)> {
+        let current = fingerprint(kb)?;
+        let stored = std::fs::read_to_string(dir.join(FINGERPRINT_FILE)).ok();
+        if stored.as_deref() == Some(current.as_str())
+            && let Ok(index) = Self::open(dir)
+        {
+            return Ok((index, None));
+        }
+        let (index, stats) = Self::build(kb, dir, &current, progress)?;
+        Ok((index, Some(stats)))
+    }
+
+    /// Builds the index for `kb` into `dir`, replacing what is there.
+    pub fn build(
+        kb: &Path,
+        dir: &Path,
+        fingerprint: &str,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> anyhow::Result<(Self, BuildStats)> {
+        let docs = load_documents(kb, progress)?;
+        // Build beside the old index and swap, so a crash mid-build leaves
+        // either the old index or none, never a half-built one.
+        let tmp = dir.with_extension(format!("building-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let (schema, fields) = schema();
+        let index = Index::create_in_dir(&tmp, schema).context("creating the index")?;
+        let stats = Self::write(&index, fields, &docs)?;
+        std::fs::write(tmp.join(FINGERPRINT_FILE), fingerprint)?;
+        drop(index);
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        std::fs::rename(&tmp, dir)
+            .with_context(|| format!("moving the index to {}", dir.display()))?;
+        Ok((Self::open(dir)?, stats))
+    }
+
+    /// An index in memory (eval, benchmarks, tests).
+    pub fn in_memory(docs: &[Document]) -> anyhow::Result<Self> {
+        let (schema, fields) = schema();
+        let index = Index::create_in_ram(schema);
+        Self::write(&index, fields, docs)?;
+        Self::from_index(index, fields)
+    }
+
+    fn open(dir: &Path) -> anyhow::Result<Self> {
+        let index =
+            Index::open_in_dir(dir).with_context(|| format!("opening {}", dir.display()))?;
+        let (expected, fields) = schema();
+        if index.schema() != expected {
+            bail!("the index in {} has an older schema", dir.display());
+        }
+        Self::from_index(index, fields)
+    }
+
+    fn from_index(index: Index, fields: Fields) -> anyhow::Result<Self> {
+        index.tokenizers().register(ANALYZER, analyzer());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let passages = reader.searcher().num_docs();
+        Ok(Self {
+            reader,
+            fields,
+            passages,
+        })
+    }
+
+    fn write(index: &Index, f: Fields, docs: &[Document]) -> anyhow::Result<BuildStats> {
+        index.tokenizers().register(ANALYZER, analyzer());
+        let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 50_000_000)?;
+        let mut stats = BuildStats::default();
+        for d in docs {
+            stats.documents += 1;
+            for c in &d.chunks {
+                stats.passages += 1;
+                writer.add_document(doc!(
+                    f.doc_id => d.doc_id.as_str(),
+                    f.title => d.title.as_str(),
+                    f.section => c.section.as_deref().unwrap_or(""),
+                    f.body => c.text.as_str(),
+                    f.url => d.url.as_deref().unwrap_or(""),
+                ))?;
+            }
+        }
+        writer.commit()?;
+        Ok(stats)
+    }
+
+    /// Passages indexed.
+    pub fn len(&self) -> u64 {
+        self.passages
+    }
+
+    /// Whether nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.passages == 0
+    }
+
+    /// The `k` best passages for `query`, with BM25 scores and relevance.
+    ///
+    /// Relevance is the IDF-weighted share of the question's terms that the
+    /// passage (with its title and heading) contains; a term the KB never
+    /// uses weighs [`UNKNOWN_TERM_WEIGHT`] times an average known term.
+    pub fn search(&self, query: &str, k: usize) -> anyhow::Result<Vec<Passage>> {
+        let terms = analyze(query);
+        if terms.is_empty() || k == 0 {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let n = searcher.num_docs() as f32;
+        let f = self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut weights = Vec::with_capacity(terms.len());
+        for t in &terms {
+            let mut df = 0;
+            for (field, boost) in [
+                (f.title, TITLE_BOOST),
+                (f.section, SECTION_BOOST),
+                (f.body, 1.0),
+            ] {
+                let term = Term::from_field_text(field, t);
+                df = df.max(searcher.doc_freq(&term)?);
+                let q = TermQuery::new(term, IndexRecordOption::WithFreqs);
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
+            }
+            weights.push((df > 0).then(|| idf(df as f32, n)));
+        }
+        let known: Vec<f32> = weights.iter().flatten().copied().collect();
+        if known.is_empty() {
+            return Ok(Vec::new());
+        }
+        let neutral = known.iter().sum::<f32>() / known.len() as f32;
+        let weights: Vec<f32> = weights
+            .into_iter()
+            .map(|w| w.unwrap_or(neutral * UNKNOWN_TERM_WEIGHT))
+            .collect();
+        let total: f32 = weights.iter().sum();
+
+        let query = BooleanQuery::new(clauses);
+        let hits = searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?;
+        let mut out = Vec::with_capacity(hits.len());
+        for (score, address) in hits {
+            let d: TantivyDocument = searcher.doc(address)?;
+            let get = |field| {
+                d.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let (title, section, text) = (get(f.title), get(f.section), get(f.body));
+            let present: HashSet<String> = analyze(&format!("{title}\n{section}\n{text}"))
+                .into_iter()
+                .collect();
+            let covered: f32 = terms
+                .iter()
+                .zip(&weights)
+                .filter(|(t, _)| present.contains(*t))
+                .map(|(_, w)| w)
+                .sum();
+            let url = get(f.url);
+            out.push(Passage {
+                doc_id: get(f.doc_id),
+                title,
+                section: (!section.is_empty()).then_some(section),
+                text,
+                url: (!url.is_empty()).then_some(url),
+                score,
+                relevance: (covered / total).clamp(0.0, 1.0),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// BM25's inverse document frequency.
+fn idf(df: f32, n: f32) -> f32 {
+    (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+}
+
+#[async_trait]
+impl Retriever for TantivyIndex {
+    async fn retrieve(&self, query: &str, k: usize) -> Result<Vec<Passage>, RetrieveError> {
+        let index = self.clone();
+        let query = query.to_owned();
+        tokio::task::spawn_blocking(move || index.search(&query, k))
+            .await
+            .map_err(|e| RetrieveError::Permanent(anyhow::anyhow!("search task failed: {e}")))?
+            .map_err(RetrieveError::Permanent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs() -> Vec<Document> {
+        vec![
+            markdown::parse(
+                "billing/refunds.md",
+                "---\nurl: https://help.example/refunds\n---\n# Refunds\n\nWe refund annual plans within 14 days of purchase.\n\n## Monthly plans\n\nMonthly plans are not refunded; cancel any time.",
+            ),
+            markdown::parse(
+                "account/password.md",
+                "# Resetting your password\n\nClick Forgot password on the sign-in page and follow the emailed link.",
+            ),
+            markdown::parse(
+                "misc/about.txt",
+                "We make invoicing software for freelancers.",
+            ),
+        ]
+    }
+
+    #[test]
+    fn finds_the_right_passage_with_relevance_and_citation() {
+        let idx = TantivyIndex::in_memory(&docs()).unwrap();
+        assert_eq!(idx.len(), 4);
+        let hits = idx
+            .search("How do I get a refund on my annual plan?", 3)
+            .unwrap();
+        let top = &hits[0];
+        assert_eq!(top.doc_id, "billing/refunds.md");
+        assert_eq!(top.url.as_deref(), Some("https://help.example/refunds"));
+        assert!(top.text.contains("14 days"), "{}", top.text);
+        assert!(top.relevance > 0.6, "relevance {}", top.relevance);
+        let pw = idx.search("I forgot my password", 3).unwrap();
+        assert_eq!(pw[0].doc_id, "account/password.md");
+        assert_eq!(pw[0].section, None);
+    }
+
+    #[test]
+    fn unrelated_or_empty_questions_find_little() {
+        let idx = TantivyIndex::in_memory(&docs()).unwrap();
+        assert!(idx.search("", 3).unwrap().is_empty());
+        assert!(idx.search("hello thanks!!", 3).unwrap().is_empty());
+        assert!(idx.search("weather forecast paris", 3).unwrap().is_empty());
+        // Query syntax is not interpreted: these are just words.
+        for q in [
+            "title:refunds AND (",
+            "\"unbalanced",
+            "*:*",
+            "refund^999",
+            "-refund",
+        ] {
+            let hits = idx.search(q, 3).unwrap();
+            assert!(hits.iter().all(|h| h.relevance <= 1.0), "{q}");
+        }
+    }
+
+    #[test]
+    fn builds_on_disk_and_rebuilds_only_when_the_kb_changes() {
+        let kb = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("index");
+        std::fs::write(kb.path().join("a.md"), "# Alpha\n\nAlpha facts here.").unwrap();
+        std::fs::create_dir(kb.path().join(".git")).unwrap();
+        std::fs::write(kb.path().join(".git/x.md"), "# hidden").unwrap();
+        let (_, built) = TantivyIndex::open_or_build(kb.path(), &dir, &mut |_, _| {}).unwrap();
+        assert_eq!(
+            built,
+            Some(BuildStats {
+                documents: 1,
+                passages: 1
+            })
+        );
+        let (_, built) = TantivyIndex::open_or_build(kb.path(), &dir, &mut |_, _| {}).unwrap();
+        assert_eq!(built, None, "rebuilt an unchanged KB");
+        std::fs::write(kb.path().join("b.md"), "# Beta\n\nBeta facts.").unwrap();
+        let (idx, built) = TantivyIndex::open_or_build(kb.path(), &dir, &mut |_, _| {}).unwrap();
+        assert_eq!(built.map(|b| b.documents), Some(2));
+        assert_eq!(idx.search("beta", 1).unwrap()[0].doc_id, "b.md");
+    }
+
+    #[test]
+    fn empty_or_missing_kb_is_a_clear_error() {
+        let kb = tempfile::tempdir().unwrap();
+        let err = fingerprint(kb.path()).unwrap_err().to_string();
+        assert!(err.contains("no .md"), "{err}");
+        let err = fingerprint(&kb.path().join("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+}

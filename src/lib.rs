@@ -1,0 +1,42 @@
+//! deskhand answers customer-support tickets with retrieval and an LLM.
+//!
+//! A message arrives (widget, email, helpdesk webhook), is acknowledged at
+//! once and queued; a worker retrieves knowledge-base passages, asks a model
+//! for a structured answer, and either stores the reply (the widget polls
+//! for it) or hands the ticket to a human. Every accepted message ends as
+//! answered, escalated, or dead-lettered with a human notified.
+//!
+//! # Layout
+//!
+//! The path of a ticket: `api` (ingest) → `queue` → `worker` → `pipeline`
+//! (`knowledge` → `llm` → decide) → `store` / `notify` → `api` (poll).
+//!
+//! - [`config`]: typed settings, loaded once at start-up; secrets never printed.
+//! - [`telemetry`]: the tracing subscriber.
+//! - [`domain`]: pure types: tickets, ids, messages, replies, decisions.
+//! - [`api`]: the one axum `Router` (widget, poll, health), errors → status codes.
+//! - [`queue`]: the `Queue` port, the envelope, and its SQLite adapter.
+//! - [`worker`]: one queued record → pipeline → delete, retry or dead-letter.
+//! - [`pipeline`]: processes one ticket against the ports; rules and the gate.
+//! - [`knowledge`]: the `Retriever` port and the embedded tantivy index.
+//! - [`llm`]: the `Generator` port: extractive, OpenAI-compatible.
+//! - [`store`]: the `Store` port and its SQLite adapter.
+//! - [`notify`]: the `Escalator` port: log line and webhook.
+//! - [`sqlite`]: the local SQLite file shared by the store and the queue.
+//! - [`local`]: `deskhand serve`: the one-box runtime (API + worker tasks).
+//! - [`eval`]: `deskhand eval`: retrieval and decision quality on a case set.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod eval;
+pub mod knowledge;
+pub mod llm;
+pub mod local;
+pub mod notify;
+pub mod pipeline;
+pub mod queue;
+pub mod sqlite;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

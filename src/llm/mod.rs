@@ -1,0 +1,232 @@
+//! The `Generator` port: a structured answer for a ticket, grounded in the
+//! retrieved passages.
+//!
+//! Every generator returns the same shape the LLM generators ask the model
+//! for through a forced tool call or JSON schema: `{answer, confidence,
+//! needs_human, reason, sources}`; the decision gate does the rest.
+
+pub mod extractive;
+pub mod openai;
+pub mod prompt;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Channel, Message, Usage};
+use crate::knowledge::Passage;
+
+pub use extractive::Extractive;
+pub use openai::OpenAi;
+
+/// What a generator is given.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// The customer's message.
+    pub question: String,
+    /// Email subject or helpdesk title, when there is one.
+    pub subject: Option<String>,
+    /// Earlier turns, oldest first, not including `question`.
+    pub history: Vec<Message>,
+    /// Retrieved passages, best first.
+    pub passages: Vec<Passage>,
+    /// Where the answer goes (email answers may be longer than chat).
+    pub channel: Channel,
+}
+
+/// The structured answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    /// The reply text (may be empty when `needs_human`).
+    pub answer: String,
+    /// 0..=1, how sure the generator is that `answer` is right and complete.
+    pub confidence: f32,
+    /// The generator itself thinks a person should answer.
+    pub needs_human: bool,
+    /// Why, in a few words (or a reason code).
+    pub reason: Option<String>,
+    /// Document ids of the passages the answer uses.
+    pub sources: Vec<String>,
+    /// Tokens and time spent.
+    #[serde(skip)]
+    pub usage: Usage,
+}
+
+/// Generation failures, split by what the caller does next.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// Throttled, 5xx, timed out: retry the ticket later.
+    #[error("model temporarily unavailable: {detail}")]
+    Transient {
+        /// What happened.
+        detail: String,
+        /// The service's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+        /// Usage spent before failing.
+        usage: Usage,
+    },
+    /// The model answered, but not in the required shape.
+    #[error("model output unusable: {detail}")]
+    Malformed {
+        /// What was wrong with it.
+        detail: String,
+        /// Usage spent on the unusable answer.
+        usage: Usage,
+    },
+    /// Misconfiguration or a rejected request: retrying will not help.
+    #[error("model call failed: {0:#}")]
+    Permanent(#[source] anyhow::Error),
+}
+
+/// Produces structured answers.
+#[async_trait]
+pub trait Generator: Send + Sync {
+    /// Answers `request`.
+    async fn generate(&self, request: &GenerateRequest) -> Result<Generation, GenerateError>;
+}
+
+/// Parses the model's JSON answer object (from a tool call's input or a
+/// message's content), tolerating code fences and clamping confidence.
+/// Sources not among `passages` are dropped: a model cannot cite what it
+/// was not given.
+pub fn parse_answer(value: &serde_json::Value, passages: &[Passage]) -> Result<Generation, String> {
+    let obj = value.as_object().ok_or("the answer is not a JSON object")?;
+    let answer = match obj.get("answer") {
+        Some(serde_json::Value::String(s)) => s.trim().to_owned(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(_) => return Err("`answer` is not a string".into()),
+    };
+    let confidence = match obj.get("confidence") {
+        Some(v) => v
+            .as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .ok_or("`confidence` is not a number")?,
+        None => return Err("`confidence` is missing".into()),
+    };
+    if !confidence.is_finite() {
+        return Err("`confidence` is not finite".into());
+    }
+    let needs_human = match obj.get("needs_human") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
+        None | Some(serde_json::Value::Null) => false,
+        Some(_) => return Err("`needs_human` is not a boolean".into()),
+    };
+    let reason = obj
+        .get("reason")
+        .and_then(|r| r.as_str())
+        .map(|s| s.trim().chars().take(200).collect::<String>())
+        .filter(|s| !s.is_empty());
+    let known: std::collections::HashSet<&str> =
+        passages.iter().map(|p| p.doc_id.as_str()).collect();
+    let mut sources = Vec::new();
+    if let Some(list) = obj.get("sources").and_then(|s| s.as_array()) {
+        for s in list.iter().filter_map(|s| s.as_str()) {
+            if known.contains(s) && !sources.iter().any(|x| x == s) {
+                sources.push(s.to_owned());
+            }
+        }
+    }
+    if answer.is_empty() && !needs_human {
+        return Err("`answer` is empty and `needs_human` is false".into());
+    }
+    Ok(Generation {
+        answer,
+        confidence: (confidence as f32).clamp(0.0, 1.0),
+        needs_human,
+        reason,
+        sources,
+        usage: Usage::default(),
+    })
+}
+
+/// Extracts a JSON object from model text: bare, fenced, or with prose around it.
+pub fn json_in_text(text: &str) -> Result<serde_json::Value, String> {
+    let t = text.trim();
+    if let Ok(v) = serde_json::from_str(t) {
+        return Ok(v);
+    }
+    let (Some(start), Some(end)) = (t.find('{'), t.rfind('}')) else {
+        return Err("no JSON object in the model's reply".into());
+    };
+    if end <= start {
+        return Err("no JSON object in the model's reply".into());
+    }
+    serde_json::from_str(&t[start..=end])
+        .map_err(|e| format!("the model's JSON does not parse: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn passages() -> Vec<Passage> {
+        vec![Passage {
+            doc_id: "a.md".into(),
+            title: "A".into(),
+            section: None,
+            text: "t".into(),
+            url: None,
+            score: 1.0,
+            relevance: 1.0,
+        }]
+    }
+
+    #[test]
+    fn parses_and_sanitizes() {
+        let g = parse_answer(
+            &json!({"answer":" Yes. ","confidence":"1.7","needs_human":false,"reason":null,"sources":["a.md","evil.md","a.md"]}),
+            &passages(),
+        )
+        .unwrap();
+        assert_eq!(g.answer, "Yes.");
+        assert_eq!(g.confidence, 1.0);
+        assert_eq!(g.sources, ["a.md"]);
+    }
+
+    #[test]
+    fn rejects_unusable_answers() {
+        for (v, want) in [
+            (json!([1]), "not a JSON object"),
+            (json!({"answer":1,"confidence":0.5}), "not a string"),
+            (json!({"answer":"x"}), "missing"),
+            (json!({"answer":"x","confidence":"high"}), "not a number"),
+            (
+                json!({"answer":"","confidence":0.9,"needs_human":false}),
+                "empty",
+            ),
+            (
+                json!({"answer":"x","confidence":0.9,"needs_human":3}),
+                "boolean",
+            ),
+        ] {
+            let err = parse_answer(&v, &passages()).unwrap_err();
+            assert!(err.contains(want), "{v}: {err}");
+        }
+        // Handing over with no answer is fine.
+        let g = parse_answer(
+            &json!({"answer":"","confidence":0.1,"needs_human":true,"reason":"billing dispute"}),
+            &passages(),
+        )
+        .unwrap();
+        assert!(g.needs_human);
+    }
+
+    #[test]
+    fn finds_json_in_model_text() {
+        assert_eq!(
+            json_in_text("```json\n{\"a\":1}\n```").unwrap(),
+            json!({"a":1})
+        );
+        assert_eq!(
+            json_in_text("Sure! {\"a\":1} hope it helps").unwrap(),
+            json!({"a":1})
+        );
+        assert!(json_in_text("no json").is_err());
+        assert!(json_in_text("} {").is_err());
+        assert!(json_in_text("{\"a\":").is_err());
+    }
+}

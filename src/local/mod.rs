@@ -1,0 +1,279 @@
+//! The one-box runtime behind `deskhand serve`: the API and worker tasks
+//! in one process over one SQLite file and the embedded index.
+//!
+//! One process owns a data folder (a lock file enforces it), so at start
+//! every in-flight message and ticket lease left by a killed process is
+//! released at once instead of waiting out its timeout.
+
+use std::fs::File;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::api::{self, ApiState, Tokens};
+use crate::config::{Config, GeneratorKind};
+use crate::knowledge::TantivyIndex;
+use crate::knowledge::tantivy::BuildStats;
+use crate::llm::{Extractive, Generator, OpenAi};
+use crate::notify::{Escalator, LogThen, Webhook};
+use crate::pipeline::{Pipeline, Responder, Rules, Settings};
+use crate::queue::{Delivery, SqliteQueue};
+use crate::sqlite::Db;
+use crate::store::SqliteStore;
+use crate::worker::{self, Action, Backoff};
+
+/// How long shutdown waits for in-flight tickets before leaving them to
+/// the next start.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an idle worker looks for messages whose retry delay ended.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// The generator the configuration asks for.
+pub fn generator(config: &Config) -> anyhow::Result<Arc<dyn Generator>> {
+    Ok(match config.generator.kind {
+        GeneratorKind::Extractive => Arc::new(Extractive::new(config.generator.extractive)),
+        GeneratorKind::Openai => {
+            let s = config
+                .generator
+                .openai
+                .clone()
+                .context("[generator.openai] is missing")?;
+            Arc::new(OpenAi::new(s, config.pipeline.max_passage_chars)?)
+        }
+    })
+}
+
+/// The escalator the configuration asks for: a log line, plus the webhook.
+pub fn escalator(config: &Config) -> anyhow::Result<Arc<dyn Escalator>> {
+    let e = &config.escalation;
+    let webhook = match &e.webhook_url {
+        Some(url) => Some(Box::new(Webhook::new(
+            url.clone(),
+            e.webhook_format,
+            Duration::from_secs(e.webhook_timeout_secs),
+        )?) as Box<dyn Escalator>),
+        None => None,
+    };
+    Ok(Arc::new(LogThen::new(webhook)))
+}
+
+/// Everything `serve` runs.
+pub struct Local {
+    config: Config,
+    store: SqliteStore,
+    queue: SqliteQueue,
+    pipeline: Arc<Pipeline>,
+    tokens: Tokens,
+    _lock: File,
+}
+
+impl Local {
+    /// Opens the data folder, (re)builds the index if the KB changed, and
+    /// wires the pipeline. Returns the index build's stats if it built.
+    pub fn open(
+        config: Config,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> anyhow::Result<(Self, Option<BuildStats>)> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let lock_path = config.data_dir.join("lock");
+        let lock = File::create(&lock_path)
+            .with_context(|| format!("creating {}", lock_path.display()))?;
+        lock.try_lock().map_err(|_| {
+            anyhow::anyhow!(
+                "another deskhand is using {}; stop it or pass a different --data folder",
+                config.data_dir.display()
+            )
+        })?;
+        let db = Db::open(&config.database_path())?;
+        let store = SqliteStore::new(db.clone());
+        let queue = SqliteQueue::new(db, config.queue.max_message_bytes);
+        let (index, built) =
+            TantivyIndex::open_or_build(&config.kb_dir, &config.data_dir.join("index"), progress)?;
+        let responder = Responder::new(
+            Arc::new(index),
+            generator(&config)?,
+            Rules::new(&config.pipeline)?,
+            Settings::from_config(&config),
+        );
+        let pipeline = Arc::new(Pipeline::new(
+            Arc::new(store.clone()),
+            escalator(&config)?,
+            responder,
+        ));
+        let tokens = Tokens::new(config.token_secret()?);
+        Ok((
+            Self {
+                config,
+                store,
+                queue,
+                pipeline,
+                tokens,
+                _lock: lock,
+            },
+            built,
+        ))
+    }
+
+    /// The API router over this instance.
+    pub fn router(&self) -> axum::Router {
+        let state = ApiState::new(
+            Arc::new(self.store.clone()),
+            Arc::new(self.queue.clone()),
+            self.tokens.clone(),
+            self.config.limits.clone(),
+        );
+        api::router(state, &self.config.cors_origins)
+    }
+
+    /// A fresh widget conversation and its token, for the start-up hint.
+    pub fn demo_conversation(&self) -> (crate::domain::ConversationId, String) {
+        let id = crate::domain::ConversationId::random();
+        (id, self.tokens.issue(id))
+    }
+
+    /// Moves every dead-lettered ticket back to the queue. Works beside a
+    /// running `serve` (SQLite serializes the writes); its workers pick the
+    /// tickets up.
+    pub async fn redrive(config: &Config) -> anyhow::Result<u64> {
+        let path = config.database_path();
+        anyhow::ensure!(
+            path.is_file(),
+            "no deskhand data in {}",
+            config.data_dir.display()
+        );
+        let queue = SqliteQueue::new(Db::open(&path)?, config.queue.max_message_bytes);
+        Ok(crate::queue::Queue::redrive(&queue).await?)
+    }
+
+    /// Serves the API on `listener` and runs the workers until `shutdown`
+    /// resolves; then stops taking requests, lets in-flight tickets finish
+    /// (up to 30 s) and returns.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let released = self.queue.release_in_flight().await?;
+        let leases = self.store.release_leases().await?;
+        if released + leases > 0 {
+            info!(
+                message = "Recovered work left by a previous run.",
+                messages = released,
+                leases
+            );
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut workers = tokio::task::JoinSet::new();
+        for n in 0..self.config.workers {
+            let w = Worker {
+                queue: self.queue.clone(),
+                pipeline: self.pipeline.clone(),
+                visibility: Duration::from_secs(self.config.queue.visibility_timeout_secs),
+                max_receives: self.config.queue.max_receives,
+                backoff: Backoff::from_config(&self.config.queue),
+            };
+            let stop = stop_rx.clone();
+            workers.spawn(async move { w.run(n, stop).await });
+        }
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let mut http_stop = stop_rx.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        });
+        let server = tokio::spawn(async move { server.await });
+        shutdown.await;
+        info!(message = "Shutting down: finishing in-flight tickets.");
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                message =
+                    "Tickets still in flight at shutdown; they will be processed at next start."
+            );
+            workers.abort_all();
+        }
+        server.await.context("server task")?.context("server")?;
+        Ok(())
+    }
+}
+
+struct Worker {
+    queue: SqliteQueue,
+    pipeline: Arc<Pipeline>,
+    visibility: Duration,
+    max_receives: u32,
+    backoff: Backoff,
+}
+
+impl Worker {
+    async fn run(self, n: usize, mut stop: watch::Receiver<bool>) {
+        let arrivals = self.queue.arrivals();
+        while !*stop.borrow() {
+            let arrived = arrivals.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let batch = match self
+                .queue
+                .receive(1, self.visibility, self.max_receives)
+                .await
+            {
+                Ok(b) => b,
+                Err(error) => {
+                    warn!(message = "Queue receive failed.", worker = n, %error);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = &mut arrived => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            for d in batch {
+                let action = worker::handle(
+                    &self.pipeline,
+                    &d.body,
+                    d.receive_count,
+                    self.max_receives,
+                    self.backoff,
+                )
+                .await;
+                self.apply(&d, action).await;
+            }
+        }
+    }
+
+    async fn apply(&self, d: &Delivery, action: Action) {
+        let done = match &action {
+            Action::Delete => self.queue.delete(d).await,
+            Action::RetryAfter(delay) => self.queue.retry_after(d, *delay).await,
+            Action::DeadLetter(reason) => self.queue.dead_letter(d, reason).await,
+        };
+        match done {
+            Ok(true) => {}
+            // The visibility timed out and another worker took it; the
+            // ticket's claim keeps the work from being done twice.
+            Ok(false) => warn!(
+                message = "Queue receipt expired before the record was settled.",
+                ?action
+            ),
+            Err(error) => {
+                warn!(message = "Could not settle a queue record; it will be redelivered.", %error, ?action)
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The `Store` port: conversations, messages and ticket state.
+//!
+//! The worker is the single writer of conversation content; the API reads
+//! (poll) and writes agent actions. Two guarantees live here:
+//!
+//! * **one reply per ticket**: [`Store::claim`] takes a lease on the ticket
+//!   id, and [`Store::complete`] writes the reply, the outcome and the
+//!   conversation status in one atomic step, only while the lease is held;
+//! * **no silent escalation loss**: a completion that needs a human records
+//!   `notified = false`; the pipeline publishes, then [`Store::mark_notified`].
+//!   A redelivery of a completed-but-unnotified ticket publishes again.
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{
+    Conversation, ConversationId, ConversationStatus, Message, NewMessage, Outcome, ReasonCode,
+    Ticket, TicketId, Usage,
+};
+
+pub use sqlite::SqliteStore;
+
+/// Proof of holding a ticket's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimToken(pub Uuid);
+
+impl ClaimToken {
+    /// A fresh token.
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl Default for ClaimToken {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a finished ticket recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketRecord {
+    /// The ticket.
+    pub ticket_id: TicketId,
+    /// Its conversation.
+    pub conversation_id: ConversationId,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why, when it went to a human.
+    pub reason: Option<ReasonCode>,
+    /// The decision's confidence.
+    pub confidence: f32,
+    /// Whether the escalation (if any) has been published.
+    pub notified: bool,
+    /// Model usage.
+    pub usage: Usage,
+    /// Claims taken (1 unless a worker died or a lease expired).
+    pub attempts: u32,
+    /// When ingest accepted it.
+    pub received_at: DateTime<Utc>,
+    /// When it finished.
+    pub completed_at: DateTime<Utc>,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The caller holds the lease; `attempt` counts claims of this ticket.
+    Acquired {
+        /// Present this to `complete`.
+        token: ClaimToken,
+        /// 1 on the first claim.
+        attempt: u32,
+    },
+    /// Another worker holds an unexpired lease.
+    Busy {
+        /// When it expires.
+        until: DateTime<Utc>,
+    },
+    /// Already finished; nothing more to do unless it is not yet notified.
+    Done(Box<TicketRecord>),
+}
+
+/// Everything a finished ticket writes, in one atomic step.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The ticket.
+    pub ticket_id: TicketId,
+    /// Its conversation.
+    pub conversation_id: ConversationId,
+    /// The lease being released; `None` finishes the ticket whoever holds
+    /// it (the give-up path), unless it is already finished.
+    pub token: Option<ClaimToken>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why, if a human is needed.
+    pub reason: Option<ReasonCode>,
+    /// The decision's confidence.
+    pub confidence: f32,
+    /// The reply or holding message, if any (at most one per ticket).
+    pub message: Option<NewMessage>,
+    /// The conversation's new status, if it changes.
+    pub status: Option<ConversationStatus>,
+    /// Model usage.
+    pub usage: Usage,
+    /// Whether a human must still be told (`notified = !needs_notification`).
+    pub needs_notification: bool,
+}
+
+/// The answer to `complete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completed {
+    /// Written.
+    Written,
+    /// The lease was lost (expired and taken, or the ticket was finished by
+    /// someone else); nothing was written.
+    LostClaim,
+}
+
+/// A page of messages for the poll endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The conversation's state, if it exists yet.
+    pub conversation: Option<Conversation>,
+    /// Messages after the cursor, oldest first.
+    pub messages: Vec<Message>,
+}
+
+/// Store failures, split by what the caller does next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Worth retrying (busy database, throttling, network).
+    #[error("store temporarily unavailable: {0}")]
+    Transient(String),
+    /// The request was wrong (unknown conversation…).
+    #[error("{0}")]
+    NotFound(String),
+    /// A bug or corruption; retrying will not help.
+    #[error("store failure: {0:#}")]
+    Permanent(#[source] anyhow::Error),
+}
+
+/// Storage of conversations, messages and ticket state.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Takes (or re-takes, once expired) the lease on a ticket and creates
+    /// its conversation on first sight.
+    async fn claim(&self, ticket: &Ticket, lease: Duration) -> Result<Claim, StoreError>;
+
+    /// Appends a message; appending the same `id` again returns the stored one.
+    async fn append(
+        &self,
+        conversation: ConversationId,
+        message: NewMessage,
+    ) -> Result<Message, StoreError>;
+
+    /// A conversation's state.
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>;
+
+    /// The last `limit` messages, oldest first.
+    async fn history(&self, id: ConversationId, limit: usize) -> Result<Vec<Message>, StoreError>;
+
+    /// Finishes a claimed ticket atomically (see the module docs).
+    async fn complete(&self, completion: Completion) -> Result<Completed, StoreError>;
+
+    /// Records that a ticket's escalation was published.
+    async fn mark_notified(&self, ticket: TicketId) -> Result<(), StoreError>;
+
+    /// Messages with `seq > after`, oldest first, at most `limit`.
+    async fn messages_after(
+        &self,
+        id: ConversationId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// Sets a conversation's status (agent close / hand-back), optionally
+    /// appending a message in the same step. Fails with `NotFound` for an
+    /// unknown conversation.
+    async fn set_status(
+        &self,
+        id: ConversationId,
+        status: ConversationStatus,
+        reason: Option<ReasonCode>,
+        message: Option<NewMessage>,
+    ) -> Result<Conversation, StoreError>;
+
+    /// A finished ticket's record.
+    async fn ticket(&self, id: TicketId) -> Result<Option<TicketRecord>, StoreError>;
+}
