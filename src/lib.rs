@@ -25,8 +25,10 @@
 //! - [`sqlite`]: the local SQLite file shared by the store and the queue.
 //! - [`local`]: `deskhand serve`: the one-box runtime (API + worker tasks).
 //! - [`eval`]: `deskhand eval`: retrieval and decision quality on a case set.
+//! - [`bench`]: `deskhand bench`: throughput and latency a user can re-run.
 
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod eval;

@@ -63,6 +63,27 @@ enum Command {
     Redrive(DataArgs),
     /// Print the effective configuration (secrets redacted).
     Config,
+    /// Measure throughput and latency (prints a table, or --json).
+    ///
+    /// e2e: local mode over real HTTP on 127.0.0.1, a client per
+    /// conversation posting and polling until the reply is visible.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Knowledge-base folder.
+    #[arg(long, value_name = "DIR")]
+    kb: Option<PathBuf>,
+    /// Tickets per concurrency level.
+    #[arg(long, default_value_t = 400)]
+    tickets: usize,
+    /// Concurrency levels (conversations posting at once).
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    concurrency: Vec<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -308,6 +329,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             let moved = Local::redrive(&config).await?;
             println!("Moved {moved} dead-lettered tickets back to the queue.");
+            Ok(())
+        }
+        Command::Bench(args) => {
+            let config = Config::load(
+                cli.config.as_deref(),
+                &overrides(&[("kb_dir", path(&args.kb))]),
+            )?;
+            let rows = deskhand::bench::e2e(&config, &args.concurrency, args.tickets).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&json!({"e2e": rows}))?);
+            } else {
+                print!("{}", deskhand::bench::render_e2e(&rows));
+            }
             Ok(())
         }
         Command::Config => {

@@ -26,7 +26,7 @@ use crate::domain::{
 use crate::knowledge::{Passage, RetrieveError, Retriever};
 use crate::llm::{GenerateError, GenerateRequest, Generation, Generator};
 use crate::notify::{Escalation, Escalator, TranscriptLine};
-use crate::store::{Claim, Completed, Completion, Store, StoreError, TicketRecord};
+use crate::store::{Claim, ClaimToken, Completed, Completion, Store, StoreError, TicketRecord};
 
 pub use decide::{Gate, decide};
 pub use rules::{RuleHit, Rules};
@@ -338,6 +338,20 @@ impl Pipeline {
             Claim::Busy { until } => return Err(ProcessError::Busy { until }),
             Claim::Acquired { token, .. } => token,
         };
+        let result = self.process_claimed(ticket, token).await;
+        if result.is_err()
+            && let Err(error) = self.store.release(ticket.ticket_id, token).await
+        {
+            warn!(message = "Could not release a failed ticket's lease; its retry waits for expiry.", %error);
+        }
+        result
+    }
+
+    async fn process_claimed(
+        &self,
+        ticket: &Ticket,
+        token: ClaimToken,
+    ) -> Result<Processed, ProcessError> {
         let conv = ticket.conversation_id;
         self.store
             .append(

@@ -153,6 +153,11 @@ pub trait Store: Send + Sync {
     /// its conversation on first sight.
     async fn claim(&self, ticket: &Ticket, lease: Duration) -> Result<Claim, StoreError>;
 
+    /// Gives up a lease early (the attempt failed and will be retried), so
+    /// the retry need not wait for it to expire. A no-op unless `token`
+    /// still holds it.
+    async fn release(&self, ticket: TicketId, token: ClaimToken) -> Result<(), StoreError>;
+
     /// Appends a message; appending the same `id` again returns the stored one.
     async fn append(
         &self,

@@ -287,6 +287,20 @@ impl Store for SqliteStore {
             .await?)
     }
 
+    async fn release(&self, ticket: TicketId, token: ClaimToken) -> Result<(), StoreError> {
+        Ok(self
+            .db
+            .write(move |c| {
+                c.execute(
+                    "UPDATE tickets SET lease_until = 0
+                     WHERE ticket_id = ?1 AND claim_token = ?2 AND state = 'claimed'",
+                    params![ticket.to_string(), token.0.to_string()],
+                )?;
+                Ok(())
+            })
+            .await?)
+    }
+
     async fn append(
         &self,
         conversation: ConversationId,
@@ -612,8 +626,23 @@ mod tests {
             s.complete(completion(&t, Some(first), "a")).await.unwrap(),
             Completed::LostClaim
         );
+        // Releasing with a stale token changes nothing.
+        s.release(t.ticket_id, first).await.unwrap();
+        assert!(matches!(
+            s.claim(&t, Duration::from_secs(60)).await.unwrap(),
+            Claim::Busy { .. }
+        ));
+        // The holder's release lets the next attempt in at once.
+        s.release(t.ticket_id, second).await.unwrap();
+        let Claim::Acquired {
+            token: third,
+            attempt: 3,
+        } = s.claim(&t, Duration::from_secs(60)).await.unwrap()
+        else {
+            panic!("released lease not re-acquired")
+        };
         assert_eq!(
-            s.complete(completion(&t, Some(second), "b")).await.unwrap(),
+            s.complete(completion(&t, Some(third), "b")).await.unwrap(),
             Completed::Written
         );
     }
