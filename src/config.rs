@@ -72,6 +72,14 @@ pub struct Config {
     pub generator: GeneratorSettings,
     /// Where escalations go.
     pub escalation: EscalationSettings,
+    /// Inbound email and helpdesk channels.
+    pub inbound: crate::ingest::InboundSettings,
+    /// Agents' API key (agent replies, close, hand back).
+    pub agent_key: Option<Secret>,
+    /// Administrators' API key (stats, metrics).
+    pub admin_key: Option<Secret>,
+    /// AWS resources (the AWS path; Bedrock in any mode).
+    pub aws: crate::aws::AwsSettings,
 }
 
 impl Default for Config {
@@ -88,6 +96,10 @@ impl Default for Config {
             pipeline: PipelineSettings::default(),
             generator: GeneratorSettings::default(),
             escalation: EscalationSettings::default(),
+            inbound: Default::default(),
+            agent_key: None,
+            admin_key: None,
+            aws: Default::default(),
         }
     }
 }

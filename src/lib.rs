@@ -15,6 +15,8 @@
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`domain`]: pure types: tickets, ids, messages, replies, decisions.
 //! - [`api`]: the one axum `Router` (widget, poll, health), errors → status codes.
+//! - [`ingest`]: inbound email and helpdesk webhooks: verify, normalize.
+//! - [`aws`]: the shared AWS SDK configuration.
 //! - [`queue`]: the `Queue` port, the envelope, and its SQLite adapter.
 //! - [`worker`]: one queued record → pipeline → delete, retry or dead-letter.
 //! - [`pipeline`]: processes one ticket against the ports; rules and the gate.
@@ -28,10 +30,12 @@
 //! - [`bench`]: `deskhand bench`: throughput and latency a user can re-run.
 
 pub mod api;
+pub mod aws;
 pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod eval;
+pub mod ingest;
 pub mod knowledge;
 pub mod llm;
 pub mod local;

@@ -43,7 +43,7 @@ struct Created {
 pub(super) async fn create(State(state): State<ApiState>) -> impl IntoResponse {
     // Stateless: nothing is stored until the first message is processed.
     let id = ConversationId::random();
-    let token = state.inner.tokens.issue(id);
+    let token = state.tokens().issue(id);
     (
         StatusCode::CREATED,
         Json(Created {
@@ -80,8 +80,8 @@ pub(super) async fn post_message(
     JsonBody(body): JsonBody<PostMessage>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = conversation_id(&id)?;
-    state.inner.tokens.authorize(&headers, id)?;
-    let max = state.inner.limits.max_message_chars;
+    state.tokens().authorize(&headers, id)?;
+    let max = state.limits().max_message_chars;
     let text = MessageText::parse(&body.text, max).map_err(|e| match e {
         TextError::Empty => ApiError::bad_request("empty_text", e.to_string()),
         TextError::TooLong { .. } => ApiError::new(
@@ -126,7 +126,7 @@ pub(super) async fn post_message(
         thread: Thread::default(),
         received_at: Utc::now(),
     };
-    state.inner.queue.send(&ticket).await?;
+    state.queue().send(&ticket).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -168,7 +168,7 @@ pub(super) async fn poll(
     query: Result<Query<PollQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = conversation_id(&id)?;
-    state.inner.tokens.authorize(&headers, id)?;
+    state.tokens().authorize(&headers, id)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let after = match query.after.as_deref().map(str::trim) {
         None | Some("") => 0,
@@ -182,7 +182,7 @@ pub(super) async fn poll(
     let page = state
         .inner
         .store
-        .messages_after(id, after, state.inner.limits.max_poll_messages)
+        .messages_after(id, after, state.limits().max_poll_messages)
         .await?;
     let cursor = page.messages.last().map_or(after, |m| m.seq);
     Ok(Json(Polled {

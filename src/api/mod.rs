@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::Limits;
+use crate::config::{Config, Limits};
 use crate::queue::Queue;
 use crate::store::Store;
 
@@ -40,31 +40,57 @@ struct Inner {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     tokens: Tokens,
-    limits: Limits,
+    config: Arc<Config>,
 }
 
 impl ApiState {
-    /// State over the given ports.
+    /// State over the given ports and settings.
     pub fn new(
         store: Arc<dyn Store>,
         queue: Arc<dyn Queue>,
         tokens: Tokens,
-        limits: Limits,
+        config: Arc<Config>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 queue,
                 tokens,
-                limits,
+                config,
             }),
         }
     }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &dyn Queue {
+        self.inner.queue.as_ref()
+    }
+
+    /// Conversation tokens.
+    pub fn tokens(&self) -> &Tokens {
+        &self.inner.tokens
+    }
+
+    /// All settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Request and content limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.config.limits
+    }
 }
 
-/// The router; `cors_origins` are the browser origins allowed to call it.
-pub fn router(state: ApiState, cors_origins: &[String]) -> Router {
-    let limit = state.inner.limits.max_body_bytes;
+/// The router over `state`.
+pub fn router(state: ApiState) -> Router {
+    let limit = state.limits().max_body_bytes;
+    let cors_origins = state.config().cors_origins.clone();
     Router::new()
         .route("/healthz", get(conversations::healthz))
         .route("/v1/conversations", post(conversations::create))
@@ -81,7 +107,7 @@ pub fn router(state: ApiState, cors_origins: &[String]) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
-        .layer(cors(cors_origins))
+        .layer(cors(&cors_origins))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -115,7 +141,7 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
-        let limit = state.inner.limits.max_body_bytes;
+        let limit = state.limits().max_body_bytes;
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::too_large(limit)

@@ -126,9 +126,9 @@ impl Local {
             Arc::new(self.store.clone()),
             Arc::new(self.queue.clone()),
             self.tokens.clone(),
-            self.config.limits.clone(),
+            Arc::new(self.config.clone()),
         );
-        api::router(state, &self.config.cors_origins)
+        api::router(state)
     }
 
     /// A fresh widget conversation and its token, for the start-up hint.
