@@ -370,3 +370,49 @@ async fn a_duplicate_delivery_neither_calls_the_model_nor_replies_twice() {
     assert_eq!(model.requests().len(), 1, "the model was called again");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_redriven_ticket_is_answered_once_the_model_is_back() {
+    let model = ModelServer::start(vec![], Reply::Status(503, "overloaded".into())).await;
+    let hook = WebhookReceiver::start().await;
+    let app = TestApp::spawn_with(|c| {
+        use_model(c, &model);
+        use_webhook(c, &hook);
+        c.queue.max_receives = 2;
+    })
+    .await;
+    let (id, token) = app.conversation().await;
+    app.post(&id, &token, QUESTION).await;
+    hook.wait_for(1).await;
+    let queue = SqliteQueue::new(
+        Db::open(&app.data.path().join("deskhand.db")).unwrap(),
+        262_144,
+    );
+    for _ in 0..100 {
+        if queue.depth().await.unwrap().dead == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(queue.depth().await.unwrap().dead, 1);
+
+    // The outage ends; an operator redrives.
+    model.set_fallback(Reply::answer("Go to Settings → Security.", 0.9, DOC));
+    assert_eq!(deskhand::queue::Queue::redrive(&queue).await.unwrap(), 1);
+    let mut answered = Value::Null;
+    for _ in 0..200 {
+        let (_, p) = app.poll(&id, &token, "0").await;
+        if !with_role(&p, "assistant").is_empty() {
+            answered = p;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(with_role(&answered, "assistant").len(), 1, "{answered}");
+    assert_eq!(
+        answered["status"], "open",
+        "the failure escalation should be lifted: {answered}"
+    );
+    assert_eq!(with_role(&answered, "customer").len(), 1);
+    app.stop().await;
+}

@@ -86,6 +86,15 @@ impl NewMessage {
             created_at: Utc::now(),
         }
     }
+
+    /// The holding notice of a ticket that failed; its own id, so an
+    /// answer after a redrive is still stored beside it.
+    pub fn failure_notice(ticket_id: TicketId, text: &str) -> Self {
+        Self {
+            id: format!("{ticket_id}.failed"),
+            ..Self::reply_to(ticket_id, Role::System, text, Vec::new())
+        }
+    }
 }
 
 /// A stored message.

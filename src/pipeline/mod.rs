@@ -336,9 +336,12 @@ impl Pipeline {
                 return Ok(Processed::Renotified);
             }
             Claim::Busy { until } => return Err(ProcessError::Busy { until }),
-            Claim::Acquired { token, .. } => token,
+            Claim::Acquired {
+                token, redriven, ..
+            } => (token, redriven),
         };
-        let result = self.process_claimed(ticket, token).await;
+        let (token, redriven) = token;
+        let result = self.process_claimed(ticket, token, redriven).await;
         if result.is_err()
             && let Err(error) = self.store.release(ticket.ticket_id, token).await
         {
@@ -351,6 +354,7 @@ impl Pipeline {
         &self,
         ticket: &Ticket,
         token: ClaimToken,
+        redriven: bool,
     ) -> Result<Processed, ProcessError> {
         let conv = ticket.conversation_id;
         self.store
@@ -359,11 +363,21 @@ impl Pipeline {
                 NewMessage::customer(ticket.ticket_id, ticket.text.as_str(), ticket.received_at),
             )
             .await?;
-        let status = self
+        let (mut status, escalated_for) = self
             .store
             .conversation(conv)
             .await?
-            .map_or(ConversationStatus::Open, |c| c.status);
+            .map_or((ConversationStatus::Open, None), |c| {
+                (c.status, c.escalation_reason)
+            });
+        // A redriven ticket is tried again even though its own failure
+        // escalated the conversation; any other escalation silences the bot.
+        let resumed = redriven
+            && status == ConversationStatus::Escalated
+            && escalated_for == Some(ReasonCode::ProcessingFailed);
+        if resumed {
+            status = ConversationStatus::Open;
+        }
 
         if status == ConversationStatus::Escalated {
             // A person owns this conversation: the bot stays silent and the
@@ -429,7 +443,8 @@ impl Pipeline {
                     &reply.text,
                     reply.sources.clone(),
                 ),
-                (status == ConversationStatus::Closed).then_some(ConversationStatus::Open),
+                (status == ConversationStatus::Closed || resumed)
+                    .then_some(ConversationStatus::Open),
             ),
             Decision::Escalate(e) => (
                 Outcome::Escalated,
@@ -520,11 +535,9 @@ impl Pipeline {
                     reason: Some(ReasonCode::ProcessingFailed),
                     confidence: 0.0,
                     message: (!already).then(|| {
-                        NewMessage::reply_to(
+                        NewMessage::failure_notice(
                             ticket.ticket_id,
-                            Role::System,
                             &self.settings().holding_message,
-                            Vec::new(),
                         )
                     }),
                     status: Some(ConversationStatus::Escalated),

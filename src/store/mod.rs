@@ -77,6 +77,9 @@ pub enum Claim {
         token: ClaimToken,
         /// 1 on the first claim.
         attempt: u32,
+        /// The ticket had been dead-lettered and was sent back (`redrive`):
+        /// it is being tried again.
+        redriven: bool,
     },
     /// Another worker holds an unexpired lease.
     Busy {
@@ -150,7 +153,8 @@ pub enum StoreError {
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Takes (or re-takes, once expired) the lease on a ticket and creates
-    /// its conversation on first sight.
+    /// its conversation on first sight. A dead-lettered ticket can be
+    /// claimed again (it was redriven); any other finished one is `Done`.
     async fn claim(&self, ticket: &Ticket, lease: Duration) -> Result<Claim, StoreError>;
 
     /// Gives up a lease early (the attempt failed and will be retried), so

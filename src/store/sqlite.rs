@@ -255,9 +255,20 @@ impl Store for SqliteStore {
                                 ticket.received_at.to_rfc3339(),
                             ],
                         )?;
-                        Claim::Acquired { token, attempt: 1 }
+                        Claim::Acquired { token, attempt: 1, redriven: false }
                     }
-                    Some((state, _, _)) if state == "done" => {
+                    Some((state, _, attempts)) if state == "done" => {
+                        let redriven = tx.execute(
+                            "UPDATE tickets SET state = 'claimed', claim_token = ?2, lease_until = ?3,
+                                                attempts = attempts + 1, outcome = NULL,
+                                                reason = NULL, completed_at = NULL
+                             WHERE ticket_id = ?1 AND outcome = 'dead_lettered'",
+                            params![id, token.0.to_string(), now_ms.saturating_add(lease_ms)],
+                        )? == 1;
+                        if redriven {
+                            tx.commit()?;
+                            return Ok(Claim::Acquired { token, attempt: attempts + 1, redriven: true });
+                        }
                         let record = tx.query_row(
                             &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE ticket_id = ?1"),
                             [&id],
@@ -278,6 +289,7 @@ impl Store for SqliteStore {
                         Claim::Acquired {
                             token,
                             attempt: attempts + 1,
+                            redriven: false,
                         }
                     }
                 };
@@ -560,8 +572,9 @@ mod tests {
     async fn claim_lease_and_completion() {
         let (_d, s) = store();
         let t = ticket(ConversationId::random(), "hello");
-        let Claim::Acquired { token, attempt: 1 } =
-            s.claim(&t, Duration::from_secs(60)).await.unwrap()
+        let Claim::Acquired {
+            token, attempt: 1, ..
+        } = s.claim(&t, Duration::from_secs(60)).await.unwrap()
         else {
             panic!("first claim not acquired")
         };
@@ -617,6 +630,7 @@ mod tests {
         let Claim::Acquired {
             token: second,
             attempt,
+            ..
         } = s.claim(&t, Duration::from_secs(60)).await.unwrap()
         else {
             panic!("expired lease not re-acquired")
@@ -637,6 +651,7 @@ mod tests {
         let Claim::Acquired {
             token: third,
             attempt: 3,
+            ..
         } = s.claim(&t, Duration::from_secs(60)).await.unwrap()
         else {
             panic!("released lease not re-acquired")
@@ -645,6 +660,39 @@ mod tests {
             s.complete(completion(&t, Some(third), "b")).await.unwrap(),
             Completed::Written
         );
+    }
+
+    #[tokio::test]
+    async fn a_dead_lettered_ticket_can_be_claimed_again_others_cannot() {
+        let (_d, s) = store();
+        let t = ticket(ConversationId::random(), "hello");
+        let mut c = completion(&t, None, "A person will follow up.");
+        c.outcome = Outcome::DeadLettered;
+        c.reason = Some(ReasonCode::ProcessingFailed);
+        s.claim(&t, Duration::from_secs(60)).await.unwrap();
+        s.complete(c).await.unwrap();
+        let Claim::Acquired {
+            token,
+            redriven: true,
+            attempt: 2,
+        } = s.claim(&t, Duration::from_secs(60)).await.unwrap()
+        else {
+            panic!("dead-lettered ticket not re-claimable")
+        };
+        assert!(
+            s.ticket(t.ticket_id).await.unwrap().is_none(),
+            "still reported finished"
+        );
+        assert_eq!(
+            s.complete(completion(&t, Some(token), "answer"))
+                .await
+                .unwrap(),
+            Completed::Written
+        );
+        assert!(matches!(
+            s.claim(&t, Duration::from_secs(60)).await.unwrap(),
+            Claim::Done(_)
+        ));
     }
 
     #[tokio::test]
