@@ -25,6 +25,7 @@
 //! - [`store`]: the `Store` port and its SQLite adapter.
 //! - [`notify`]: the `Escalator` port: log line and webhook.
 //! - [`sqlite`]: the local SQLite file shared by the store and the queue.
+//! - [`lambda`]: the AWS front doors: SQS worker and HTTP API on Lambda.
 //! - [`local`]: `deskhand serve`: the one-box runtime (API + worker tasks).
 //! - [`eval`]: `deskhand eval`: retrieval and decision quality on a case set.
 //! - [`bench`]: `deskhand bench`: throughput and latency a user can re-run.
@@ -37,6 +38,7 @@ pub mod domain;
 pub mod eval;
 pub mod ingest;
 pub mod knowledge;
+pub mod lambda;
 pub mod llm;
 pub mod local;
 pub mod notify;

@@ -4,6 +4,7 @@
 //! on AWS an SNS topic. Publishing is at-least-once: the pipeline records
 //! `notified` only after [`Escalator::escalate`] returns `Ok`.
 
+pub mod sns;
 pub mod webhook;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use crate::domain::{
     Channel, ConversationId, Customer, Priority, Provider, ReasonCode, Role, TicketId,
 };
 
+pub use sns::SnsEscalator;
 pub use webhook::Webhook;
 
 /// One line of the transcript sent with an escalation.

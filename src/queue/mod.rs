@@ -7,6 +7,7 @@
 
 mod envelope;
 pub mod sqlite;
+pub mod sqs;
 
 use async_trait::async_trait;
 
@@ -14,6 +15,7 @@ use crate::domain::Ticket;
 
 pub use envelope::{ENVELOPE_VERSION, EnvelopeError, decode, encode};
 pub use sqlite::{Delivery, SqliteQueue};
+pub use sqs::SqsQueue;
 
 /// Queue failures, split by what the caller does next.
 #[derive(Debug, thiserror::Error)]

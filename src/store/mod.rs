@@ -10,6 +10,7 @@
 //!   `notified = false`; the pipeline publishes, then [`Store::mark_notified`].
 //!   A redelivery of a completed-but-unnotified ticket publishes again.
 
+pub mod dynamodb;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ use crate::domain::{
     Ticket, TicketId, Usage,
 };
 
+pub use dynamodb::DynamoStore;
 pub use sqlite::SqliteStore;
 
 /// Proof of holding a ticket's lease.

@@ -2,7 +2,9 @@
 //! small HTTP peers (an OpenAI-compatible model server, a webhook receiver).
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod moto;
 pub mod peers;
+pub mod store_contract;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

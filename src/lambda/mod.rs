@@ -1,0 +1,118 @@
+//! The AWS front doors: the SQS worker and the HTTP API on Lambda, over
+//! DynamoDB, SQS FIFO and SNS. Clients are built once per cold start by
+//! [`AwsRuntime::from_config`]; the binaries in `src/bin/` only wire.
+
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::api::{self, ApiState, Tokens};
+use crate::aws::{AwsSettings, sdk_config};
+use crate::config::Config;
+use crate::knowledge::tantivy::load_documents;
+use crate::knowledge::{Retriever, TantivyIndex};
+use crate::notify::{Escalator, LogThen, SnsEscalator};
+use crate::pipeline::{Pipeline, Responder, Rules, Settings};
+use crate::queue::SqsQueue;
+use crate::store::DynamoStore;
+use crate::worker::Backoff;
+
+/// Everything the AWS functions use, built once.
+#[derive(Clone)]
+pub struct AwsRuntime {
+    /// Settings.
+    pub config: Arc<Config>,
+    /// The DynamoDB store.
+    pub store: DynamoStore,
+    /// The SQS queue (with its dead-letter queue).
+    pub queue: SqsQueue,
+    /// SNS escalations (after a log line).
+    pub escalator: Arc<dyn Escalator>,
+}
+
+impl AwsRuntime {
+    /// Builds the SDK clients and adapters from `config.aws`.
+    pub async fn from_config(config: Config) -> anyhow::Result<Self> {
+        let aws = &config.aws;
+        let sdk = sdk_config(aws).await;
+        let table = AwsSettings::require(&aws.table, "table")?;
+        let queue_url = AwsSettings::require(&aws.queue_url, "queue_url")?;
+        let topic = AwsSettings::require(&aws.topic_arn, "topic_arn")?;
+        let store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            table,
+            Duration::from_secs(u64::from(aws.retention_days) * 86_400),
+        );
+        let queue = SqsQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            queue_url,
+            aws.dlq_url.clone(),
+            config.queue.max_message_bytes,
+        );
+        let escalator: Arc<dyn Escalator> = Arc::new(LogThen::new(Some(Box::new(
+            SnsEscalator::new(aws_sdk_sns::Client::new(&sdk), topic),
+        ))));
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            queue,
+            escalator,
+        })
+    }
+
+    /// The retriever the configuration asks for.
+    pub fn retriever(&self) -> anyhow::Result<Arc<dyn Retriever>> {
+        let docs = load_documents(&self.config.kb_dir, &mut |_, _| {}).with_context(|| {
+            format!(
+                "loading the knowledge base from {}",
+                self.config.kb_dir.display()
+            )
+        })?;
+        Ok(Arc::new(TantivyIndex::in_memory(&docs)?))
+    }
+
+    /// The ticket pipeline over these adapters.
+    pub fn pipeline(&self) -> anyhow::Result<Arc<Pipeline>> {
+        let responder = Responder::new(
+            self.retriever()?,
+            crate::local::generator(&self.config)?,
+            Rules::new(&self.config.pipeline)?,
+            Settings::from_config(&self.config),
+        );
+        Ok(Arc::new(Pipeline::new(
+            Arc::new(self.store.clone()),
+            self.escalator.clone(),
+            responder,
+        )))
+    }
+
+    /// The worker's context.
+    pub fn worker(&self) -> anyhow::Result<worker::WorkerContext> {
+        Ok(worker::WorkerContext {
+            pipeline: self.pipeline()?,
+            queue: self.queue.clone(),
+            max_receives: self.config.queue.max_receives,
+            backoff: Backoff::from_config(&self.config.queue),
+            group_concurrency: worker::GROUP_CONCURRENCY,
+        })
+    }
+
+    /// The HTTP API router over these adapters.
+    pub fn router(&self) -> anyhow::Result<axum::Router> {
+        let secret = self
+            .config
+            .secret
+            .clone()
+            .context("secret is not set (DESKHAND_SECRET)")?;
+        let state = ApiState::new(
+            Arc::new(self.store.clone()),
+            Arc::new(self.queue.clone()),
+            Tokens::new(secret),
+            self.config.clone(),
+        );
+        Ok(api::router(state))
+    }
+}

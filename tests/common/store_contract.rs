@@ -1,0 +1,354 @@
+//! The `Store` contract: every adapter (SQLite, DynamoDB) must pass these.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use deskhand::domain::{
+    ConversationId, ConversationStatus, Customer, MessageText, NewMessage, Outcome, Provider,
+    ReasonCode, Role, Thread, Ticket, TicketId, Usage,
+};
+use deskhand::store::{Claim, ClaimToken, Completed, Completion, Store, StoreError};
+
+pub fn ticket(conv: ConversationId, text: &str) -> Ticket {
+    Ticket {
+        ticket_id: TicketId::new(),
+        conversation_id: conv,
+        provider: Provider::Widget,
+        customer: Customer {
+            email: None,
+            name: Some("Ann".into()),
+        },
+        subject: Some("Subject".into()),
+        text: MessageText::parse(text, 1000).unwrap(),
+        attachments: vec![],
+        thread: Thread::default(),
+        received_at: Utc::now(),
+    }
+}
+
+fn completion(t: &Ticket, token: Option<ClaimToken>, text: &str) -> Completion {
+    Completion {
+        ticket_id: t.ticket_id,
+        conversation_id: t.conversation_id,
+        token,
+        outcome: Outcome::Answered,
+        reason: None,
+        confidence: 0.9,
+        message: Some(NewMessage::reply_to(
+            t.ticket_id,
+            Role::Assistant,
+            text,
+            vec![],
+        )),
+        status: None,
+        usage: Usage {
+            model_id: Some("m".into()),
+            input_tokens: 10,
+            output_tokens: 5,
+            calls: 1,
+            ..Usage::default()
+        },
+        needs_notification: false,
+    }
+}
+
+async fn acquire(s: &dyn Store, t: &Ticket, lease: Duration) -> (ClaimToken, u32, bool) {
+    match s.claim(t, lease).await.unwrap() {
+        Claim::Acquired {
+            token,
+            attempt,
+            redriven,
+        } => (token, attempt, redriven),
+        other => panic!("expected to acquire, got {other:?}"),
+    }
+}
+
+pub async fn claim_complete_and_duplicates(s: &dyn Store) {
+    let t = ticket(ConversationId::random(), "hello");
+    let (token, attempt, redriven) = acquire(s, &t, Duration::from_secs(60)).await;
+    assert_eq!((attempt, redriven), (1, false));
+    let conv = s
+        .conversation(t.conversation_id)
+        .await
+        .unwrap()
+        .expect("claim creates the conversation");
+    assert_eq!(conv.status, ConversationStatus::Open);
+    assert_eq!(conv.customer.name.as_deref(), Some("Ann"));
+    assert!(matches!(
+        s.claim(&t, Duration::from_secs(60)).await.unwrap(),
+        Claim::Busy { .. }
+    ));
+    assert_eq!(
+        s.complete(completion(&t, Some(ClaimToken::new()), "x"))
+            .await
+            .unwrap(),
+        Completed::LostClaim
+    );
+    assert_eq!(
+        s.complete(completion(&t, Some(token), "answer"))
+            .await
+            .unwrap(),
+        Completed::Written
+    );
+    assert_eq!(
+        s.complete(completion(&t, Some(token), "again"))
+            .await
+            .unwrap(),
+        Completed::LostClaim
+    );
+    assert_eq!(
+        s.complete(completion(&t, None, "forced")).await.unwrap(),
+        Completed::LostClaim
+    );
+    match s.claim(&t, Duration::from_secs(60)).await.unwrap() {
+        Claim::Done(r) => {
+            assert_eq!(r.outcome, Outcome::Answered);
+            assert!(r.notified);
+            assert_eq!(r.usage.input_tokens, 10);
+            assert_eq!(r.attempts, 1);
+            assert_eq!(r.conversation_id, t.conversation_id);
+        }
+        other => panic!("expected Done, got {other:?}"),
+    }
+    let history = s.history(t.conversation_id, 10).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|m| m.body.text.as_str())
+            .collect::<Vec<_>>(),
+        ["answer"]
+    );
+    assert!(s.ticket(t.ticket_id).await.unwrap().is_some());
+}
+
+pub async fn leases_expire_and_release(s: &dyn Store) {
+    let t = ticket(ConversationId::random(), "hello");
+    let (first, _, _) = acquire(s, &t, Duration::ZERO).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (second, attempt, _) = acquire(s, &t, Duration::from_secs(60)).await;
+    assert_eq!(attempt, 2);
+    assert_eq!(
+        s.complete(completion(&t, Some(first), "stale"))
+            .await
+            .unwrap(),
+        Completed::LostClaim
+    );
+    s.release(t.ticket_id, first).await.unwrap();
+    assert!(matches!(
+        s.claim(&t, Duration::from_secs(60)).await.unwrap(),
+        Claim::Busy { .. }
+    ));
+    s.release(t.ticket_id, second).await.unwrap();
+    let (third, attempt, _) = acquire(s, &t, Duration::from_secs(60)).await;
+    assert_eq!(attempt, 3);
+    assert_eq!(
+        s.complete(completion(&t, Some(third), "ok")).await.unwrap(),
+        Completed::Written
+    );
+}
+
+pub async fn dead_lettered_tickets_are_reclaimable(s: &dyn Store) {
+    let t = ticket(ConversationId::random(), "hello");
+    acquire(s, &t, Duration::from_secs(60)).await;
+    let mut c = completion(&t, None, "A person will follow up.");
+    c.message = Some(NewMessage::failure_notice(
+        t.ticket_id,
+        "A person will follow up.",
+    ));
+    c.outcome = Outcome::DeadLettered;
+    c.reason = Some(ReasonCode::ProcessingFailed);
+    c.status = Some(ConversationStatus::Escalated);
+    c.needs_notification = true;
+    assert_eq!(s.complete(c).await.unwrap(), Completed::Written);
+    let (token, attempt, redriven) = acquire(s, &t, Duration::from_secs(60)).await;
+    assert_eq!((attempt, redriven), (2, true));
+    assert!(s.ticket(t.ticket_id).await.unwrap().is_none());
+    assert_eq!(
+        s.complete(completion(&t, Some(token), "answer"))
+            .await
+            .unwrap(),
+        Completed::Written
+    );
+    let texts: Vec<String> = s
+        .history(t.conversation_id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body.text)
+        .collect();
+    assert_eq!(texts, ["A person will follow up.", "answer"]);
+}
+
+pub async fn appends_are_idempotent_ordered_and_paged(s: &dyn Store) {
+    let (a, b) = (ConversationId::random(), ConversationId::random());
+    let t1 = ticket(a, "one");
+    let m1 = NewMessage::customer(t1.ticket_id, "one", Utc::now());
+    assert_eq!(s.append(a, m1.clone()).await.unwrap().seq, 1);
+    assert_eq!(
+        s.append(a, m1).await.unwrap().seq,
+        1,
+        "a duplicate got a new seq"
+    );
+    let tb = ticket(b, "x");
+    assert_eq!(
+        s.append(b, NewMessage::customer(tb.ticket_id, "x", Utc::now()))
+            .await
+            .unwrap()
+            .seq,
+        1
+    );
+    for i in 2..=5 {
+        let t = ticket(a, "n");
+        let m = s
+            .append(
+                a,
+                NewMessage::customer(t.ticket_id, &format!("m{i}"), Utc::now()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(m.seq, i);
+    }
+    let page = s.messages_after(a, 2, 2).await.unwrap();
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    assert!(
+        page.conversation.is_none(),
+        "a bare append does not make a conversation"
+    );
+    let hist = s.history(a, 2).await.unwrap();
+    assert_eq!(hist.iter().map(|m| m.seq).collect::<Vec<_>>(), [4, 5]);
+    assert!(
+        s.messages_after(a, 5, 10)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    let mine = s.messages_after(b, 0, 10).await.unwrap().messages;
+    assert_eq!(mine.len(), 1, "messages leaked across conversations");
+}
+
+pub async fn concurrent_appends_get_distinct_gapless_seqs(s: Arc<dyn Store>) {
+    let conv = ConversationId::random();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            let t = ticket(conv, "x");
+            s.append(
+                conv,
+                NewMessage::customer(t.ticket_id, &format!("m{i}"), Utc::now()),
+            )
+            .await
+            .unwrap()
+            .seq
+        });
+    }
+    let mut seqs = Vec::new();
+    while let Some(seq) = tasks.join_next().await {
+        seqs.push(seq.unwrap());
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=12).collect::<Vec<u64>>());
+}
+
+pub async fn escalation_status_and_notification(s: &dyn Store) {
+    let t = ticket(ConversationId::random(), "human please");
+    let (token, _, _) = acquire(s, &t, Duration::from_secs(60)).await;
+    let mut c = completion(&t, Some(token), "A person will follow up.");
+    c.outcome = Outcome::Escalated;
+    c.reason = Some(ReasonCode::AskedForHuman);
+    c.status = Some(ConversationStatus::Escalated);
+    c.needs_notification = true;
+    s.complete(c).await.unwrap();
+    let conv = s.conversation(t.conversation_id).await.unwrap().unwrap();
+    assert_eq!(
+        (conv.status, conv.escalation_reason),
+        (
+            ConversationStatus::Escalated,
+            Some(ReasonCode::AskedForHuman)
+        )
+    );
+    let rec = s.ticket(t.ticket_id).await.unwrap().unwrap();
+    assert!(!rec.notified);
+    assert_eq!(rec.reason, Some(ReasonCode::AskedForHuman));
+    match s.claim(&t, Duration::from_secs(60)).await.unwrap() {
+        Claim::Done(r) => assert!(!r.notified),
+        other => panic!("{other:?}"),
+    }
+    s.mark_notified(t.ticket_id).await.unwrap();
+    assert!(s.ticket(t.ticket_id).await.unwrap().unwrap().notified);
+
+    let agent = NewMessage {
+        id: "agent-1".into(),
+        role: Role::Agent,
+        text: "Hi, Sam here.".into(),
+        sources: vec![],
+        ticket_id: None,
+        created_at: Utc::now(),
+    };
+    let closed = s
+        .set_status(
+            t.conversation_id,
+            ConversationStatus::Closed,
+            None,
+            Some(agent.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (closed.status, closed.escalation_reason),
+        (ConversationStatus::Closed, None)
+    );
+    s.set_status(
+        t.conversation_id,
+        ConversationStatus::Open,
+        None,
+        Some(agent),
+    )
+    .await
+    .unwrap();
+    let texts: Vec<String> = s
+        .history(t.conversation_id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body.text)
+        .collect();
+    assert_eq!(
+        texts,
+        ["A person will follow up.", "Hi, Sam here."],
+        "agent message duplicated or lost"
+    );
+    let missing = s
+        .set_status(
+            ConversationId::random(),
+            ConversationStatus::Closed,
+            None,
+            None,
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+}
+
+/// Every property above. `concurrency` runs the concurrent-append check:
+/// off against moto, whose threaded server applies `TransactWriteItems`
+/// without a lock (two transactions can both pass the same condition),
+/// so it would test moto, not the adapter; DynamoDB itself serializes
+/// transactions.
+pub async fn run_all(s: Arc<dyn Store>, concurrency: bool) {
+    claim_complete_and_duplicates(s.as_ref()).await;
+    leases_expire_and_release(s.as_ref()).await;
+    dead_lettered_tickets_are_reclaimable(s.as_ref()).await;
+    appends_are_idempotent_ordered_and_paged(s.as_ref()).await;
+    if concurrency {
+        concurrent_appends_get_distinct_gapless_seqs(s.clone()).await;
+    }
+    escalation_status_and_notification(s.as_ref()).await;
+}
