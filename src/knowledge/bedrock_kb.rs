@@ -19,9 +19,10 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_bedrockagentruntime::Client;
 use aws_sdk_bedrockagentruntime::types::{
-    FilterAttribute, KnowledgeBaseQuery, KnowledgeBaseRetrievalConfiguration,
-    KnowledgeBaseRetrievalResult, KnowledgeBaseVectorSearchConfiguration, RetrievalFilter,
-    RetrievalResultLocation, RetrievalResultLocationType, SearchType,
+    FilterAttribute, KnowledgeBaseQuery, KnowledgeBaseQueryType,
+    KnowledgeBaseRetrievalConfiguration, KnowledgeBaseRetrievalResult,
+    KnowledgeBaseVectorSearchConfiguration, RetrievalFilter, RetrievalResultLocation,
+    RetrievalResultLocationType, SearchType,
 };
 use aws_smithy_types::Document;
 use serde::{Deserialize, Serialize};
@@ -191,7 +192,12 @@ impl Retriever for BedrockKb {
             .await
             .retrieve()
             .knowledge_base_id(&self.settings.knowledge_base_id)
-            .retrieval_query(KnowledgeBaseQuery::builder().text(query).build())
+            .retrieval_query(
+                KnowledgeBaseQuery::builder()
+                    .r#type(KnowledgeBaseQueryType::Text)
+                    .text(query)
+                    .build(),
+            )
             .retrieval_configuration(
                 KnowledgeBaseRetrievalConfiguration::builder()
                     .vector_search_configuration(search.build())
