@@ -485,7 +485,7 @@ fn an_invalid_kb_filter_stops_start_up() {
     assert_eq!(c.generator.kind, GeneratorKind::Bedrock);
     let b = c.generator.bedrock.unwrap();
     assert_eq!(b.model_id, "eu.amazon.nova-lite-v1:0");
-    assert_eq!(b.read_timeout_secs, 60, "defaults fill the rest");
+    assert_eq!(b.read_timeout_secs, 40, "defaults fill the rest");
 }
 
 /// The app configured like the AWS path, on the double: the Bedrock

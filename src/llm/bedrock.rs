@@ -10,13 +10,14 @@
 //! the passages and the customer's message.
 //!
 //! Timeouts and retries: the Rust SDK sets only a 3.1 s connect timeout by
-//! default and **no read timeout**, so a stuck call would hang until the
-//! queue's visibility timeout; this client sets a read timeout
-//! (`read_timeout_secs`, 60 s by default) and an overall operation
-//! timeout. The SDK's own retries (3 attempts by default) are off
-//! (`max_attempts = 1`): the queue already retries with exponential backoff
-//! and jitter, and nested retries would multiply calls and stretch one
-//! attempt past the visibility timeout.
+//! default and **no read timeout** (botocore's is 60 s), so a stuck call
+//! would hang past the queue's visibility timeout; this client sets a read
+//! timeout (`read_timeout_secs`, 40 s by default) and caps the whole call
+//! at connect + read timeout, which with the KB retriever's 10 s stays
+//! under the default 60 s visibility timeout. The SDK's own retries (3
+//! attempts by default) are off (`max_attempts = 1`): the queue already
+//! retries with exponential backoff and jitter, and nested retries would
+//! multiply calls and stretch one attempt past the visibility timeout.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -98,7 +99,7 @@ impl Default for BedrockSettings {
         Self {
             model_id: DEFAULT_MODEL_ID.into(),
             endpoint_url: None,
-            read_timeout_secs: 60,
+            read_timeout_secs: 40,
             max_attempts: 1,
             max_tokens: 800,
             temperature: 0.0,
@@ -271,12 +272,13 @@ fn client(sdk: &SdkConfig, settings: &BedrockSettings) -> Client {
     Client::from_conf(conf.build())
 }
 
-/// Connect and read timeouts, and a cap on the whole call.
+/// Connect and read timeouts, and the same total as a cap on the whole
+/// call (credentials, signing and reading the body included).
 pub(crate) fn timeouts(connect: Duration, read: Duration) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(connect)
         .read_timeout(read)
-        .operation_timeout(connect + read + Duration::from_secs(5))
+        .operation_timeout(connect + read)
         .build()
 }
 
