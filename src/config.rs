@@ -14,6 +14,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::knowledge::bedrock_kb::KbSettings;
+use crate::llm::bedrock::BedrockSettings;
 use crate::llm::extractive::Calibration;
 use crate::llm::openai::OpenAiSettings;
 
@@ -70,6 +72,8 @@ pub struct Config {
     pub pipeline: PipelineSettings,
     /// Which generator answers.
     pub generator: GeneratorSettings,
+    /// Which retriever finds passages.
+    pub retriever: RetrieverSettings,
     /// Where escalations go.
     pub escalation: EscalationSettings,
     /// Inbound email and helpdesk channels.
@@ -95,6 +99,7 @@ impl Default for Config {
             queue: QueueSettings::default(),
             pipeline: PipelineSettings::default(),
             generator: GeneratorSettings::default(),
+            retriever: RetrieverSettings::default(),
             escalation: EscalationSettings::default(),
             inbound: Default::default(),
             agent_key: None,
@@ -273,6 +278,8 @@ pub enum GeneratorKind {
     Extractive,
     /// An OpenAI-compatible chat-completions endpoint.
     Openai,
+    /// Amazon Bedrock `Converse` (Nova Lite unless configured).
+    Bedrock,
 }
 
 /// Generator settings: `kind` picks one; its section configures it.
@@ -285,6 +292,29 @@ pub struct GeneratorSettings {
     pub extractive: Calibration,
     /// Required when `kind = "openai"`.
     pub openai: Option<OpenAiSettings>,
+    /// Used when `kind = "bedrock"`; every key has a default.
+    pub bedrock: Option<BedrockSettings>,
+}
+
+/// Which retriever finds passages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetrieverKind {
+    /// The embedded full-text index over `kb_dir`.
+    #[default]
+    Tantivy,
+    /// An Amazon Bedrock Knowledge Base (`Retrieve`).
+    BedrockKb,
+}
+
+/// Retriever settings: `kind` picks one; its section configures it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrieverSettings {
+    /// Which one.
+    pub kind: RetrieverKind,
+    /// Required when `kind = "bedrock_kb"`.
+    pub bedrock_kb: Option<KbSettings>,
 }
 
 /// Payload shape of the escalation webhook.
@@ -382,6 +412,13 @@ impl Config {
                 self.generator.openai.is_some(),
                 "generator.kind is \"openai\" but [generator.openai] is missing"
             );
+        }
+        if self.retriever.kind == RetrieverKind::BedrockKb {
+            self.retriever
+                .bedrock_kb
+                .as_ref()
+                .context("retriever.kind is \"bedrock_kb\" but [retriever.bedrock_kb] is missing")?
+                .validate()?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! 0..=1 that the decision gate compares with `no_knowledge` threshold, so
 //! thresholds mean the same whichever retriever is configured.
 
+pub mod bedrock_kb;
 pub mod markdown;
 pub mod tantivy;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Source;
 
+pub use self::bedrock_kb::BedrockKb;
 pub use self::tantivy::TantivyIndex;
 
 /// A piece of a knowledge-base document.

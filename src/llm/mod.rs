@@ -5,6 +5,7 @@
 //! for through a forced tool call or JSON schema: `{answer, confidence,
 //! needs_human, reason, sources}`; the decision gate does the rest.
 
+pub mod bedrock;
 pub mod extractive;
 pub mod openai;
 pub mod prompt;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Channel, Message, Usage};
 use crate::knowledge::Passage;
 
+pub use bedrock::Bedrock;
 pub use extractive::Extractive;
 pub use openai::OpenAi;
 

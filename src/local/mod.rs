@@ -16,10 +16,10 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::api::{self, ApiState, Tokens};
-use crate::config::{Config, GeneratorKind};
-use crate::knowledge::TantivyIndex;
+use crate::config::{Config, GeneratorKind, RetrieverKind};
 use crate::knowledge::tantivy::BuildStats;
-use crate::llm::{Extractive, Generator, OpenAi};
+use crate::knowledge::{BedrockKb, Retriever, TantivyIndex};
+use crate::llm::{Bedrock, Extractive, Generator, OpenAi};
 use crate::notify::{Escalator, LogThen, Webhook};
 use crate::pipeline::{Pipeline, Responder, Rules, Settings};
 use crate::queue::{Delivery, SqliteQueue};
@@ -45,6 +45,12 @@ pub fn generator(config: &Config) -> anyhow::Result<Arc<dyn Generator>> {
                 .context("[generator.openai] is missing")?;
             Arc::new(OpenAi::new(s, config.pipeline.max_passage_chars)?)
         }
+        // The SDK configuration loads on the first call: this wiring is sync.
+        GeneratorKind::Bedrock => Arc::new(Bedrock::lazy(
+            config.aws.clone(),
+            config.generator.bedrock.clone().unwrap_or_default(),
+            config.pipeline.max_passage_chars,
+        )),
     })
 }
 
@@ -93,10 +99,26 @@ impl Local {
         let db = Db::open(&config.database_path())?;
         let store = SqliteStore::new(db.clone());
         let queue = SqliteQueue::new(db, config.queue.max_message_bytes);
-        let (index, built) =
-            TantivyIndex::open_or_build(&config.kb_dir, &config.data_dir.join("index"), progress)?;
+        let (retriever, built): (Arc<dyn Retriever>, _) = match config.retriever.kind {
+            RetrieverKind::Tantivy => {
+                let (index, built) = TantivyIndex::open_or_build(
+                    &config.kb_dir,
+                    &config.data_dir.join("index"),
+                    progress,
+                )?;
+                (Arc::new(index), built)
+            }
+            RetrieverKind::BedrockKb => {
+                let kb = config
+                    .retriever
+                    .bedrock_kb
+                    .clone()
+                    .context("[retriever.bedrock_kb] is missing")?;
+                (Arc::new(BedrockKb::lazy(config.aws.clone(), kb)?), None)
+            }
+        };
         let responder = Responder::new(
-            Arc::new(index),
+            retriever,
             generator(&config)?,
             Rules::new(&config.pipeline)?,
             Settings::from_config(&config),

@@ -2,6 +2,7 @@
 //! small HTTP peers (an OpenAI-compatible model server, a webhook receiver).
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod bedrock_double;
 pub mod moto;
 pub mod peers;
 pub mod store_contract;
