@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -177,12 +176,10 @@ fn progress_bar(label: &'static str) -> impl FnMut(usize, usize) {
     }
 }
 
-/// A responder over an in-memory index of `kb` (eval and ask).
+/// A responder over the configured retriever (eval and ask; no data folder).
 fn responder(config: &Config) -> anyhow::Result<Responder> {
-    let docs = load_documents(&config.kb_dir, &mut |_, _| {})?;
-    let index = TantivyIndex::in_memory(&docs)?;
     Ok(Responder::new(
-        Arc::new(index),
+        local::retriever_in_memory(config)?,
         local::generator(config)?,
         Rules::new(&config.pipeline)?,
         Settings::from_config(config),

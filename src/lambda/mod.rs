@@ -11,9 +11,10 @@ use anyhow::Context;
 
 use crate::api::{self, ApiState, Tokens};
 use crate::aws::{AwsSettings, sdk_config};
-use crate::config::Config;
+use crate::config::{Config, GeneratorKind, RetrieverKind};
 use crate::knowledge::tantivy::load_documents;
-use crate::knowledge::{Retriever, TantivyIndex};
+use crate::knowledge::{BedrockKb, Retriever, TantivyIndex};
+use crate::llm::{Bedrock, Generator};
 use crate::notify::{Escalator, LogThen, SnsEscalator};
 use crate::pipeline::{Pipeline, Responder, Rules, Settings};
 use crate::queue::SqsQueue;
@@ -25,6 +26,8 @@ use crate::worker::Backoff;
 pub struct AwsRuntime {
     /// Settings.
     pub config: Arc<Config>,
+    /// The shared SDK configuration every client is built from.
+    pub sdk: aws_config::SdkConfig,
     /// The DynamoDB store.
     pub store: DynamoStore,
     /// The SQS queue (with its dead-letter queue).
@@ -57,28 +60,58 @@ impl AwsRuntime {
         ))));
         Ok(Self {
             config: Arc::new(config),
+            sdk,
             store,
             queue,
             escalator,
         })
     }
 
-    /// The retriever the configuration asks for.
+    /// The retriever the configuration asks for: a Bedrock Knowledge Base,
+    /// or the Markdown folder (the template's layer at `/opt`) indexed in
+    /// memory at cold start.
     pub fn retriever(&self) -> anyhow::Result<Arc<dyn Retriever>> {
-        let docs = load_documents(&self.config.kb_dir, &mut |_, _| {}).with_context(|| {
-            format!(
-                "loading the knowledge base from {}",
-                self.config.kb_dir.display()
-            )
-        })?;
-        Ok(Arc::new(TantivyIndex::in_memory(&docs)?))
+        match self.config.retriever.kind {
+            RetrieverKind::BedrockKb => {
+                let kb = self
+                    .config
+                    .retriever
+                    .bedrock_kb
+                    .clone()
+                    .context("[retriever.bedrock_kb] is missing")?;
+                Ok(Arc::new(BedrockKb::new(&self.sdk, kb)?))
+            }
+            RetrieverKind::Tantivy => {
+                let docs =
+                    load_documents(&self.config.kb_dir, &mut |_, _| {}).with_context(|| {
+                        format!(
+                            "loading the knowledge base from {}",
+                            self.config.kb_dir.display()
+                        )
+                    })?;
+                Ok(Arc::new(TantivyIndex::in_memory(&docs)?))
+            }
+        }
+    }
+
+    /// The generator the configuration asks for; Bedrock's client comes
+    /// from the shared SDK configuration.
+    pub fn generator(&self) -> anyhow::Result<Arc<dyn Generator>> {
+        match self.config.generator.kind {
+            GeneratorKind::Bedrock => Ok(Arc::new(Bedrock::new(
+                &self.sdk,
+                self.config.generator.bedrock.clone().unwrap_or_default(),
+                self.config.pipeline.max_passage_chars,
+            ))),
+            _ => crate::local::generator(&self.config),
+        }
     }
 
     /// The ticket pipeline over these adapters.
     pub fn pipeline(&self) -> anyhow::Result<Arc<Pipeline>> {
         let responder = Responder::new(
             self.retriever()?,
-            crate::local::generator(&self.config)?,
+            self.generator()?,
             Rules::new(&self.config.pipeline)?,
             Settings::from_config(&self.config),
         );

@@ -71,10 +71,15 @@ pub async fn handle(ctx: &WorkerContext, event: SqsEvent) -> SqsBatchResponse {
 /// Handles one group's records in order; returns the ids to report failed.
 async fn handle_group(ctx: &WorkerContext, group: String, records: Vec<SqsMessage>) -> Vec<String> {
     let mut failed = Vec::new();
+    // The delay of the group's first failure: the records held back behind
+    // it come back with it, not a whole visibility timeout later (an
+    // in-flight record blocks its FIFO group).
+    let mut held_for: Option<u64> = None;
     for record in records {
         let id = record.message_id.clone().unwrap_or_default();
-        if !failed.is_empty() {
+        if let Some(secs) = held_for {
             // FIFO: nothing after a failure in this group may go ahead of it.
+            delay(ctx, &record, secs).await;
             failed.push(id);
             continue;
         }
@@ -86,24 +91,30 @@ async fn handle_group(ctx: &WorkerContext, group: String, records: Vec<SqsMessag
             .unwrap_or(1);
         match worker::handle(&ctx.pipeline, body, count, ctx.max_receives, ctx.backoff).await {
             Action::Delete => {}
-            Action::RetryAfter(delay) => {
-                if let Some(receipt) = &record.receipt_handle
-                    && let Err(error) = ctx
-                        .queue
-                        .change_visibility(receipt, delay.as_secs().max(1))
-                        .await
-                {
-                    warn!(message = "Could not delay a retry; the queue's visibility timeout applies.", %error);
-                }
+            Action::RetryAfter(wait) => {
+                let secs = wait.as_secs().max(1);
+                delay(ctx, &record, secs).await;
+                held_for = Some(secs);
                 failed.push(id);
             }
             Action::DeadLetter(reason) => {
                 if let Err(error) = ctx.queue.dead_letter(body, &group, &id, reason).await {
                     warn!(message = "Could not dead-letter a record; it will be retried.", %error);
+                    held_for = Some(1);
                     failed.push(id);
                 }
             }
         }
     }
     failed
+}
+
+/// Hides a record to be retried for `secs` (best effort: on failure the
+/// queue's visibility timeout applies).
+async fn delay(ctx: &WorkerContext, record: &SqsMessage, secs: u64) {
+    if let Some(receipt) = &record.receipt_handle
+        && let Err(error) = ctx.queue.change_visibility(receipt, secs).await
+    {
+        warn!(message = "Could not delay a retry; the queue's visibility timeout applies.", %error);
+    }
 }

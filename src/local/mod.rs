@@ -54,6 +54,24 @@ pub fn generator(config: &Config) -> anyhow::Result<Arc<dyn Generator>> {
     })
 }
 
+/// The retriever the configuration asks for, without a data folder: the KB
+/// folder indexed in memory, or a Bedrock Knowledge Base (eval, ask).
+pub fn retriever_in_memory(config: &Config) -> anyhow::Result<Arc<dyn Retriever>> {
+    Ok(match config.retriever.kind {
+        RetrieverKind::Tantivy => Arc::new(TantivyIndex::in_memory(
+            &crate::knowledge::tantivy::load_documents(&config.kb_dir, &mut |_, _| {})?,
+        )?),
+        RetrieverKind::BedrockKb => {
+            let kb = config
+                .retriever
+                .bedrock_kb
+                .clone()
+                .context("[retriever.bedrock_kb] is missing")?;
+            Arc::new(BedrockKb::lazy(config.aws.clone(), kb)?)
+        }
+    })
+}
+
 /// The escalator the configuration asks for: a log line, plus the webhook.
 pub fn escalator(config: &Config) -> anyhow::Result<Arc<dyn Escalator>> {
     let e = &config.escalation;

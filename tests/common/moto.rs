@@ -1,7 +1,7 @@
 //! AWS resources on moto server, created from `infra/template.yaml`'s own
 //! definitions so the code under test and the deployed infrastructure
 //! cannot drift. `scripts/test` starts moto and exports its endpoint in
-//! `DESKHAND_TEST_MOTO`; without it these tests fail (never skip).
+//! `MOTO_ENDPOINT`; without it these tests fail (never skip).
 
 use std::collections::HashMap;
 
@@ -53,8 +53,8 @@ pub struct Moto {
 
 impl Moto {
     pub async fn connect() -> Self {
-        let endpoint = std::env::var("DESKHAND_TEST_MOTO").unwrap_or_else(|_| {
-            panic!("DESKHAND_TEST_MOTO is not set: run the AWS tests through scripts/test, which starts moto server")
+        let endpoint = std::env::var("MOTO_ENDPOINT").unwrap_or_else(|_| {
+            panic!("MOTO_ENDPOINT is not set: run the AWS tests through scripts/test, which starts moto server")
         });
         // moto accepts any credentials; the SDK needs some.
         unsafe {
