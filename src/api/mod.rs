@@ -7,7 +7,9 @@
 //! | `POST /v1/conversations` | a new widget conversation and its token |
 //! | `POST /v1/conversations/{id}/messages` | a customer message → 202 |
 //! | `GET /v1/conversations/{id}/messages?after=` | replies since a cursor |
+//! | `POST /v1/conversations/{id}/agent-replies`, `…/close`, `…/handback` | a human agent's actions (agent key) |
 
+mod agent;
 pub mod auth;
 mod conversations;
 pub mod error;
@@ -98,6 +100,9 @@ pub fn router(state: ApiState) -> Router {
             "/v1/conversations/{id}/messages",
             post(conversations::post_message).get(conversations::poll),
         )
+        .route("/v1/conversations/{id}/agent-replies", post(agent::reply))
+        .route("/v1/conversations/{id}/close", post(agent::close))
+        .route("/v1/conversations/{id}/handback", post(agent::handback))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
