@@ -89,7 +89,7 @@ textarea{flex:1;resize:none;height:42px;max-height:120px;padding:10px;border:1px
 
   let cursor = '0', status = 'open', waiting = false, unread = 0, restoring = !!conv;
   let timer = 0, polling = false, flushing = false, failures = 0, fastUntil = 0, idle = 1500;
-  const mine = []; // this page's customer messages: {key, text, el, id?}
+  const mine = []; // this page's customer messages: {key, text, el, id?, polled?}
   const outbox = []; // of those, the ones not yet accepted
   const seen = new Set();
 
@@ -229,6 +229,7 @@ textarea{flex:1;resize:none;height:42px;max-height:120px;padding:10px;border:1px
           if (!e.status || e.status >= 500 || e.status === 429) throw e;
           msg.el.className = 'm customer failed'; // refused for good (too long…): say why
           note(msg, 'Not sent: ' + e.message);
+          msg.polled = true; // settled: nothing of the server's goes after it
           waiting = false;
         }
         outbox.shift();
