@@ -423,7 +423,7 @@ async function evidence(step, pages, dir) {
 async function screenshot(base, out) {
   const browser = await launch();
   try {
-    const page = await browser.newPage({ viewport: { width: 980, height: 700 } });
+    const page = await browser.newPage({ viewport: { width: 1040, height: 680 } });
     await page.goto(`${base}/`);
     await page.locator('deskhand-chat .launch').click();
     await send(page, QUESTION);
