@@ -7,10 +7,15 @@
 //! | `POST /v1/conversations` | a new widget conversation and its token |
 //! | `POST /v1/conversations/{id}/messages` | a customer message → 202 |
 //! | `GET /v1/conversations/{id}/messages?after=` | replies since a cursor |
+//! | `POST /v1/conversations/{id}/agent-replies`, `…/close`, `…/handback` | a human agent's actions (agent key) |
+//! | `GET /widget.js` | the chat widget a site embeds |
+//! | `GET /` | a demo page embedding the widget (local mode only) |
 
+mod agent;
 pub mod auth;
 mod conversations;
 pub mod error;
+mod widget;
 
 use std::sync::Arc;
 
@@ -87,18 +92,37 @@ impl ApiState {
     }
 }
 
-/// The router over `state`.
+/// Routes beyond the API that only some front doors serve.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Routes {
+    /// A demo page at `/` that embeds the widget (`deskhand serve`).
+    pub demo_page: bool,
+}
+
+/// The router over `state`, without the demo page.
 pub fn router(state: ApiState) -> Router {
+    router_with(state, Routes::default())
+}
+
+/// The router over `state`, with the optional `routes`.
+pub fn router_with(state: ApiState, routes: Routes) -> Router {
     let limit = state.limits().max_body_bytes;
     let cors_origins = state.config().cors_origins.clone();
-    Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(conversations::healthz))
         .route("/v1/conversations", post(conversations::create))
         .route(
             "/v1/conversations/{id}/messages",
             post(conversations::post_message).get(conversations::poll),
         )
-        .fallback(|| async { ApiError::not_found("no such route") })
+        .route("/v1/conversations/{id}/agent-replies", post(agent::reply))
+        .route("/v1/conversations/{id}/close", post(agent::close))
+        .route("/v1/conversations/{id}/handback", post(agent::handback))
+        .route("/widget.js", get(widget::script));
+    if routes.demo_page {
+        app = app.route("/", get(widget::demo_page));
+    }
+    app.fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

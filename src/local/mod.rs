@@ -160,7 +160,7 @@ impl Local {
         ))
     }
 
-    /// The API router over this instance.
+    /// The API router over this instance, with the widget demo page at `/`.
     pub fn router(&self) -> axum::Router {
         let state = ApiState::new(
             Arc::new(self.store.clone()),
@@ -168,7 +168,7 @@ impl Local {
             self.tokens.clone(),
             Arc::new(self.config.clone()),
         );
-        api::router(state)
+        api::router_with(state, api::Routes { demo_page: true })
     }
 
     /// A fresh widget conversation and its token, for the start-up hint.

@@ -1,0 +1,239 @@
+//! The human side of a conversation: an agent replies, closes it, or hands
+//! it back to the bot.
+//!
+//! | route | effect on `status` |
+//! |---|---|
+//! | `POST /v1/conversations/{id}/agent-replies` | appends an `agent` message; `open`/`closed` → `escalated` (a person has taken over, so the bot does not talk over them) |
+//! | `POST /v1/conversations/{id}/close` | → `closed` (the customer's next message reopens it) |
+//! | `POST /v1/conversations/{id}/handback` | → `open` (the bot answers the next message) |
+//!
+//! Every route takes the agents' API key as `Authorization: Bearer <key>`,
+//! compared in constant time. With no `agent_key` configured the routes
+//! refuse everyone (404 `agent_api_disabled`): the API is never open.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tracing::info;
+
+use super::auth::bearer;
+use super::{ApiError, ApiState, JsonBody};
+use crate::domain::{
+    ConversationId, ConversationStatus, MessageText, NewMessage, Role, TextError, TicketId,
+};
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// Longest agent name kept (for the log).
+const MAX_AGENT_NAME: usize = 100;
+
+/// Proof that the request carries the agents' API key. Extracted before the
+/// path and body, so an unauthenticated caller learns nothing else.
+pub(super) struct Agent;
+
+impl FromRequestParts<ApiState> for Agent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let key = state
+            .config()
+            .agent_key
+            .as_ref()
+            .filter(|k| !k.expose().trim().is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "agent_api_disabled",
+                    "the agent API is off: set `agent_key` in the configuration to enable it",
+                )
+            })?;
+        let given = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_agent_key",
+                "send the agent API key as `Authorization: Bearer <key>`",
+            )
+        })?;
+        if same_secret(key.expose(), given) {
+            Ok(Agent)
+        } else {
+            Err(ApiError::unauthorized(
+                "invalid_agent_key",
+                "the agent API key is not valid",
+            ))
+        }
+    }
+}
+
+/// Constant-time equality that does not leak the length either: both sides
+/// are hashed to 32 bytes first.
+fn same_secret(expected: &str, given: &str) -> bool {
+    let (a, b) = (
+        Sha256::digest(expected.as_bytes()),
+        Sha256::digest(given.as_bytes()),
+    );
+    a.ct_eq(&b).into()
+}
+
+fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
+    ConversationId::parse(raw)
+        .map_err(|e| ApiError::bad_request("invalid_conversation_id", e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AgentReply {
+    text: String,
+    /// Who replied; recorded in the log (messages carry no author yet).
+    #[serde(default)]
+    agent: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Updated {
+    conversation_id: ConversationId,
+    status: ConversationStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<String>,
+}
+
+/// `POST /v1/conversations/{id}/agent-replies` → 201.
+pub(super) async fn reply(
+    _: Agent,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<AgentReply>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = conversation_id(&id)?;
+    let text =
+        MessageText::parse(&body.text, state.limits().max_message_chars).map_err(|e| match e {
+            TextError::Empty => ApiError::bad_request("empty_text", e.to_string()),
+            TextError::TooLong { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "message_too_long",
+                e.to_string(),
+            ),
+        })?;
+    // A retried reply with the same key is the same message, stored once.
+    let message_id = match headers.get("idempotency-key") {
+        None => TicketId::new(),
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_idempotency_key",
+                        format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+                    )
+                })?;
+            TicketId::derive(&format!("agent:{id}"), key)
+        }
+    }
+    .to_string();
+    let current = state
+        .store()
+        .conversation(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no conversation {id}")))?;
+    // Keep the reason it was escalated for; a takeover has none.
+    let reason = match current.status {
+        ConversationStatus::Escalated => current.escalation_reason,
+        _ => None,
+    };
+    let message = NewMessage {
+        id: message_id.clone(),
+        role: Role::Agent,
+        text: text.as_str().to_owned(),
+        sources: Vec::new(),
+        ticket_id: None,
+        created_at: Utc::now(),
+    };
+    let updated = state
+        .store()
+        .set_status(id, ConversationStatus::Escalated, reason, Some(message))
+        .await?;
+    let agent: Option<String> = body
+        .agent
+        .map(|n| {
+            n.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_AGENT_NAME)
+                .collect()
+        })
+        .filter(|n: &String| !n.trim().is_empty());
+    info!(
+        message = "Agent replied.",
+        conversation_id = %id,
+        agent = agent.as_deref().unwrap_or("-"),
+        took_over = current.status != ConversationStatus::Escalated,
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(Updated {
+            conversation_id: id,
+            status: updated.status,
+            message_id: Some(message_id),
+        }),
+    ))
+}
+
+/// `POST /v1/conversations/{id}/close`.
+pub(super) async fn close(
+    agent: Agent,
+    state: State<ApiState>,
+    id: Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    set(agent, state, id, ConversationStatus::Closed).await
+}
+
+/// `POST /v1/conversations/{id}/handback`.
+pub(super) async fn handback(
+    agent: Agent,
+    state: State<ApiState>,
+    id: Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    set(agent, state, id, ConversationStatus::Open).await
+}
+
+async fn set(
+    _: Agent,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    status: ConversationStatus,
+) -> Result<Json<Updated>, ApiError> {
+    let id = conversation_id(&id)?;
+    let updated = state.store().set_status(id, status, None, None).await?;
+    info!(message = "Agent changed a conversation's status.", conversation_id = %id, %status);
+    Ok(Json(Updated {
+        conversation_id: id,
+        status: updated.status,
+        message_id: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(same_secret("agent-key-0123456789", "agent-key-0123456789"));
+        for wrong in [
+            "",
+            "agent-key-012345678",
+            "agent-key-01234567890",
+            "AGENT-KEY-0123456789",
+        ] {
+            assert!(!same_secret("agent-key-0123456789", wrong), "{wrong}");
+        }
+    }
+}
