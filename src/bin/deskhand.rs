@@ -59,7 +59,13 @@ enum Command {
     /// Answer one question from the command line (no HTTP, no store).
     Ask(AskArgs),
     /// Move dead-lettered tickets back to the queue to be tried again.
-    Redrive(DataArgs),
+    ///
+    /// Locally, from the SQLite dead-letter table. With --aws, from the SQS
+    /// dead-letter queue to the ticket queue (`aws.queue_url`,
+    /// `aws.dlq_url`): StartMessageMoveTask, or an explicit move where that
+    /// is unavailable. Redriven tickets are processed again, even those
+    /// whose failure had escalated their conversation.
+    Redrive(RedriveArgs),
     /// Print the effective configuration (secrets redacted).
     Config,
     /// Measure throughput and latency (prints a table, or --json).
@@ -99,10 +105,13 @@ struct ServeArgs {
 }
 
 #[derive(Args)]
-struct DataArgs {
+struct RedriveArgs {
     /// Folder for the SQLite file, the index and the generated secret.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "aws")]
     data: Option<PathBuf>,
+    /// Redrive the SQS dead-letter queue instead of the local one.
+    #[arg(long)]
+    aws: bool,
 }
 
 #[derive(Subcommand)]
@@ -324,7 +333,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.config.as_deref(),
                 &overrides(&[("data_dir", path(&args.data))]),
             )?;
-            let moved = Local::redrive(&config).await?;
+            let moved = if args.aws {
+                let aws = &config.aws;
+                let sdk = deskhand::aws::sdk_config(aws).await;
+                let queue = deskhand::queue::SqsQueue::new(
+                    aws_sdk_sqs::Client::new(&sdk),
+                    deskhand::aws::AwsSettings::require(&aws.queue_url, "queue_url")?,
+                    Some(deskhand::aws::AwsSettings::require(&aws.dlq_url, "dlq_url")?.to_owned()),
+                    config.queue.max_message_bytes,
+                );
+                deskhand::queue::Queue::redrive(&queue).await?
+            } else {
+                Local::redrive(&config).await?
+            };
             println!("Moved {moved} dead-lettered tickets back to the queue.");
             Ok(())
         }
