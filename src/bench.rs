@@ -86,6 +86,9 @@ pub async fn e2e(
         let mut cfg = config.clone();
         cfg.data_dir = data.clone();
         cfg.workers = cfg.workers.max(c.min(16));
+        // The load is the point: no rate limits.
+        cfg.limits.per_ip_per_minute = 0;
+        cfg.limits.per_conversation_per_minute = 0;
         let (app, _) = Local::open(cfg, &mut |_, _| {})?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

@@ -119,6 +119,12 @@ pub struct Limits {
     pub max_message_chars: usize,
     /// Messages returned by one poll.
     pub max_poll_messages: usize,
+    /// Requests a minute from one client address in `serve` (0: no limit).
+    pub per_ip_per_minute: u32,
+    /// Messages a minute into one conversation in `serve` (0: no limit).
+    pub per_conversation_per_minute: u32,
+    /// Take the client address from `X-Forwarded-For` (behind a proxy you run).
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Limits {
@@ -127,6 +133,9 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             max_message_chars: 4_000,
             max_poll_messages: 100,
+            per_ip_per_minute: 600,
+            per_conversation_per_minute: 20,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -294,6 +303,8 @@ pub struct GeneratorSettings {
     pub openai: Option<OpenAiSettings>,
     /// Used when `kind = "bedrock"`; every key has a default.
     pub bedrock: Option<BedrockSettings>,
+    /// The circuit breaker in front of model generators (openai, bedrock).
+    pub breaker: crate::llm::breaker::BreakerSettings,
 }
 
 /// Which retriever finds passages.

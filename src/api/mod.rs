@@ -15,6 +15,7 @@ mod agent;
 pub mod auth;
 mod conversations;
 pub mod error;
+pub mod ratelimit;
 mod widget;
 
 use std::sync::Arc;
@@ -97,6 +98,9 @@ impl ApiState {
 pub struct Routes {
     /// A demo page at `/` that embeds the widget (`deskhand serve`).
     pub demo_page: bool,
+    /// Per-IP and per-conversation rate limits (`deskhand serve`; on AWS
+    /// the HTTP API throttles instead).
+    pub rate_limits: bool,
 }
 
 /// The router over `state`, without the demo page.
@@ -122,7 +126,8 @@ pub fn router_with(state: ApiState, routes: Routes) -> Router {
     if routes.demo_page {
         app = app.route("/", get(widget::demo_page));
     }
-    app.fallback(|| async { ApiError::not_found("no such route") })
+    let app = app
+        .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -130,8 +135,17 @@ pub fn router_with(state: ApiState, routes: Routes) -> Router {
                 "method not allowed on this route",
             )
         })
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(cors(&cors_origins))
+        .layer(DefaultBodyLimit::max(limit));
+    let app = if routes.rate_limits {
+        let limits = Arc::new(ratelimit::RateLimits::new(state.limits()));
+        app.layer(axum::middleware::from_fn_with_state(
+            limits,
+            ratelimit::enforce,
+        ))
+    } else {
+        app
+    };
+    app.layer(cors(&cors_origins))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -226,7 +226,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     let kb = config.kb_dir.clone();
     let (app, built) = Local::open(config, &mut progress_bar("indexing"))?;
     if let Some(stats) = built {
-        eprintln!(
+        println!(
             "Indexed {} documents ({} passages) from {}.",
             stats.documents,
             stats.passages,

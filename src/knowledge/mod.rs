@@ -49,6 +49,19 @@ impl Passage {
     }
 }
 
+static NOT_TOPICAL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b|\bhttps?://\S+|\bwww\.\S+|[+(]?\d[\d ()./-]{5,}\d")
+        .expect("static regex")
+});
+
+/// `text` without what says nothing about its topic: e-mail addresses,
+/// links, and long numbers (phones, card and order numbers). Their pieces
+/// would count as words the knowledge base does not know, and make a
+/// covered question look uncovered.
+pub fn topical(text: &str) -> std::borrow::Cow<'_, str> {
+    NOT_TOPICAL.replace_all(text, " ")
+}
+
 /// Retrieval failures, split by what the caller does next.
 #[derive(Debug, thiserror::Error)]
 pub enum RetrieveError {

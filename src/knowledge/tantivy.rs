@@ -315,7 +315,7 @@ impl TantivyIndex {
     /// passage (with its title and heading) contains; a term the KB never
     /// uses weighs [`UNKNOWN_TERM_WEIGHT`] times an average known term.
     pub fn search(&self, query: &str, k: usize) -> anyhow::Result<Vec<Passage>> {
-        let terms = analyze(query);
+        let terms = analyze(&super::topical(query));
         if terms.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
@@ -438,6 +438,20 @@ mod tests {
         let pw = idx.search("I forgot my password", 3).unwrap();
         assert_eq!(pw[0].doc_id, "account/password.md");
         assert_eq!(pw[0].section, None);
+    }
+
+    #[test]
+    fn addresses_links_and_numbers_do_not_dilute_relevance() {
+        let idx = TantivyIndex::in_memory(&docs()).unwrap();
+        let plain = idx
+            .search("How do I get a refund on my annual plan?", 1)
+            .unwrap()[0]
+            .relevance;
+        let noisy = idx
+            .search("How do I get a refund on my annual plan? jane.doe@mail.example 4411-2290-1188 https://x.example/a/b +44 20 7946 0958", 1)
+            .unwrap()[0]
+            .relevance;
+        assert!((plain - noisy).abs() < 1e-6, "{plain} vs {noisy}");
     }
 
     #[test]

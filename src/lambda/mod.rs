@@ -98,10 +98,13 @@ impl AwsRuntime {
     /// from the shared SDK configuration.
     pub fn generator(&self) -> anyhow::Result<Arc<dyn Generator>> {
         match self.config.generator.kind {
-            GeneratorKind::Bedrock => Ok(Arc::new(Bedrock::new(
-                &self.sdk,
-                self.config.generator.bedrock.clone().unwrap_or_default(),
-                self.config.pipeline.max_passage_chars,
+            GeneratorKind::Bedrock => Ok(Arc::new(crate::llm::breaker::Breaker::new(
+                Bedrock::new(
+                    &self.sdk,
+                    self.config.generator.bedrock.clone().unwrap_or_default(),
+                    self.config.pipeline.max_passage_chars,
+                ),
+                self.config.generator.breaker,
             ))),
             _ => crate::local::generator(&self.config),
         }

@@ -93,7 +93,7 @@ impl Extractive {
 
     /// Picks the sentences that answer `question` from `passages`.
     pub fn extract(question: &str, passages: &[Passage], max_chars: usize) -> Option<Extract> {
-        let q = analyze(question);
+        let q = analyze(&crate::knowledge::topical(question));
         let best = passages.first()?;
         if q.is_empty() {
             return None;

@@ -6,6 +6,7 @@
 //! needs_human, reason, sources}`; the decision gate does the rest.
 
 pub mod bedrock;
+pub mod breaker;
 pub mod extractive;
 pub mod openai;
 pub mod prompt;

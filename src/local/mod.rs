@@ -19,6 +19,7 @@ use crate::api::{self, ApiState, Tokens};
 use crate::config::{Config, GeneratorKind, RetrieverKind};
 use crate::knowledge::tantivy::BuildStats;
 use crate::knowledge::{BedrockKb, Retriever, TantivyIndex};
+use crate::llm::breaker::Breaker;
 use crate::llm::{Bedrock, Extractive, Generator, OpenAi};
 use crate::notify::{Escalator, LogThen, Webhook};
 use crate::pipeline::{Pipeline, Responder, Rules, Settings};
@@ -43,13 +44,19 @@ pub fn generator(config: &Config) -> anyhow::Result<Arc<dyn Generator>> {
                 .openai
                 .clone()
                 .context("[generator.openai] is missing")?;
-            Arc::new(OpenAi::new(s, config.pipeline.max_passage_chars)?)
+            Arc::new(Breaker::new(
+                OpenAi::new(s, config.pipeline.max_passage_chars)?,
+                config.generator.breaker,
+            ))
         }
         // The SDK configuration loads on the first call: this wiring is sync.
-        GeneratorKind::Bedrock => Arc::new(Bedrock::lazy(
-            config.aws.clone(),
-            config.generator.bedrock.clone().unwrap_or_default(),
-            config.pipeline.max_passage_chars,
+        GeneratorKind::Bedrock => Arc::new(Breaker::new(
+            Bedrock::lazy(
+                config.aws.clone(),
+                config.generator.bedrock.clone().unwrap_or_default(),
+                config.pipeline.max_passage_chars,
+            ),
+            config.generator.breaker,
         )),
     })
 }
@@ -168,7 +175,13 @@ impl Local {
             self.tokens.clone(),
             Arc::new(self.config.clone()),
         );
-        api::router_with(state, api::Routes { demo_page: true })
+        api::router_with(
+            state,
+            api::Routes {
+                demo_page: true,
+                rate_limits: true,
+            },
+        )
     }
 
     /// A fresh widget conversation and its token, for the start-up hint.
