@@ -11,6 +11,7 @@
 pub mod auth;
 mod conversations;
 pub mod error;
+mod inbound;
 
 use std::sync::Arc;
 
@@ -98,6 +99,7 @@ pub fn router(state: ApiState) -> Router {
             "/v1/conversations/{id}/messages",
             post(conversations::post_message).get(conversations::poll),
         )
+        .merge(inbound::routes(&state))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

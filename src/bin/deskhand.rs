@@ -68,6 +68,29 @@ enum Command {
     /// e2e: local mode over real HTTP on 127.0.0.1, a client per
     /// conversation posting and polling until the reply is visible.
     Bench(BenchArgs),
+    /// Show the ticket an inbound delivery becomes (no HTTP, no queue).
+    ///
+    /// Runs the endpoint's own verification and normalization on FILE and
+    /// prints the ticket as JSON, or why it is ignored, or an error and a
+    /// non-zero exit. PROVIDER is `email` (raw MIME, an .eml file) or a
+    /// provider of POST /v1/inbound/{email,helpdesk}/{provider}. Secrets
+    /// come from the configuration; --no-verify skips every check.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// `email` (raw MIME), postmark, mailgun, sendgrid, ses, zendesk,
+    /// freshdesk, intercom, helpscout, front or generic.
+    provider: String,
+    /// The request body (an .eml file for `email`).
+    file: PathBuf,
+    /// A request header, as `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Skip signature and credential checks.
+    #[arg(long)]
+    no_verify: bool,
 }
 
 #[derive(Args)]
@@ -344,12 +367,78 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Inspect(args) => inspect(&cli, args).await,
         Command::Config => {
             let config = Config::load(cli.config.as_deref(), &Value::Null)?;
             print!("{}", toml_like(&serde_json::to_value(&config)?));
             Ok(())
         }
     }
+}
+
+async fn inspect(cli: &Cli, args: &InspectArgs) -> anyhow::Result<()> {
+    use deskhand::domain::Channel;
+    use deskhand::ingest::{self, Inbound, Outcome, Verification};
+
+    let config = Config::load(cli.config.as_deref(), &Value::Null)?;
+    let body =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let name = if args.provider == "email" {
+        "mime"
+    } else {
+        args.provider.as_str()
+    };
+    let channel = [Channel::Email, Channel::Helpdesk]
+        .into_iter()
+        .find(|c| ingest::provider(*c, name).is_ok())
+        .ok_or_else(|| anyhow::anyhow!("unknown provider {:?}; expected email, postmark, mailgun, sendgrid, ses, zendesk, freshdesk, intercom, helpscout, front or generic", args.provider))?;
+    let mut headers = axum::http::HeaderMap::new();
+    for h in &args.headers {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--header {h:?} is not `Name: value`"))?;
+        headers.append(
+            axum::http::HeaderName::try_from(k.trim())
+                .with_context(|| format!("header name {k:?}"))?,
+            axum::http::HeaderValue::try_from(v.trim())
+                .with_context(|| format!("header value of {k:?}"))?,
+        );
+    }
+    // Forms need their Content-Type; guess it from the body if not given.
+    if matches!(name, "mailgun" | "sendgrid") && !headers.contains_key("content-type") {
+        let guessed = match body
+            .strip_prefix(b"--")
+            .and_then(|b| b.split(|c| *c == b'\r' || *c == b'\n').next())
+        {
+            Some(boundary) => format!(
+                "multipart/form-data; boundary={}",
+                String::from_utf8_lossy(boundary)
+            ),
+            None => "application/x-www-form-urlencoded".to_owned(),
+        };
+        headers.insert("content-type", guessed.parse()?);
+    }
+    let inbound = Inbound::new(config.inbound.clone(), config.limits.max_message_chars);
+    let verification = if args.no_verify {
+        Verification::Skip
+    } else {
+        Verification::Required
+    };
+    let outcome = inbound
+        .receive(channel, name, &headers, &body, verification)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let out = match outcome {
+        Outcome::Accepted(ticket) => {
+            let mut v = serde_json::to_value(&ticket)?;
+            v["channel"] = json!(ticket.channel());
+            v
+        }
+        Outcome::Ignored(i) => json!({"ignored": i.reason, "detail": i.detail}),
+        Outcome::Challenge(c) => json!({"challenge": c}),
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 /// Prints the configuration as JSON (TOML cannot express every null).

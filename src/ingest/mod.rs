@@ -200,7 +200,7 @@ impl Inbound {
         }
     }
 
-    /// Verifies and normalizes one delivery.
+    /// Verifies and normalizes one delivery received now.
     pub async fn receive(
         &self,
         channel: Channel,
@@ -209,8 +209,29 @@ impl Inbound {
         body: &[u8],
         verification: Verification,
     ) -> Result<Outcome, IngestError> {
+        self.receive_at(
+            channel,
+            provider_name,
+            headers,
+            body,
+            verification,
+            Utc::now(),
+        )
+        .await
+    }
+
+    /// Verifies and normalizes one delivery received at `now` (replay
+    /// windows are measured from it; signed fixtures use their own time).
+    pub async fn receive_at(
+        &self,
+        channel: Channel,
+        provider_name: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        verification: Verification,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, IngestError> {
         let provider = provider(channel, provider_name)?;
-        let now = Utc::now();
         let ctx = Context {
             settings: &self.settings,
             now,
