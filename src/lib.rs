@@ -28,6 +28,7 @@
 //! - [`lambda`]: the AWS front doors: SQS worker and HTTP API on Lambda.
 //! - [`local`]: `deskhand serve`: the one-box runtime (API + worker tasks).
 //! - [`eval`]: `deskhand eval`: retrieval and decision quality on a case set.
+//! - [`soak`]: `deskhand soak`: fault injection and the nothing-lost invariant.
 //! - [`bench`]: `deskhand bench`: throughput and latency a user can re-run.
 
 pub mod api;
@@ -44,6 +45,7 @@ pub mod local;
 pub mod notify;
 pub mod pipeline;
 pub mod queue;
+pub mod soak;
 pub mod sqlite;
 pub mod store;
 pub mod telemetry;

@@ -112,6 +112,49 @@ pub async fn handle(
     Action::RetryAfter(wait.map_or(delay, |w| w.max(delay)))
 }
 
+/// [`handle`], with a panic anywhere in it treated as a failure: the
+/// ticket goes to a person and the record to the dead-letter queue, rather
+/// than crashing the worker on every redelivery.
+pub async fn handle_guarded(
+    pipeline: &Pipeline,
+    body: &str,
+    receive_count: u32,
+    max_receives: u32,
+    backoff: Backoff,
+) -> Action {
+    use futures::FutureExt;
+    let attempt =
+        std::panic::AssertUnwindSafe(handle(pipeline, body, receive_count, max_receives, backoff));
+    match attempt.catch_unwind().await {
+        Ok(action) => action,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(message = "The worker panicked handling a record.", error = %what);
+            let detail = format!("the worker panicked: {what}");
+            let reported = match decode(body) {
+                Ok(ticket) => {
+                    std::panic::AssertUnwindSafe(pipeline.give_up(&ticket, &detail))
+                        .catch_unwind()
+                        .await
+                }
+                Err(_) => {
+                    std::panic::AssertUnwindSafe(pipeline.escalate_unreadable(body, &detail))
+                        .catch_unwind()
+                        .await
+                }
+            };
+            match reported {
+                Ok(Ok(())) => Action::DeadLetter("processing_failed"),
+                _ => Action::RetryAfter(backoff.delay(receive_count)),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

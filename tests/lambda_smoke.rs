@@ -1,5 +1,6 @@
-//! The worker binary under the Lambda runtime: `cargo lambda watch` (the
-//! Runtime API emulator) runs it, `cargo lambda invoke` sends it the
+//! The worker binary under the Lambda runtime: `cargo lambda watch
+//! --only-lambda-apis` is the Runtime API emulator, the worker binary this
+//! test build made runs against it, `cargo lambda invoke` sends it the
 //! fixture `SqsEvent`, and the response names the expected batch item
 //! failures. Storage and escalations are on moto.
 //!
@@ -11,7 +12,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,9 +37,7 @@ async fn the_worker_binary_answers_a_fixture_event_under_the_lambda_runtime() {
     let (topic, inbox) = moto.topic_with_subscriber(None).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let env_file = dir.path().join("worker.env");
-    let mut f = std::fs::File::create(&env_file).unwrap();
-    for (k, v) in [
+    let worker_env = [
         ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
         ("AWS_REGION", "us-east-1".to_owned()),
@@ -60,34 +58,50 @@ async fn the_worker_binary_answers_a_fixture_event_under_the_lambda_runtime() {
             root().join("fixtures/kb").display().to_string(),
         ),
         ("DESKHAND_LOG", "warn".to_owned()),
-    ] {
-        writeln!(f, "{k}={v}").unwrap();
-    }
-    drop(f);
+    ];
 
     let port = free_port().to_string();
+    let watch_log = dir.path().join("watch.log");
     let mut watch = Command::new(&cargo_lambda)
         .args([
             "lambda",
             "watch",
-            "--ignore-changes",
+            "--only-lambda-apis",
             "-A",
             "127.0.0.1",
             "-P",
             &port,
-            "--env-file",
         ])
-        .arg(&env_file)
         .current_dir(root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(std::fs::File::create(&watch_log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("watch.err")).unwrap())
         .spawn()
         .expect("cargo lambda watch starts");
+    let ready = Instant::now();
+    while std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err() {
+        assert!(
+            ready.elapsed() < Duration::from_secs(30),
+            "the Runtime API emulator did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut function = Command::new(env!("CARGO_BIN_EXE_deskhand-worker"))
+        .envs(worker_env)
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("function.err")).unwrap())
+        .spawn()
+        .expect("the worker binary starts");
     let result = tokio::task::spawn_blocking(move || {
-        // The emulator compiles the function on first use; allow for that.
         let started = Instant::now();
         loop {
-            let out = Command::new(&cargo_lambda)
+            let mut invoke = Command::new(&cargo_lambda)
                 .args([
                     "lambda",
                     "invoke",
@@ -98,13 +112,25 @@ async fn the_worker_binary_answers_a_fixture_event_under_the_lambda_runtime() {
                     "--data-file",
                 ])
                 .arg(root().join("fixtures/lambda/sqs_event.json"))
-                .arg("deskhand-worker")
-                .output()
+                .arg("_")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
                 .unwrap();
+            let invoked = Instant::now();
+            while invoke.try_wait().unwrap().is_none()
+                && invoked.elapsed() < Duration::from_secs(60)
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if invoke.try_wait().unwrap().is_none() {
+                let _ = invoke.kill();
+            }
+            let out = invoke.wait_with_output().unwrap();
             if out.status.success() {
                 return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
             }
-            if started.elapsed() > Duration::from_secs(240) {
+            if started.elapsed() > Duration::from_secs(90) {
                 return Err(String::from_utf8_lossy(&out.stderr).into_owned());
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -112,10 +138,19 @@ async fn the_worker_binary_answers_a_fixture_event_under_the_lambda_runtime() {
     })
     .await
     .unwrap();
+    let _ = function.kill();
+    let _ = function.wait();
     let _ = watch.kill();
     let _ = watch.wait();
-    let response: serde_json::Value =
-        serde_json::from_str(result.as_ref().expect("invoke succeeded")).unwrap();
+    let response: serde_json::Value = match &result {
+        Ok(out) => serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}")),
+        Err(err) => panic!(
+            "invoke failed: {err}\n--- emulator:\n{}\n{}\n--- function:\n{}",
+            std::fs::read_to_string(&watch_log).unwrap_or_default(),
+            std::fs::read_to_string(dir.path().join("watch.err")).unwrap_or_default(),
+            std::fs::read_to_string(dir.path().join("function.err")).unwrap_or_default()
+        ),
+    };
     let failures: Vec<&str> = response["batchItemFailures"]
         .as_array()
         .unwrap_or_else(|| panic!("not a batch response: {response}"))

@@ -15,6 +15,7 @@ mod agent;
 pub mod auth;
 mod conversations;
 pub mod error;
+mod inbound;
 pub mod ratelimit;
 mod widget;
 
@@ -122,7 +123,8 @@ pub fn router_with(state: ApiState, routes: Routes) -> Router {
         .route("/v1/conversations/{id}/agent-replies", post(agent::reply))
         .route("/v1/conversations/{id}/close", post(agent::close))
         .route("/v1/conversations/{id}/handback", post(agent::handback))
-        .route("/widget.js", get(widget::script));
+        .route("/widget.js", get(widget::script))
+        .merge(inbound::routes(&state));
     if routes.demo_page {
         app = app.route("/", get(widget::demo_page));
     }

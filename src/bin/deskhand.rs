@@ -68,11 +68,46 @@ enum Command {
     Redrive(RedriveArgs),
     /// Print the effective configuration (secrets redacted).
     Config,
+    /// Fault-injection soak: checks that no ticket is lost or answered twice.
+    ///
+    /// Runs N tickets through the worker path with injected faults (model
+    /// throttling, time-outs and garbage; store write failures before and
+    /// after they land; workers killed between claim and reply; failed
+    /// escalations; duplicate deliveries; unreadable records), then checks
+    /// that every ticket ended answered, escalated, forwarded or
+    /// dead-lettered with a person told, none got two replies, and no model
+    /// call came after a ticket was done. Locally on a temporary SQLite
+    /// file; with --aws on the configured SQS queue and DynamoDB table
+    /// (e.g. moto server). Exits non-zero if the invariant breaks.
+    Soak(SoakArgs),
     /// Measure throughput and latency (prints a table, or --json).
     ///
     /// e2e: local mode over real HTTP on 127.0.0.1, a client per
     /// conversation posting and polling until the reply is visible.
     Bench(BenchArgs),
+    /// Show the ticket an inbound delivery becomes (no HTTP, no queue).
+    ///
+    /// Runs the endpoint's own verification and normalization on FILE and
+    /// prints the ticket as JSON, or why it is ignored, or an error and a
+    /// non-zero exit. PROVIDER is `email` (raw MIME, an .eml file) or a
+    /// provider of POST /v1/inbound/{email,helpdesk}/{provider}. Secrets
+    /// come from the configuration; --no-verify skips every check.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// `email` (raw MIME), postmark, mailgun, sendgrid, ses, zendesk,
+    /// freshdesk, intercom, helpscout, front or generic.
+    provider: String,
+    /// The request body (an .eml file for `email`).
+    file: PathBuf,
+    /// A request header, as `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Skip signature and credential checks.
+    #[arg(long)]
+    no_verify: bool,
 }
 
 #[derive(Args)]
@@ -102,6 +137,28 @@ struct ServeArgs {
     /// Folder for the SQLite file, the index and the generated secret.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// Knowledge-base folder.
+    #[arg(long, value_name = "DIR")]
+    kb: Option<PathBuf>,
+    /// Tickets to send.
+    #[arg(long, default_value_t = 200)]
+    tickets: usize,
+    /// Seed of the fault dice (the same seed injects the same faults).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Give up draining after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    time_limit: u64,
+    /// Run against the AWS adapters in the configuration (`aws.*`).
+    #[arg(long)]
+    aws: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -362,12 +419,101 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Inspect(args) => inspect(&cli, args).await,
+        Command::Soak(args) => {
+            let config = Config::load(
+                cli.config.as_deref(),
+                &overrides(&[("kb_dir", path(&args.kb))]),
+            )?;
+            let retriever = local::retriever_in_memory(&config)?;
+            let limit = std::time::Duration::from_secs(args.time_limit);
+            let rates = deskhand::soak::FaultRates::default();
+            let report = if args.aws {
+                let runtime = deskhand::lambda::AwsRuntime::from_config(config).await?;
+                deskhand::soak::aws(&runtime, retriever, args.tickets, args.seed, rates, limit)
+                    .await?
+            } else {
+                deskhand::soak::local(retriever, args.tickets, args.seed, rates, limit).await?
+            };
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            anyhow::ensure!(report.ok(), "the invariant broke: see the report above");
+            Ok(())
+        }
         Command::Config => {
             let config = Config::load(cli.config.as_deref(), &Value::Null)?;
             print!("{}", toml_like(&serde_json::to_value(&config)?));
             Ok(())
         }
     }
+}
+
+async fn inspect(cli: &Cli, args: &InspectArgs) -> anyhow::Result<()> {
+    use deskhand::domain::Channel;
+    use deskhand::ingest::{self, Inbound, Outcome, Verification};
+
+    let config = Config::load(cli.config.as_deref(), &Value::Null)?;
+    let body =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let name = if args.provider == "email" {
+        "mime"
+    } else {
+        args.provider.as_str()
+    };
+    let channel = [Channel::Email, Channel::Helpdesk]
+        .into_iter()
+        .find(|c| ingest::provider(*c, name).is_ok())
+        .ok_or_else(|| anyhow::anyhow!("unknown provider {:?}; expected email, postmark, mailgun, sendgrid, ses, zendesk, freshdesk, intercom, helpscout, front or generic", args.provider))?;
+    let mut headers = axum::http::HeaderMap::new();
+    for h in &args.headers {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--header {h:?} is not `Name: value`"))?;
+        headers.append(
+            axum::http::HeaderName::try_from(k.trim())
+                .with_context(|| format!("header name {k:?}"))?,
+            axum::http::HeaderValue::try_from(v.trim())
+                .with_context(|| format!("header value of {k:?}"))?,
+        );
+    }
+    // Forms need their Content-Type; guess it from the body if not given.
+    if matches!(name, "mailgun" | "sendgrid") && !headers.contains_key("content-type") {
+        let guessed = match body
+            .strip_prefix(b"--")
+            .and_then(|b| b.split(|c| *c == b'\r' || *c == b'\n').next())
+        {
+            Some(boundary) => format!(
+                "multipart/form-data; boundary={}",
+                String::from_utf8_lossy(boundary)
+            ),
+            None => "application/x-www-form-urlencoded".to_owned(),
+        };
+        headers.insert("content-type", guessed.parse()?);
+    }
+    let inbound = Inbound::new(config.inbound.clone(), config.limits.max_message_chars);
+    let verification = if args.no_verify {
+        Verification::Skip
+    } else {
+        Verification::Required
+    };
+    let outcome = inbound
+        .receive(channel, name, &headers, &body, verification)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let out = match outcome {
+        Outcome::Accepted(ticket) => {
+            let mut v = serde_json::to_value(&ticket)?;
+            v["channel"] = json!(ticket.channel());
+            v
+        }
+        Outcome::Ignored(i) => json!({"ignored": i.reason, "detail": i.detail}),
+        Outcome::Challenge(c) => json!({"challenge": c}),
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 /// Prints the configuration as JSON (TOML cannot express every null).

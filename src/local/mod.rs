@@ -276,11 +276,7 @@ impl Worker {
             let arrived = arrivals.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
-            let batch = match self
-                .queue
-                .receive(1, self.visibility, self.max_receives)
-                .await
-            {
+            let batch = match self.queue.receive(1, self.visibility, None).await {
                 Ok(b) => b,
                 Err(error) => {
                     warn!(message = "Queue receive failed.", worker = n, %error);
@@ -297,7 +293,7 @@ impl Worker {
                 continue;
             }
             for d in batch {
-                let action = worker::handle(
+                let action = worker::handle_guarded(
                     &self.pipeline,
                     &d.body,
                     d.receive_count,

@@ -581,9 +581,10 @@ impl Pipeline {
                 detail: err.to_string(),
                 retry_after: None,
             })?;
-        if stored.is_ok()
-            && let Err(error) = self.store.mark_notified(ticket.ticket_id).await
-        {
+        // A person has been told about this ticket: record it, whether or not
+        // the completion above could be written (if the ticket was finished
+        // earlier, this settles its pending notification too).
+        if let Err(error) = self.store.mark_notified(ticket.ticket_id).await {
             warn!(message = "Escalation sent but not recorded; it may be sent again.", %error);
         }
         Ok(())

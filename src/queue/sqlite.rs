@@ -116,16 +116,18 @@ impl SqliteQueue {
     }
 
     /// Receives up to `max` messages, each the oldest of its group, hiding
-    /// them for `visibility`. A message already received `max_receives`
-    /// times is moved to the dead-letter table instead, as SQS's redrive
-    /// policy does.
+    /// them for `visibility`. With `dead_letter_after`, a message already
+    /// received that many times is moved to the dead-letter table instead,
+    /// as SQS's redrive policy does. (`serve` passes `None`: there, only a
+    /// worker that has told a person dead-letters, since no alarm watches
+    /// the local table.)
     pub async fn receive(
         &self,
         max: usize,
         visibility: Duration,
-        max_receives: u32,
+        dead_letter_after: Option<u32>,
     ) -> Result<Vec<Delivery>, QueueError> {
-        self.receive_at(now_ms(), max, visibility, max_receives)
+        self.receive_at(now_ms(), max, visibility, dead_letter_after)
             .await
     }
 
@@ -135,8 +137,9 @@ impl SqliteQueue {
         now: i64,
         max: usize,
         visibility: Duration,
-        max_receives: u32,
+        dead_letter_after: Option<u32>,
     ) -> Result<Vec<Delivery>, QueueError> {
+        let max_receives = dead_letter_after.unwrap_or(u32::MAX);
         let visibility_ms = i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX);
         Ok(self
             .db
@@ -371,17 +374,17 @@ mod tests {
         let (_d, q) = queue();
         q.send_raw("g", "m1", "one").await.unwrap();
         let t0 = now_ms();
-        let first = q.receive_at(t0, 10, VIS, 5).await.unwrap();
+        let first = q.receive_at(t0, 10, VIS, Some(5)).await.unwrap();
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].receive_count, 1);
         assert!(
-            q.receive_at(t0 + 29_000, 10, VIS, 5)
+            q.receive_at(t0 + 29_000, 10, VIS, Some(5))
                 .await
                 .unwrap()
                 .is_empty(),
             "visible too early"
         );
-        let again = q.receive_at(t0 + 30_001, 10, VIS, 5).await.unwrap();
+        let again = q.receive_at(t0 + 30_001, 10, VIS, Some(5)).await.unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].receive_count, 2);
         // The first receipt is stale now.
@@ -396,12 +399,12 @@ mod tests {
         q.send_raw("a", "a1", "a1").await.unwrap();
         q.send_raw("a", "a2", "a2").await.unwrap();
         q.send_raw("b", "b1", "b1").await.unwrap();
-        let got = q.receive(10, VIS, 5).await.unwrap();
+        let got = q.receive(10, VIS, Some(5)).await.unwrap();
         let bodies: Vec<_> = got.iter().map(|d| d.body.as_str()).collect();
         assert_eq!(bodies, ["a1", "b1"], "a2 must wait for a1");
-        assert!(q.receive(10, VIS, 5).await.unwrap().is_empty());
+        assert!(q.receive(10, VIS, Some(5)).await.unwrap().is_empty());
         q.delete(&got[0]).await.unwrap();
-        let next = q.receive(10, VIS, 5).await.unwrap();
+        let next = q.receive(10, VIS, Some(5)).await.unwrap();
         assert_eq!(
             next.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(),
             ["a2"]
@@ -423,7 +426,7 @@ mod tests {
         q.send_raw("g", "n", "behind").await.unwrap();
         let mut t = now_ms();
         for attempt in 1..=3 {
-            let got = q.receive_at(t, 1, VIS, 3).await.unwrap();
+            let got = q.receive_at(t, 1, VIS, Some(3)).await.unwrap();
             assert_eq!(got.len(), 1, "attempt {attempt}");
             assert_eq!(
                 (got[0].body.as_str(), got[0].receive_count),
@@ -432,7 +435,7 @@ mod tests {
             t += 31_000;
         }
         // The fourth receive moves it and delivers the next in its group.
-        let got = q.receive_at(t, 1, VIS, 3).await.unwrap();
+        let got = q.receive_at(t, 1, VIS, Some(3)).await.unwrap();
         assert_eq!(
             got.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(),
             ["behind"]
@@ -444,7 +447,7 @@ mod tests {
         );
         q.delete(&got[0]).await.unwrap();
         assert_eq!(q.redrive().await.unwrap(), 1);
-        let back = q.receive(1, VIS, 3).await.unwrap();
+        let back = q.receive(1, VIS, Some(3)).await.unwrap();
         assert_eq!(
             (back[0].body.as_str(), back[0].receive_count),
             ("poison", 1)
@@ -455,7 +458,7 @@ mod tests {
     async fn explicit_dead_letter_and_retry_after() {
         let (_d, q) = queue();
         q.send_raw("g", "m", "junk").await.unwrap();
-        let got = q.receive(1, VIS, 5).await.unwrap();
+        let got = q.receive(1, VIS, Some(5)).await.unwrap();
         assert!(q.dead_letter(&got[0], "unparseable").await.unwrap());
         assert_eq!(
             q.depth().await.unwrap(),
@@ -467,9 +470,9 @@ mod tests {
         );
 
         q.send_raw("h", "r", "retry me").await.unwrap();
-        let got = q.receive(1, VIS, 5).await.unwrap();
+        let got = q.receive(1, VIS, Some(5)).await.unwrap();
         assert!(q.retry_after(&got[0], Duration::ZERO).await.unwrap());
-        let again = q.receive(1, VIS, 5).await.unwrap();
+        let again = q.receive(1, VIS, Some(5)).await.unwrap();
         assert_eq!(again[0].receive_count, 2);
     }
 }

@@ -318,3 +318,29 @@ impl Queue for SqsQueue {
         }
     }
 }
+
+/// A Lambda SQS event for received messages, as the event source mapping
+/// builds it (the soak and the tests deliver to the worker this way).
+pub fn sqs_event(
+    queue_arn: &str,
+    messages: &[Received],
+) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": m.attributes,
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records }))
+        .expect("the event source's record shape deserializes")
+}

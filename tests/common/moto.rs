@@ -281,27 +281,5 @@ impl Moto {
     }
 }
 
-/// A Lambda SQS event for received messages, as the event source mapping
-/// builds it.
-pub fn sqs_event(
-    queue_arn: &str,
-    messages: &[deskhand::queue::sqs::Received],
-) -> aws_lambda_events::event::sqs::SqsEvent {
-    let records: Vec<serde_json::Value> = messages
-        .iter()
-        .map(|m| {
-            serde_json::json!({
-                "messageId": m.message_id,
-                "receiptHandle": m.receipt_handle,
-                "body": m.body,
-                "attributes": m.attributes,
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            })
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
-}
+#[allow(unused_imports)] // used by some test binaries
+pub use deskhand::queue::sqs::sqs_event;

@@ -1,0 +1,115 @@
+//! Mailgun routes (`forward("https://…/v1/inbound/email/mailgun")`): a
+//! form with the parsed message (or `body-mime` when the URL asks for
+//! MIME), signed as Mailgun documents: `signature` is the hex
+//! HMAC-SHA256 of `timestamp` + `token` under the HTTP webhook signing key.
+
+use chrono::{DateTime, Utc};
+
+use super::{Email, message_id, message_ids, mime};
+use crate::domain::Attachment;
+use crate::ingest::form::Form;
+use crate::ingest::settings::MailgunSettings;
+use crate::ingest::{IngestError, verify};
+
+/// Parses the form (multipart or urlencoded).
+pub fn form(content_type: &str, body: &[u8]) -> Result<Form, IngestError> {
+    Form::parse(content_type, body)
+        .map_err(|e| IngestError::Malformed(format!("Mailgun form: {e}")))
+}
+
+/// Checks `timestamp`, `token` and `signature`.
+pub fn verify(
+    form: &Form,
+    settings: &MailgunSettings,
+    now: DateTime<Utc>,
+    window_secs: u64,
+) -> Result<(), IngestError> {
+    let field = |n: &str| {
+        form.get(n)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                IngestError::MissingSignature(format!("the `{n}` form field is missing"))
+            })
+    };
+    let (timestamp, token, signature) = (field("timestamp")?, field("token")?, field("signature")?);
+    let expected = verify::hmac_sha256(
+        settings.signing_key.expose().as_bytes(),
+        &[timestamp.as_bytes(), token.as_bytes()],
+    );
+    verify::hex_matches(&expected, signature, "the Mailgun signature")?;
+    verify::fresh(
+        timestamp,
+        verify::Unit::Seconds,
+        now,
+        window_secs,
+        "the Mailgun timestamp",
+    )?;
+    Ok(())
+}
+
+/// The email in a verified form.
+pub fn parse(form: &Form) -> Result<Email, IngestError> {
+    if let Some(raw) = form.get("body-mime") {
+        let mut email = mime::parse(raw.as_bytes())?;
+        email
+            .recipients
+            .extend(form.get("recipient").map(str::to_owned));
+        return Ok(email);
+    }
+    let from = form.get("from").or(form.get("sender")).ok_or_else(|| {
+        IngestError::Malformed("Mailgun form has no `from`, `sender` or `body-mime` field".into())
+    })?;
+    // `message-headers` is a JSON list of [name, value] pairs.
+    let headers: Vec<(String, String)> = match form.get("message-headers") {
+        Some(raw) => serde_json::from_str::<Vec<(String, String)>>(raw)
+            .map_err(|e| {
+                IngestError::Malformed(format!(
+                    "Mailgun `message-headers` must be a JSON list of [name, value] pairs: {e}"
+                ))
+            })?
+            .into_iter()
+            .take(500)
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+        None => Vec::new(),
+    };
+    let header = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+            .or_else(|| {
+                form.fields
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                    .map(|(_, v)| v.as_str())
+            })
+    };
+    let recipients = form
+        .get("recipient")
+        .map(|r| r.split(',').map(|s| s.trim().to_owned()).collect())
+        .unwrap_or_default();
+    Ok(Email {
+        message_id: header("message-id").and_then(message_id),
+        in_reply_to: header("in-reply-to").map(message_ids).unwrap_or_default(),
+        references: header("references").map(message_ids).unwrap_or_default(),
+        from: Some(super::address_of(from).to_owned()),
+        from_name: crate::ingest::text::display_name(from).map(str::to_owned),
+        recipients,
+        subject: form.get("subject").map(str::to_owned),
+        text: form.get("body-plain").map(str::to_owned),
+        html: form.get("body-html").map(str::to_owned),
+        headers,
+        attachments: form
+            .files
+            .iter()
+            .map(|f| Attachment {
+                name: f.filename.clone(),
+                content_type: f.content_type.clone(),
+                size: f.size,
+            })
+            .collect(),
+        mailbox_hash: None,
+    })
+}

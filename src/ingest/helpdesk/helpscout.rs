@@ -1,0 +1,128 @@
+//! Help Scout webhooks: `X-HelpScout-Signature` is the base64 HMAC-SHA1
+//! of the raw body under the webhook's secret key; `X-HelpScout-Event`
+//! names the event. Used: `convo.created` and
+//! `convo.customer.reply.created` (the newest customer thread); agent
+//! replies, notes and the rest are ignored.
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+use super::{Author, HelpdeskEvent, Parsed, id_string};
+use crate::domain::Attachment;
+use crate::ingest::settings::SigningSecret;
+use crate::ingest::{Ignored, IngestError, json_error, verify};
+
+/// Checks `X-HelpScout-Signature`.
+pub fn verify(
+    headers: &HeaderMap,
+    body: &[u8],
+    settings: &SigningSecret,
+) -> Result<(), IngestError> {
+    let signature = verify::required(headers, "x-helpscout-signature")?;
+    let expected = verify::hmac_sha1(settings.secret.expose().as_bytes(), &[body]);
+    verify::base64_matches(&expected, signature, "X-HelpScout-Signature")
+}
+
+fn name(person: &Value) -> Option<String> {
+    let full = [person["first"].as_str(), person["last"].as_str()]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!full.is_empty()).then_some(full)
+}
+
+/// Parses a conversation payload for `event` (the X-HelpScout-Event value).
+pub fn parse(event: Option<&str>, body: &[u8]) -> Result<Parsed, IngestError> {
+    let event = event
+        .ok_or_else(|| IngestError::Malformed("the X-HelpScout-Event header is missing".into()))?;
+    match event {
+        "convo.created" | "convo.customer.reply.created" => {}
+        "convo.agent.reply.created" | "convo.note.created" => {
+            return Ok(Parsed::Ignored(Ignored::new(
+                "agent_author",
+                format!("Help Scout event {event}"),
+            )));
+        }
+        other => {
+            return Ok(Parsed::Ignored(Ignored::new(
+                "unsupported_event",
+                format!(
+                    "Help Scout event {}",
+                    other.chars().take(60).collect::<String>()
+                ),
+            )));
+        }
+    }
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| json_error("Help Scout conversation", &e))?;
+    let conversation = id_string(&v["id"])
+        .ok_or_else(|| IngestError::Malformed("Help Scout conversation: `id` is missing".into()))?;
+    let threads = v["_embedded"]["threads"]
+        .as_array()
+        .or(v["threads"].as_array())
+        .ok_or_else(|| {
+            IngestError::Malformed("Help Scout conversation: `_embedded.threads` is missing".into())
+        })?;
+    // Newest customer thread (threads come newest first; sort to be sure).
+    let thread = threads
+        .iter()
+        .filter(|t| t["type"].as_str() == Some("customer"))
+        .max_by(|a, b| {
+            a["createdAt"]
+                .as_str()
+                .unwrap_or("")
+                .cmp(b["createdAt"].as_str().unwrap_or(""))
+                .then(a["id"].as_u64().cmp(&b["id"].as_u64()))
+        });
+    let Some(thread) = thread else {
+        return Ok(Parsed::Ignored(Ignored::new(
+            "agent_author",
+            "no customer thread in the conversation",
+        )));
+    };
+    let thread_id = id_string(&thread["id"])
+        .ok_or_else(|| IngestError::Malformed("Help Scout thread: `id` is missing".into()))?;
+    let by = &thread["createdBy"];
+    let author = match by["type"].as_str() {
+        Some("user") => Author::Agent,
+        _ => Author::Customer,
+    };
+    let customer = if v["primaryCustomer"].is_object() {
+        &v["primaryCustomer"]
+    } else {
+        &v["customer"]
+    };
+    Ok(Parsed::Event(Box::new(HelpdeskEvent {
+        ticket_ref: conversation,
+        event_id: thread_id,
+        author,
+        author_identity: by["email"].as_str().map(str::to_owned),
+        customer_email: customer["email"]
+            .as_str()
+            .or(by["email"].as_str())
+            .map(str::to_owned),
+        customer_name: name(customer).or_else(|| name(by)),
+        subject: v["subject"].as_str().map(str::to_owned),
+        body: thread["body"].as_str().unwrap_or("").to_owned(),
+        html: true,
+        attachments: thread["_embedded"]["attachments"]
+            .as_array()
+            .or(thread["attachments"].as_array())
+            .map(|list| {
+                list.iter()
+                    .take(50)
+                    .map(|a| Attachment {
+                        name: a["filename"].as_str().unwrap_or("unnamed").to_owned(),
+                        content_type: a["mimeType"]
+                            .as_str()
+                            .unwrap_or("application/octet-stream")
+                            .to_owned(),
+                        size: a["size"].as_u64().unwrap_or(0),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })))
+}
