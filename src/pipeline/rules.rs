@@ -84,15 +84,12 @@ impl Rules {
         })
     }
 
-    /// The first rule that fires for `text`, in order of precedence: an
-    /// explicit request for a person, then sensitive topics, then sentiment.
+    /// The first rule that fires for `text`: sensitive topics, then an
+    /// upset customer, then an explicit request for a person.
     pub fn check(&self, text: &str) -> Option<RuleHit> {
-        if self.human.iter().any(|r| r.is_match(text)) {
-            return Some(RuleHit {
-                reason: ReasonCode::AskedForHuman,
-                detail: "customer asked for a person".into(),
-            });
-        }
+        // In order of urgency, so the escalation carries the reason (and
+        // priority) that matters most: a legal threat from someone who also
+        // asks for a person is a legal threat first.
         if let Some((topic, _)) = self.topics.iter().find(|(_, r)| r.is_match(text)) {
             return Some(RuleHit {
                 reason: ReasonCode::SensitiveTopic,
@@ -104,6 +101,12 @@ impl Rules {
             return Some(RuleHit {
                 reason: ReasonCode::NegativeSentiment,
                 detail: format!("sentiment {score:.2}"),
+            });
+        }
+        if self.human.iter().any(|r| r.is_match(text)) {
+            return Some(RuleHit {
+                reason: ReasonCode::AskedForHuman,
+                detail: "customer asked for a person".into(),
             });
         }
         None
