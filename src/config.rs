@@ -390,6 +390,17 @@ impl Config {
         Ok(config)
     }
 
+    /// Settings from a TOML document alone (defaults beneath, no environment
+    /// or flags): what a configuration file parses to.
+    pub fn from_toml_str(text: &str) -> anyhow::Result<Self> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         let p = &self.pipeline;
         anyhow::ensure!(
@@ -530,6 +541,28 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_example_file_loads_and_garbage_is_an_error() {
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/config/example.toml"
+        ))
+        .unwrap();
+        let c = Config::from_toml_str(&example).unwrap();
+        assert_eq!(c.generator.kind, GeneratorKind::Openai);
+        assert_eq!(c.pipeline.sensitive_topics["press"], ["journalist"]);
+        for bad in [
+            "[[[",
+            "workers = -1",
+            "workers = \"four\"",
+            "addr = 5",
+            "[pipeline]\nmin_relevance = 2",
+            "\u{0}",
+        ] {
+            assert!(Config::from_toml_str(bad).is_err(), "{bad:?} loaded");
+        }
     }
 
     #[test]
