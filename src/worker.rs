@@ -112,6 +112,23 @@ pub async fn handle(
     Action::RetryAfter(wait.map_or(delay, |w| w.max(delay)))
 }
 
+/// Gives up on a record without trying it: a person is told
+/// (`processing_failed`, or `unparseable`) and, once they are, the record
+/// may be dead-lettered; if nobody could be told it is retried.
+pub async fn give_up_record(pipeline: &Pipeline, body: &str, detail: &str) -> Action {
+    let told = match decode(body) {
+        Ok(ticket) => pipeline.give_up(&ticket, detail).await,
+        Err(_) => pipeline.escalate_unreadable(body, detail).await,
+    };
+    match told {
+        Ok(()) => Action::DeadLetter("processing_failed"),
+        Err(error) => {
+            warn!(message = "Could not notify about a failed record; keeping it.", %error);
+            Action::RetryAfter(Duration::from_secs(1))
+        }
+    }
+}
+
 /// [`handle`], with a panic anywhere in it treated as a failure: the
 /// ticket goes to a person and the record to the dead-letter queue, rather
 /// than crashing the worker on every redelivery.

@@ -85,12 +85,7 @@ async fn aws_soak_on_moto_loses_and_duplicates_nothing() {
 #[tokio::test]
 async fn a_harsh_local_soak_dead_letters_with_people_told_and_loses_nothing() {
     // The model fails most calls: many tickets exhaust their attempts.
-    let rates = FaultRates {
-        model_throttle: 0.7,
-        worker_killed: 0.1,
-        escalation_fails: 0.3,
-        ..FaultRates::default()
-    };
+    let rates = FaultRates::harsh();
     let mut dead = 0;
     for seed in 1..=5 {
         let report = soak::local(retriever(), 80, seed, rates, Duration::from_secs(120))
@@ -109,4 +104,39 @@ async fn a_harsh_local_soak_dead_letters_with_people_told_and_loses_nothing() {
         dead > 0,
         "no ticket exhausted its attempts: the soak did not test dead-lettering"
     );
+}
+
+/// The large AWS soak for the README's figures (moto is slow: minutes):
+/// `SOAK_TICKETS=300 cargo test --test soak large_aws -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn large_aws_soak_on_moto() {
+    let n: usize = std::env::var("SOAK_TICKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let moto = Moto::connect().await;
+    let table = moto.table().await;
+    let (queue, dlq) = moto.queues().await;
+    let (topic, _) = moto.topic_with_subscriber(None).await;
+    let config = Config {
+        secret: Some(Secret::new("soak-secret-0123456789abcdef")),
+        aws: moto.aws_settings(&table, &queue, &dlq, &topic),
+        ..Config::default()
+    };
+    let runtime = deskhand::lambda::AwsRuntime::from_config(config)
+        .await
+        .unwrap();
+    let report = soak::aws(
+        &runtime,
+        retriever(),
+        n,
+        42,
+        FaultRates::default(),
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    println!("{}", report.render());
+    assert!(report.ok(), "{}", report.render());
 }

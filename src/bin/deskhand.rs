@@ -156,6 +156,10 @@ struct SoakArgs {
     /// Run against the AWS adapters in the configuration (`aws.*`).
     #[arg(long)]
     aws: bool,
+    /// Harsh faults: the model fails 70 % of calls, a third of escalations
+    /// fail to publish; many tickets end dead-lettered.
+    #[arg(long)]
+    harsh: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -427,7 +431,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             let retriever = local::retriever_in_memory(&config)?;
             let limit = std::time::Duration::from_secs(args.time_limit);
-            let rates = deskhand::soak::FaultRates::default();
+            let rates = if args.harsh {
+                deskhand::soak::FaultRates::harsh()
+            } else {
+                deskhand::soak::FaultRates::default()
+            };
             let report = if args.aws {
                 let runtime = deskhand::lambda::AwsRuntime::from_config(config).await?;
                 deskhand::soak::aws(&runtime, retriever, args.tickets, args.seed, rates, limit)

@@ -77,18 +77,36 @@ async fn handle_group(ctx: &WorkerContext, group: String, records: Vec<SqsMessag
     let mut held_for: Option<u64> = None;
     for record in records {
         let id = record.message_id.clone().unwrap_or_default();
-        if let Some(secs) = held_for {
-            // FIFO: nothing after a failure in this group may go ahead of it.
-            delay(ctx, &record, secs).await;
-            failed.push(id);
-            continue;
-        }
         let body = record.body.as_deref().unwrap_or_default();
         let count = record
             .attributes
             .get("ApproximateReceiveCount")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
+        if let Some(secs) = held_for {
+            // FIFO: nothing after a failure in this group may go ahead of it.
+            // Held-back records are received (and counted) without being
+            // tried; one out of attempts goes to a person now, rather than
+            // to the dead-letter queue by the redrive policy unannounced.
+            if count >= ctx.max_receives
+                && let Action::DeadLetter(reason) = worker::give_up_record(
+                    &ctx.pipeline,
+                    body,
+                    "held back behind failures in its conversation until out of attempts",
+                )
+                .await
+                && ctx
+                    .queue
+                    .dead_letter(body, &group, &id, reason)
+                    .await
+                    .is_ok()
+            {
+                continue;
+            }
+            delay(ctx, &record, secs).await;
+            failed.push(id);
+            continue;
+        }
         match worker::handle(&ctx.pipeline, body, count, ctx.max_receives, ctx.backoff).await {
             Action::Delete => {}
             Action::RetryAfter(wait) => {
