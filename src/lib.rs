@@ -13,6 +13,8 @@
 //!
 //! - [`config`]: typed settings, loaded once at start-up; secrets never printed.
 //! - [`telemetry`]: the tracing subscriber.
+//! - [`metrics`]: ticket metrics: Prometheus registry locally, CloudWatch EMF on Lambda.
+//! - [`cost`]: model and AWS cost from stored tickets, and the monthly estimate.
 //! - [`domain`]: pure types: tickets, ids, messages, replies, decisions.
 //! - [`api`]: the one axum `Router` (widget, poll, health), errors → status codes.
 //! - [`ingest`]: inbound email and helpdesk webhooks: verify, normalize.
@@ -28,12 +30,14 @@
 //! - [`lambda`]: the AWS front doors: SQS worker and HTTP API on Lambda.
 //! - [`local`]: `deskhand serve`: the one-box runtime (API + worker tasks).
 //! - [`eval`]: `deskhand eval`: retrieval and decision quality on a case set.
-//! - [`bench`]: `deskhand bench`: throughput and latency a user can re-run.
+//! - [`bench`]: `deskhand bench`: CPU per ticket, local-mode throughput and latency,
+//!   Lambda cold start and memory, retrieval latency — numbers a user can re-run.
 
 pub mod api;
 pub mod aws;
 pub mod bench;
 pub mod config;
+pub mod cost;
 pub mod domain;
 pub mod eval;
 pub mod ingest;
@@ -41,6 +45,7 @@ pub mod knowledge;
 pub mod lambda;
 pub mod llm;
 pub mod local;
+pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod queue;

@@ -7,7 +7,9 @@
 //! group are reported failed, so FIFO order holds on the retry. Groups run
 //! concurrently (bounded). A record to retry is hidden for its backoff
 //! delay; a record given up on goes to the dead-letter queue directly (a
-//! person has already been told) and counts as handled.
+//! person has already been told) and counts as handled. Each finished
+//! ticket and failed attempt prints a CloudWatch EMF metrics line
+//! ([`crate::metrics`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 use tracing::warn;
 
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::queue::SqsQueue;
 use crate::worker::{self, Action, Backoff};
@@ -36,6 +39,9 @@ pub struct WorkerContext {
     pub backoff: Backoff,
     /// Groups handled at once.
     pub group_concurrency: usize,
+    /// Failed attempts are counted here; finished tickets by the
+    /// pipeline's store.
+    pub metrics: Metrics,
 }
 
 /// Handles one batch.
@@ -89,7 +95,14 @@ async fn handle_group(ctx: &WorkerContext, group: String, records: Vec<SqsMessag
             .get("ApproximateReceiveCount")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
-        match worker::handle(&ctx.pipeline, body, count, ctx.max_receives, ctx.backoff).await {
+        let action =
+            worker::handle(&ctx.pipeline, body, count, ctx.max_receives, ctx.backoff).await;
+        match &action {
+            Action::Delete => {}
+            Action::DeadLetter("unparseable") => ctx.metrics.unreadable(),
+            Action::RetryAfter(_) | Action::DeadLetter(_) => ctx.metrics.failed(),
+        }
+        match action {
             Action::Delete => {}
             Action::RetryAfter(wait) => {
                 let secs = wait.as_secs().max(1);

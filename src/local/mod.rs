@@ -20,6 +20,7 @@ use crate::config::{Config, GeneratorKind, RetrieverKind};
 use crate::knowledge::tantivy::BuildStats;
 use crate::knowledge::{BedrockKb, Retriever, TantivyIndex};
 use crate::llm::{Bedrock, Extractive, Generator, OpenAi};
+use crate::metrics::{MeteredStore, Metrics};
 use crate::notify::{Escalator, LogThen, Webhook};
 use crate::pipeline::{Pipeline, Responder, Rules, Settings};
 use crate::queue::{Delivery, SqliteQueue};
@@ -93,6 +94,7 @@ pub struct Local {
     queue: SqliteQueue,
     pipeline: Arc<Pipeline>,
     tokens: Tokens,
+    metrics: Metrics,
     _lock: File,
 }
 
@@ -141,8 +143,9 @@ impl Local {
             Rules::new(&config.pipeline)?,
             Settings::from_config(&config),
         );
+        let metrics = Metrics::prometheus();
         let pipeline = Arc::new(Pipeline::new(
-            Arc::new(store.clone()),
+            Arc::new(MeteredStore::new(Arc::new(store.clone()), metrics.clone())),
             escalator(&config)?,
             responder,
         ));
@@ -154,13 +157,15 @@ impl Local {
                 queue,
                 pipeline,
                 tokens,
+                metrics,
                 _lock: lock,
             },
             built,
         ))
     }
 
-    /// The API router over this instance, with the widget demo page at `/`.
+    /// The API router over this instance, with the widget demo page at `/`
+    /// and the metrics at `/metrics`.
     pub fn router(&self) -> axum::Router {
         let state = ApiState::new(
             Arc::new(self.store.clone()),
@@ -168,7 +173,14 @@ impl Local {
             self.tokens.clone(),
             Arc::new(self.config.clone()),
         );
-        api::router_with(state, api::Routes { demo_page: true })
+        api::router_with(
+            state,
+            api::Routes {
+                demo_page: true,
+                metrics: true,
+            },
+        )
+        .layer(axum::Extension(self.metrics.clone()))
     }
 
     /// A fresh widget conversation and its token, for the start-up hint.
@@ -217,6 +229,7 @@ impl Local {
                 visibility: Duration::from_secs(self.config.queue.visibility_timeout_secs),
                 max_receives: self.config.queue.max_receives,
                 backoff: Backoff::from_config(&self.config.queue),
+                metrics: self.metrics.clone(),
             };
             let stop = stop_rx.clone();
             workers.spawn(async move { w.run(n, stop).await });
@@ -254,6 +267,7 @@ struct Worker {
     visibility: Duration,
     max_receives: u32,
     backoff: Backoff,
+    metrics: Metrics,
 }
 
 impl Worker {
@@ -298,6 +312,12 @@ impl Worker {
     }
 
     async fn apply(&self, d: &Delivery, action: Action) {
+        // Finished tickets are counted by the store as they are written.
+        match &action {
+            Action::Delete => {}
+            Action::DeadLetter("unparseable") => self.metrics.unreadable(),
+            Action::RetryAfter(_) | Action::DeadLetter(_) => self.metrics.failed(),
+        }
         let done = match &action {
             Action::Delete => self.queue.delete(d).await,
             Action::RetryAfter(delay) => self.queue.retry_after(d, *delay).await,
