@@ -119,16 +119,19 @@ struct CostArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Knowledge-base folder.
+    /// Knowledge-base folder of the e2e and cold-start scenarios.
     #[arg(long, value_name = "DIR")]
     kb: Option<PathBuf>,
-    /// Tickets per concurrency level.
-    #[arg(long, default_value_t = 400)]
-    tickets: usize,
-    /// Concurrency levels (conversations posting at once).
-    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
-    concurrency: Vec<usize>,
-    /// Print JSON instead of a table.
+    /// Every scenario in a few seconds, even in a debug build (what CI runs).
+    #[arg(long)]
+    tiny: bool,
+    /// e2e tickets per concurrency level (default 2000; tiny 12).
+    #[arg(long)]
+    tickets: Option<usize>,
+    /// e2e concurrency levels (default 1,8,64; tiny 1,4).
+    #[arg(long, value_delimiter = ',')]
+    concurrency: Option<Vec<usize>>,
+    /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
 }
@@ -471,11 +474,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.config.as_deref(),
                 &overrides(&[("kb_dir", path(&args.kb))]),
             )?;
-            let rows = deskhand::bench::e2e(&config, &args.concurrency, args.tickets).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&json!({"e2e": rows}))?);
+            let mut plan = if args.tiny {
+                deskhand::bench::Plan::tiny()
             } else {
-                print!("{}", deskhand::bench::render_e2e(&rows));
+                deskhand::bench::Plan::full()
+            };
+            if let Some(n) = args.tickets {
+                plan.e2e_tickets = n;
+            }
+            if let Some(c) = &args.concurrency {
+                plan.concurrency = c.clone();
+            }
+            let report = deskhand::bench::run(&config, &plan).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", deskhand::bench::render(&report));
             }
             Ok(())
         }
