@@ -564,8 +564,14 @@ pub struct Summary {
     pub infra: Infra,
     /// Model plus infrastructure.
     pub total_cost: f64,
+    /// Of the infrastructure, what the period costs with no traffic at all
+    /// (secrets, the alarm, the event source's idle polling).
+    pub fixed_cost: f64,
     /// `total_cost / resolutions` (0 without resolutions).
     pub cost_per_resolution: f64,
+    /// `(total_cost − fixed_cost) / resolutions`: what one more resolution
+    /// costs (0 without resolutions).
+    pub marginal_cost_per_resolution: f64,
 }
 
 impl Summary {
@@ -651,8 +657,25 @@ impl Summary {
             metric_shares,
             days,
         };
-        let infra = infra(&traffic, &prices.infra, &Deployment::for_config(config));
+        let deployment = Deployment::for_config(config);
+        let fixed_cost = infra(
+            &Traffic {
+                days,
+                ..Traffic::default()
+            },
+            &prices.infra,
+            &deployment,
+        )
+        .total();
+        let infra = infra(&traffic, &prices.infra, &deployment);
         let total_cost = model_cost + infra.total();
+        let per_resolution = |v: f64| {
+            if resolutions > 0 {
+                v / resolutions as f64
+            } else {
+                0.0
+            }
+        };
         latencies.sort_by(f64::total_cmp);
         Self {
             since,
@@ -674,11 +697,9 @@ impl Summary {
             model_cost,
             unpriced_models,
             total_cost,
-            cost_per_resolution: if resolutions > 0 {
-                total_cost / resolutions as f64
-            } else {
-                0.0
-            },
+            fixed_cost,
+            cost_per_resolution: per_resolution(total_cost),
+            marginal_cost_per_resolution: per_resolution(total_cost - fixed_cost),
             infra,
         }
     }
@@ -751,10 +772,15 @@ impl Summary {
         ] {
             s += &format!("    {name:<36} {}\n", dollars(v));
         }
-        s += &format!("total                {}\n", dollars(self.total_cost));
         s += &format!(
-            "cost per resolution  {}   (Intercom Fin ${FIN_PER_RESOLUTION:.2}, Zendesk ~${ZENDESK_PER_RESOLUTION:.2})\n",
-            dollars(self.cost_per_resolution)
+            "total                {}   of which fixed monthly costs for the period {}\n",
+            dollars(self.total_cost),
+            dollars(self.fixed_cost)
+        );
+        s += &format!(
+            "cost per resolution  {}   without the fixed costs {}   (Intercom Fin ${FIN_PER_RESOLUTION:.2}, Zendesk ~${ZENDESK_PER_RESOLUTION:.2})\n",
+            dollars(self.cost_per_resolution),
+            dollars(self.marginal_cost_per_resolution)
         );
         s += "\nThe infrastructure is what this traffic would cost on AWS at list prices, \
               assuming 15 widget polls a ticket, with the period's share of the fixed monthly costs.\n";
@@ -791,8 +817,8 @@ pub fn render_estimates(rows: &[Estimate]) -> String {
 
 /// The README's table: each model's monthly total at 500, 5,000 and
 /// 50,000 conversations beside what per-resolution pricing would charge.
-pub fn markdown_table(prices: &Prices) -> String {
-    let (w, d) = (Workload::default(), Deployment::default());
+pub fn markdown_table(prices: &Prices, d: &Deployment) -> String {
+    let w = Workload::default();
     let mut s = String::from("| conversations a month |");
     for m in &prices.models {
         s += &format!(" {} |", m.name);
@@ -804,7 +830,7 @@ pub fn markdown_table(prices: &Prices) -> String {
         let rows: Vec<Estimate> = prices
             .models
             .iter()
-            .map(|m| estimate(n, m, &w, &prices.infra, &d))
+            .map(|m| estimate(n, m, &w, &prices.infra, d))
             .collect();
         s += &format!("| {} |", thousands(n as u64));
         for e in &rows {

@@ -306,7 +306,10 @@ async fn cost(cli: &Cli, args: &CostArgs) -> anyhow::Result<()> {
     let prices = &config.prices;
     if args.estimate {
         if args.markdown {
-            print!("{}", cost::markdown_table(prices));
+            print!(
+                "{}",
+                cost::markdown_table(prices, &cost::Deployment::for_config(&config))
+            );
             return Ok(());
         }
         let models: Vec<&cost::ModelPrice> = match &args.model {

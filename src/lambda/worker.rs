@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -95,8 +95,9 @@ async fn handle_group(ctx: &WorkerContext, group: String, records: Vec<SqsMessag
             .get("ApproximateReceiveCount")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
-        let action =
-            worker::handle(&ctx.pipeline, body, count, ctx.max_receives, ctx.backoff).await;
+        let action = worker::handle(&ctx.pipeline, body, count, ctx.max_receives, ctx.backoff)
+            .instrument(crate::telemetry::record_span(body))
+            .await;
         match &action {
             Action::Delete => {}
             Action::DeadLetter("unparseable") => ctx.metrics.unreadable(),

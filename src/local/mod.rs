@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::api::{self, ApiState, Tokens};
 use crate::config::{Config, GeneratorKind, RetrieverKind};
@@ -305,6 +305,7 @@ impl Worker {
                     self.max_receives,
                     self.backoff,
                 )
+                .instrument(crate::telemetry::record_span(&d.body))
                 .await;
                 self.apply(&d, action).await;
             }
