@@ -1066,36 +1066,77 @@ pub async fn cold_starts(kb: &Path, runs: usize) -> anyhow::Result<Vec<ColdStart
 /// The packages `cargo lambda build --release --arm64 --output-format zip`
 /// left in `target/lambda`, if any.
 pub fn packages() -> Vec<PackageRow> {
-    let Some(root) = std::env::current_exe()
+    let Some(target) = std::env::current_exe()
         .ok()
-        .and_then(|p| Some(p.parent()?.parent()?.join("lambda")))
+        .and_then(|p| Some(p.parent()?.parent()?.to_owned()))
     else {
         return Vec::new();
     };
     let mut rows = Vec::new();
     for name in ["deskhand-worker", "deskhand-api"] {
-        let bootstrap = root.join(name).join("bootstrap");
-        let Ok(meta) = std::fs::metadata(&bootstrap) else {
+        let dir = target.join("lambda").join(name);
+        let zip = std::fs::read(dir.join("bootstrap.zip")).ok();
+        let bootstrap = std::fs::metadata(dir.join("bootstrap"))
+            .ok()
+            .map(|m| m.len());
+        let Some(bootstrap_bytes) = bootstrap.or_else(|| zip.as_deref().and_then(zip_entry_size))
+        else {
             continue;
         };
-        let arch = std::fs::read(&bootstrap)
-            .ok()
-            .and_then(|b| b.get(18..20).map(|m| u16::from_le_bytes([m[0], m[1]])))
-            .map_or("unknown", |m| match m {
-                0xB7 => "aarch64",
-                0x3E => "x86_64",
-                _ => "other",
-            });
+        // The executable itself, or the one cargo lambda zipped.
+        let arch = [
+            dir.join("bootstrap"),
+            target.join("aarch64-unknown-linux-gnu/release").join(name),
+        ]
+        .iter()
+        .find_map(|p| elf_machine(p))
+        .unwrap_or("unknown");
         rows.push(PackageRow {
             binary: name.into(),
             arch: arch.into(),
-            bootstrap_bytes: meta.len(),
-            zip_bytes: std::fs::metadata(root.join(name).join("bootstrap.zip"))
-                .ok()
-                .map(|m| m.len()),
+            bootstrap_bytes,
+            zip_bytes: zip.map(|z| z.len() as u64),
         });
     }
     rows
+}
+
+/// The architecture in an ELF header.
+fn elf_machine(path: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    (head[..4] == *b"\x7fELF").then_some(())?;
+    Some(match u16::from_le_bytes([head[18], head[19]]) {
+        0xB7 => "aarch64",
+        0x3E => "x86_64",
+        _ => "other",
+    })
+}
+
+/// The uncompressed size of `bootstrap` in a zip, from its central directory.
+fn zip_entry_size(zip: &[u8]) -> Option<u64> {
+    let u16_at = |i: usize| Some(u16::from_le_bytes(zip.get(i..i + 2)?.try_into().ok()?));
+    let u32_at = |i: usize| Some(u32::from_le_bytes(zip.get(i..i + 4)?.try_into().ok()?));
+    let eocd = (0..zip.len().saturating_sub(21))
+        .rev()
+        .take(65_557)
+        .find(|&i| u32_at(i) == Some(0x0605_4b50))?;
+    let mut at = u32_at(eocd + 16)? as usize;
+    for _ in 0..u16_at(eocd + 10)? {
+        (u32_at(at)? == 0x0201_4b50).then_some(())?;
+        let size = u32_at(at + 24)?;
+        let (name_len, extra, comment) = (
+            u16_at(at + 28)? as usize,
+            u16_at(at + 30)? as usize,
+            u16_at(at + 32)? as usize,
+        );
+        if zip.get(at + 46..at + 46 + name_len)? == b"bootstrap" {
+            return Some(u64::from(size));
+        }
+        at += 46 + name_len + extra + comment;
+    }
+    None
 }
 
 // ---------------------------------------------------------------- e2e
