@@ -1322,7 +1322,13 @@ pub mod targets {
 }
 
 fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "MISSED" }
+    if cfg!(debug_assertions) {
+        "not judged in a debug build"
+    } else if met {
+        "met"
+    } else {
+        "MISSED"
+    }
 }
 
 fn mb(bytes: u64) -> f64 {
@@ -1445,7 +1451,12 @@ pub fn render(r: &Report) -> String {
                     mb(p.bootstrap_bytes),
                     mb(z),
                     targets::PACKAGE_MB,
-                    verdict(mb(z) <= targets::PACKAGE_MB)
+                    // The packages are release builds whatever this build is.
+                    if mb(z) <= targets::PACKAGE_MB {
+                        "met"
+                    } else {
+                        "MISSED"
+                    }
                 )
             }
             None => {

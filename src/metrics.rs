@@ -40,6 +40,7 @@ use crate::domain::{
 use crate::store::{
     Claim, ClaimToken, Completed, Completion, Page, Store, StoreError, TicketRecord,
 };
+use crate::worker::Action;
 
 /// The CloudWatch namespace of the EMF metrics.
 pub const NAMESPACE: &str = "deskhand";
@@ -244,6 +245,19 @@ impl Metrics {
             }
         }
         self.emit(|| emf_finished(f, Utc::now()));
+    }
+
+    /// Counts how a worker settled a queue record: nothing for a finished
+    /// ticket (the store counted it), a failure for a retry or a
+    /// dead-letter, and for an unreadable record its escalation too.
+    pub fn settled(&self, action: &Action) {
+        match action {
+            Action::Delete => {}
+            Action::DeadLetter(reason) if *reason == ReasonCode::Unparseable.as_str() => {
+                self.unreadable()
+            }
+            Action::RetryAfter(_) | Action::DeadLetter(_) => self.failed(),
+        }
     }
 
     /// Counts a failed processing attempt (it will be retried, or was

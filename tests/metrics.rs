@@ -251,3 +251,27 @@ async fn a_ticket_is_counted_once_when_its_completion_is_written() {
         );
     }
 }
+
+#[test]
+fn settling_a_record_counts_failures_and_unreadable_records() {
+    use deskhand::worker::Action;
+    let lines = Lines::default();
+    let metrics = Metrics::with_emf_sink(Box::new(lines.clone()));
+    metrics.settled(&Action::Delete);
+    metrics.settled(&Action::RetryAfter(Duration::from_secs(1)));
+    metrics.settled(&Action::DeadLetter("processing_failed"));
+    metrics.settled(&Action::DeadLetter("unparseable"));
+    let lines = lines.take();
+    assert_eq!(lines.len(), 3, "a finished ticket is the store's to count");
+    assert!(check_emf(&lines[2]).contains(&("Escalations".to_owned(), 1.0)));
+    let text = metrics.render();
+    for line in [
+        "deskhand_ticket_failures_total 3",
+        "deskhand_escalations_total{reason=\"unparseable\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+}

@@ -98,11 +98,7 @@ async fn handle_group(ctx: &WorkerContext, group: String, records: Vec<SqsMessag
         let action = worker::handle(&ctx.pipeline, body, count, ctx.max_receives, ctx.backoff)
             .instrument(crate::telemetry::record_span(body))
             .await;
-        match &action {
-            Action::Delete => {}
-            Action::DeadLetter("unparseable") => ctx.metrics.unreadable(),
-            Action::RetryAfter(_) | Action::DeadLetter(_) => ctx.metrics.failed(),
-        }
+        ctx.metrics.settled(&action);
         match action {
             Action::Delete => {}
             Action::RetryAfter(wait) => {

@@ -313,12 +313,7 @@ impl Worker {
     }
 
     async fn apply(&self, d: &Delivery, action: Action) {
-        // Finished tickets are counted by the store as they are written.
-        match &action {
-            Action::Delete => {}
-            Action::DeadLetter("unparseable") => self.metrics.unreadable(),
-            Action::RetryAfter(_) | Action::DeadLetter(_) => self.metrics.failed(),
-        }
+        self.metrics.settled(&action);
         let done = match &action {
             Action::Delete => self.queue.delete(d).await,
             Action::RetryAfter(delay) => self.queue.retry_after(d, *delay).await,
