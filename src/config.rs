@@ -84,6 +84,10 @@ pub struct Config {
     pub admin_key: Option<Secret>,
     /// AWS resources (the AWS path; Bedrock in any mode).
     pub aws: crate::aws::AwsSettings,
+    /// Model and AWS prices for `deskhand cost` and `GET /v1/stats`.
+    pub prices: crate::cost::Prices,
+    /// Metrics: CloudWatch EMF lines from the worker on Lambda.
+    pub metrics: crate::metrics::MetricsSettings,
 }
 
 impl Default for Config {
@@ -105,6 +109,8 @@ impl Default for Config {
             agent_key: None,
             admin_key: None,
             aws: Default::default(),
+            prices: Default::default(),
+            metrics: Default::default(),
         }
     }
 }

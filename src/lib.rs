@@ -13,6 +13,8 @@
 //!
 //! - [`config`]: typed settings, loaded once at start-up; secrets never printed.
 //! - [`telemetry`]: the tracing subscriber.
+//! - [`metrics`]: ticket metrics: Prometheus registry locally, CloudWatch EMF on Lambda.
+//! - [`cost`]: model and AWS cost from stored tickets, and the monthly estimate.
 //! - [`domain`]: pure types: tickets, ids, messages, replies, decisions.
 //! - [`api`]: the one axum `Router` (widget, poll, health), errors → status codes.
 //! - [`ingest`]: inbound email and helpdesk webhooks: verify, normalize.
@@ -29,12 +31,14 @@
 //! - [`local`]: `deskhand serve`: the one-box runtime (API + worker tasks).
 //! - [`eval`]: `deskhand eval`: retrieval and decision quality on a case set.
 //! - [`soak`]: `deskhand soak`: fault injection and the nothing-lost invariant.
-//! - [`bench`]: `deskhand bench`: throughput and latency a user can re-run.
+//! - [`bench`]: `deskhand bench`: CPU per ticket, local-mode throughput and latency,
+//!   Lambda cold start and memory, retrieval latency — numbers a user can re-run.
 
 pub mod api;
 pub mod aws;
 pub mod bench;
 pub mod config;
+pub mod cost;
 pub mod domain;
 pub mod eval;
 pub mod ingest;
@@ -42,6 +46,7 @@ pub mod knowledge;
 pub mod lambda;
 pub mod llm;
 pub mod local;
+pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod queue;

@@ -425,6 +425,13 @@ impl Store for FaultyStore {
     async fn ticket(&self, id: TicketId) -> Result<Option<TicketRecord>, StoreError> {
         self.inner.ticket(id).await
     }
+
+    async fn tickets_since(
+        &self,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<Vec<TicketRecord>, StoreError> {
+        self.inner.tickets_since(since).await
+    }
 }
 
 /// Records every escalation that reached "a person", failing some.
@@ -846,6 +853,7 @@ pub async fn aws(
             max: Duration::from_secs(1),
         },
         group_concurrency: crate::lambda::worker::GROUP_CONCURRENCY,
+        metrics: crate::metrics::Metrics::default(),
     };
     let sqs = aws_sdk_sqs::Client::new(&runtime.sdk);
     let arn = "arn:aws:sqs:soak";

@@ -5,6 +5,10 @@
 //! phone numbers and payment-card numbers are replaced, whatever logged
 //! them (an error message echoing input, a vendor's error body…). Message
 //! text is never logged on purpose; this is the net under that rule.
+//!
+//! Every line about a ticket carries its `ticket_id` and `conversation_id`
+//! (from the span around it: [`record_span`] for a queue record, the
+//! pipeline's own inside). Metrics are in [`crate::metrics`].
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -121,6 +125,26 @@ pub fn redact(text: &str) -> Cow<'_, str> {
             m.to_owned()
         }
     })
+}
+
+/// The span around handling one queue record, carrying the ticket and
+/// conversation ids of its envelope when they can be read (an unreadable
+/// record gets an empty span and is reported as such).
+pub fn record_span(body: &str) -> tracing::Span {
+    #[derive(serde::Deserialize)]
+    struct Ids {
+        ticket_id: Option<String>,
+        conversation_id: Option<String>,
+    }
+    let ids = serde_json::from_str::<Ids>(body).ok();
+    let (ticket_id, conversation_id) = ids
+        .map(|i| (i.ticket_id, i.conversation_id))
+        .unwrap_or_default();
+    tracing::info_span!(
+        "record",
+        ticket_id = ticket_id.as_deref().unwrap_or(""),
+        conversation_id = conversation_id.as_deref().unwrap_or("")
+    )
 }
 
 #[cfg(test)]

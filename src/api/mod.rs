@@ -8,8 +8,10 @@
 //! | `POST /v1/conversations/{id}/messages` | a customer message → 202 |
 //! | `GET /v1/conversations/{id}/messages?after=` | replies since a cursor |
 //! | `POST /v1/conversations/{id}/agent-replies`, `…/close`, `…/handback` | a human agent's actions (agent key) |
+//! | `GET /v1/stats?since=` | outcomes, reasons, latency and cost per resolution (admin key) |
 //! | `GET /widget.js` | the chat widget a site embeds |
 //! | `GET /` | a demo page embedding the widget (local mode only) |
+//! | `GET /metrics` | Prometheus metrics (admin key; local mode only) |
 
 mod agent;
 pub mod auth;
@@ -17,6 +19,7 @@ mod conversations;
 pub mod error;
 mod inbound;
 pub mod ratelimit;
+mod stats;
 mod widget;
 
 use std::sync::Arc;
@@ -102,6 +105,9 @@ pub struct Routes {
     /// Per-IP and per-conversation rate limits (`deskhand serve`; on AWS
     /// the HTTP API throttles instead).
     pub rate_limits: bool,
+    /// `GET /metrics`, serving the [`crate::metrics::Metrics`] put in the
+    /// router as an `Extension` (`deskhand serve`).
+    pub metrics: bool,
 }
 
 /// The router over `state`, without the demo page.
@@ -123,10 +129,14 @@ pub fn router_with(state: ApiState, routes: Routes) -> Router {
         .route("/v1/conversations/{id}/agent-replies", post(agent::reply))
         .route("/v1/conversations/{id}/close", post(agent::close))
         .route("/v1/conversations/{id}/handback", post(agent::handback))
+        .route("/v1/stats", get(stats::stats))
         .route("/widget.js", get(widget::script))
         .merge(inbound::routes(&state));
     if routes.demo_page {
         app = app.route("/", get(widget::demo_page));
+    }
+    if routes.metrics {
+        app = app.route("/metrics", get(stats::metrics));
     }
     let app = app
         .fallback(|| async { ApiError::not_found("no such route") })

@@ -80,10 +80,15 @@ enum Command {
     /// file; with --aws on the configured SQS queue and DynamoDB table
     /// (e.g. moto server). Exits non-zero if the invariant breaks.
     Soak(SoakArgs),
-    /// Measure throughput and latency (prints a table, or --json).
+    /// Measure speed and memory (prints tables, or --json).
     ///
-    /// e2e: local mode over real HTTP on 127.0.0.1, a client per
-    /// conversation posting and polling until the reply is visible.
+    /// core: pipeline CPU time per ticket (SQLite store, zero-latency
+    /// generator, synthetic 1,000-document KB). e2e: local mode over real
+    /// HTTP on 127.0.0.1, a client per conversation posting and polling
+    /// until the reply is visible. lambda: cold start (exec → first event
+    /// handled) and peak RSS of the built Lambda binaries under a Runtime
+    /// API emulator. retrieval: query latency at 100, 1,000 and 10,000
+    /// synthetic documents. Build with --release for real figures.
     Bench(BenchArgs),
     /// Show the ticket an inbound delivery becomes (no HTTP, no queue).
     ///
@@ -93,6 +98,15 @@ enum Command {
     /// provider of POST /v1/inbound/{email,helpdesk}/{provider}. Secrets
     /// come from the configuration; --no-verify skips every check.
     Inspect(InspectArgs),
+    /// What the tickets cost: model tokens and an AWS infrastructure estimate.
+    ///
+    /// Reads the tickets finished since --since (default: 30 days ago) from
+    /// the local data folder, or with --aws from the DynamoDB table, and
+    /// prints tickets, resolutions, escalations by reason, tokens, model
+    /// cost (the [prices] table), the infrastructure the traffic costs on
+    /// AWS at list prices, and the cost per resolution. --estimate prints
+    /// the monthly cost of assumed traffic instead (the README's table).
+    Cost(CostArgs),
 }
 
 #[derive(Args)]
@@ -111,17 +125,48 @@ struct InspectArgs {
 }
 
 #[derive(Args)]
+struct CostArgs {
+    /// Start of the period: a date (2026-11-01) or an RFC 3339 time.
+    #[arg(long, value_name = "DATE")]
+    since: Option<String>,
+    /// Folder for the SQLite file, the index and the generated secret.
+    #[arg(long, value_name = "DIR", conflicts_with = "aws")]
+    data: Option<PathBuf>,
+    /// Read the DynamoDB table (`aws.table`) instead of the local data.
+    #[arg(long)]
+    aws: bool,
+    /// Estimate a month of assumed traffic instead of reading tickets.
+    #[arg(long, conflicts_with_all = ["since", "data", "aws"])]
+    estimate: bool,
+    /// Conversations a month for --estimate (default 500,5000,50000).
+    #[arg(long, value_delimiter = ',', requires = "estimate", value_name = "N")]
+    conversations: Vec<u64>,
+    /// The model for --estimate: micro, lite or pro (default: each in [prices]).
+    #[arg(long, requires = "estimate", value_name = "NAME")]
+    model: Option<String>,
+    /// With --estimate: the README's Markdown table.
+    #[arg(long, requires = "estimate", conflicts_with = "json")]
+    markdown: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct BenchArgs {
-    /// Knowledge-base folder.
+    /// Knowledge-base folder of the e2e and cold-start scenarios.
     #[arg(long, value_name = "DIR")]
     kb: Option<PathBuf>,
-    /// Tickets per concurrency level.
-    #[arg(long, default_value_t = 400)]
-    tickets: usize,
-    /// Concurrency levels (conversations posting at once).
-    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
-    concurrency: Vec<usize>,
-    /// Print JSON instead of a table.
+    /// Every scenario in a few seconds, even in a debug build (what CI runs).
+    #[arg(long)]
+    tiny: bool,
+    /// e2e tickets per concurrency level (default 2000; tiny 12).
+    #[arg(long)]
+    tickets: Option<usize>,
+    /// e2e concurrency levels (default 1,8,64; tiny 1,4).
+    #[arg(long, value_delimiter = ',')]
+    concurrency: Option<Vec<usize>>,
+    /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
 }
@@ -313,6 +358,84 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     app.run(listener, shutdown_signal()).await
 }
 
+async fn cost(cli: &Cli, args: &CostArgs) -> anyhow::Result<()> {
+    use deskhand::cost;
+    let config = Config::load(
+        cli.config.as_deref(),
+        &overrides(&[("data_dir", path(&args.data))]),
+    )?;
+    let prices = &config.prices;
+    if args.estimate {
+        if args.markdown {
+            print!(
+                "{}",
+                cost::markdown_table(prices, &cost::Deployment::for_config(&config))
+            );
+            return Ok(());
+        }
+        let models: Vec<&cost::ModelPrice> = match &args.model {
+            Some(name) => vec![prices.model_named(name).with_context(|| {
+                format!("no model matching `{name}` in the price table ([prices.models])")
+            })?],
+            None => prices.models.iter().collect(),
+        };
+        let counts = if args.conversations.is_empty() {
+            vec![500, 5_000, 50_000]
+        } else {
+            args.conversations.clone()
+        };
+        let (w, d) = (
+            cost::Workload::default(),
+            cost::Deployment::for_config(&config),
+        );
+        let mut rows = Vec::new();
+        for n in counts {
+            for m in &models {
+                rows.push(cost::estimate(n as f64, m, &w, &prices.infra, &d));
+            }
+        }
+        if args.json {
+            let out = json!({"workload": w, "deployment": d, "prices": prices, "estimates": rows});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            print!(
+                "{}\n{}",
+                cost::render_estimates(&rows),
+                cost::describe_assumptions(&w, &d)
+            );
+        }
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let since = cost::parse_since(args.since.as_deref(), now).map_err(anyhow::Error::msg)?;
+    let records = if args.aws {
+        let aws = &config.aws;
+        let sdk = deskhand::aws::sdk_config(aws).await;
+        let store = deskhand::store::DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            deskhand::aws::AwsSettings::require(&aws.table, "table")?,
+            std::time::Duration::from_secs(u64::from(aws.retention_days) * 86_400),
+        );
+        deskhand::store::Store::tickets_since(&store, since).await?
+    } else {
+        let db = config.database_path();
+        anyhow::ensure!(
+            db.is_file(),
+            "no deskhand data in {} (pass --data, or --aws)",
+            config.data_dir.display()
+        );
+        let store = deskhand::store::SqliteStore::new(deskhand::sqlite::Db::open(&db)?);
+        store.tickets_since(since).await?
+    };
+    let summary = cost::Summary::of(&records, since, now, &config);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.render());
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(args) => serve(&cli, args).await,
@@ -415,11 +538,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.config.as_deref(),
                 &overrides(&[("kb_dir", path(&args.kb))]),
             )?;
-            let rows = deskhand::bench::e2e(&config, &args.concurrency, args.tickets).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&json!({"e2e": rows}))?);
+            let mut plan = if args.tiny {
+                deskhand::bench::Plan::tiny()
             } else {
-                print!("{}", deskhand::bench::render_e2e(&rows));
+                deskhand::bench::Plan::full()
+            };
+            if let Some(n) = args.tickets {
+                plan.e2e_tickets = n;
+            }
+            if let Some(c) = &args.concurrency {
+                plan.concurrency = c.clone();
+            }
+            let report = deskhand::bench::run(&config, &plan).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", deskhand::bench::render(&report));
             }
             Ok(())
         }
@@ -451,6 +585,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(report.ok(), "the invariant broke: see the report above");
             Ok(())
         }
+        Command::Cost(args) => cost(&cli, args).await,
         Command::Config => {
             let config = Config::load(cli.config.as_deref(), &Value::Null)?;
             print!("{}", toml_like(&serde_json::to_value(&config)?));

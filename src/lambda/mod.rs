@@ -15,6 +15,7 @@ use crate::config::{Config, GeneratorKind, RetrieverKind};
 use crate::knowledge::tantivy::load_documents;
 use crate::knowledge::{BedrockKb, Retriever, TantivyIndex};
 use crate::llm::{Bedrock, Generator};
+use crate::metrics::{MeteredStore, Metrics};
 use crate::notify::{Escalator, LogThen, SnsEscalator};
 use crate::pipeline::{Pipeline, Responder, Rules, Settings};
 use crate::queue::SqsQueue;
@@ -112,6 +113,10 @@ impl AwsRuntime {
 
     /// The ticket pipeline over these adapters.
     pub fn pipeline(&self) -> anyhow::Result<Arc<Pipeline>> {
+        self.pipeline_over(Arc::new(self.store.clone()))
+    }
+
+    fn pipeline_over(&self, store: Arc<dyn crate::store::Store>) -> anyhow::Result<Arc<Pipeline>> {
         let responder = Responder::new(
             self.retriever()?,
             self.generator()?,
@@ -119,16 +124,22 @@ impl AwsRuntime {
             Settings::from_config(&self.config),
         );
         Ok(Arc::new(Pipeline::new(
-            Arc::new(self.store.clone()),
+            store,
             self.escalator.clone(),
             responder,
         )))
     }
 
-    /// The worker's context.
+    /// The worker's context; it prints EMF metrics lines unless
+    /// `metrics.emf` is off.
     pub fn worker(&self) -> anyhow::Result<worker::WorkerContext> {
+        let metrics = Metrics::lambda(&self.config.metrics);
         Ok(worker::WorkerContext {
-            pipeline: self.pipeline()?,
+            pipeline: self.pipeline_over(Arc::new(MeteredStore::new(
+                Arc::new(self.store.clone()),
+                metrics.clone(),
+            )))?,
+            metrics,
             queue: self.queue.clone(),
             max_receives: self.config.queue.max_receives,
             backoff: Backoff::from_config(&self.config.queue),

@@ -7,15 +7,18 @@
 //! group are reported failed, so FIFO order holds on the retry. Groups run
 //! concurrently (bounded). A record to retry is hidden for its backoff
 //! delay; a record given up on goes to the dead-letter queue directly (a
-//! person has already been told) and counts as handled.
+//! person has already been told) and counts as handled. Each finished
+//! ticket and failed attempt prints a CloudWatch EMF metrics line
+//! ([`crate::metrics`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
-use tracing::warn;
+use tracing::{Instrument, warn};
 
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::queue::SqsQueue;
 use crate::worker::{self, Action, Backoff};
@@ -36,6 +39,9 @@ pub struct WorkerContext {
     pub backoff: Backoff,
     /// Groups handled at once.
     pub group_concurrency: usize,
+    /// Failed attempts are counted here; finished tickets by the
+    /// pipeline's store.
+    pub metrics: Metrics,
 }
 
 /// Handles one batch.
@@ -107,7 +113,11 @@ async fn handle_group(ctx: &WorkerContext, group: String, records: Vec<SqsMessag
             failed.push(id);
             continue;
         }
-        match worker::handle(&ctx.pipeline, body, count, ctx.max_receives, ctx.backoff).await {
+        let action = worker::handle(&ctx.pipeline, body, count, ctx.max_receives, ctx.backoff)
+            .instrument(crate::telemetry::record_span(body))
+            .await;
+        ctx.metrics.settled(&action);
+        match action {
             Action::Delete => {}
             Action::RetryAfter(wait) => {
                 let secs = wait.as_secs().max(1);

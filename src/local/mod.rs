@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::api::{self, ApiState, Tokens};
 use crate::config::{Config, GeneratorKind, RetrieverKind};
@@ -21,6 +21,7 @@ use crate::knowledge::tantivy::BuildStats;
 use crate::knowledge::{BedrockKb, Retriever, TantivyIndex};
 use crate::llm::breaker::Breaker;
 use crate::llm::{Bedrock, Extractive, Generator, OpenAi};
+use crate::metrics::{MeteredStore, Metrics};
 use crate::notify::{Escalator, LogThen, Webhook};
 use crate::pipeline::{Pipeline, Responder, Rules, Settings};
 use crate::queue::{Delivery, SqliteQueue};
@@ -100,6 +101,7 @@ pub struct Local {
     queue: SqliteQueue,
     pipeline: Arc<Pipeline>,
     tokens: Tokens,
+    metrics: Metrics,
     _lock: File,
 }
 
@@ -148,8 +150,9 @@ impl Local {
             Rules::new(&config.pipeline)?,
             Settings::from_config(&config),
         );
+        let metrics = Metrics::prometheus();
         let pipeline = Arc::new(Pipeline::new(
-            Arc::new(store.clone()),
+            Arc::new(MeteredStore::new(Arc::new(store.clone()), metrics.clone())),
             escalator(&config)?,
             responder,
         ));
@@ -161,13 +164,15 @@ impl Local {
                 queue,
                 pipeline,
                 tokens,
+                metrics,
                 _lock: lock,
             },
             built,
         ))
     }
 
-    /// The API router over this instance, with the widget demo page at `/`.
+    /// The API router over this instance, with the widget demo page at `/`
+    /// and the metrics at `/metrics`.
     pub fn router(&self) -> axum::Router {
         let state = ApiState::new(
             Arc::new(self.store.clone()),
@@ -180,8 +185,10 @@ impl Local {
             api::Routes {
                 demo_page: true,
                 rate_limits: true,
+                metrics: true,
             },
         )
+        .layer(axum::Extension(self.metrics.clone()))
     }
 
     /// A fresh widget conversation and its token, for the start-up hint.
@@ -230,6 +237,7 @@ impl Local {
                 visibility: Duration::from_secs(self.config.queue.visibility_timeout_secs),
                 max_receives: self.config.queue.max_receives,
                 backoff: Backoff::from_config(&self.config.queue),
+                metrics: self.metrics.clone(),
             };
             let stop = stop_rx.clone();
             workers.spawn(async move { w.run(n, stop).await });
@@ -267,6 +275,7 @@ struct Worker {
     visibility: Duration,
     max_receives: u32,
     backoff: Backoff,
+    metrics: Metrics,
 }
 
 impl Worker {
@@ -300,6 +309,7 @@ impl Worker {
                     self.max_receives,
                     self.backoff,
                 )
+                .instrument(crate::telemetry::record_span(&d.body))
                 .await;
                 self.apply(&d, action).await;
             }
@@ -307,6 +317,7 @@ impl Worker {
     }
 
     async fn apply(&self, d: &Delivery, action: Action) {
+        self.metrics.settled(&action);
         let done = match &action {
             Action::Delete => self.queue.delete(d).await,
             Action::RetryAfter(delay) => self.queue.retry_after(d, *delay).await,

@@ -204,4 +204,8 @@ pub trait Store: Send + Sync {
 
     /// A finished ticket's record.
     async fn ticket(&self, id: TicketId) -> Result<Option<TicketRecord>, StoreError>;
+
+    /// Every ticket finished at or after `since`, oldest first (stats and
+    /// cost accounting). A redriven ticket shows once it finishes again.
+    async fn tickets_since(&self, since: DateTime<Utc>) -> Result<Vec<TicketRecord>, StoreError>;
 }

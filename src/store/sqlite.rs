@@ -521,6 +521,10 @@ impl Store for SqliteStore {
             })
             .await?)
     }
+
+    async fn tickets_since(&self, since: DateTime<Utc>) -> Result<Vec<TicketRecord>, StoreError> {
+        SqliteStore::tickets_since(self, since).await
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_yaml::Value;
@@ -40,6 +40,14 @@ fn scalar(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+fn key_element(k: &Value) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(k["AttributeName"].as_str().unwrap())
+        .key_type(KeyType::from(k["KeyType"].as_str().unwrap()))
+        .build()
+        .unwrap()
 }
 
 /// A connection to the test's moto server.
@@ -114,13 +122,30 @@ impl Moto {
             );
         }
         for k in p["KeySchema"].as_sequence().unwrap() {
-            create = create.key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(k["AttributeName"].as_str().unwrap())
-                    .key_type(KeyType::from(k["KeyType"].as_str().unwrap()))
-                    .build()
-                    .unwrap(),
-            );
+            create = create.key_schema(key_element(k));
+        }
+        for g in p["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            let mut projection = Projection::builder().projection_type(ProjectionType::from(
+                g["Projection"]["ProjectionType"].as_str().unwrap(),
+            ));
+            for a in g["Projection"]["NonKeyAttributes"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+            {
+                projection = projection.non_key_attributes(a.as_str().unwrap());
+            }
+            let mut index = GlobalSecondaryIndex::builder()
+                .index_name(g["IndexName"].as_str().unwrap())
+                .projection(projection.build());
+            for k in g["KeySchema"].as_sequence().unwrap() {
+                index = index.key_schema(key_element(k));
+            }
+            create = create.global_secondary_indexes(index.build().unwrap());
         }
         create.send().await.expect("CreateTable on moto");
         let ttl = &p["TimeToLiveSpecification"];
