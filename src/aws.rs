@@ -117,3 +117,53 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
 pub fn describe<E: std::error::Error + 'static>(err: &E) -> String {
     aws_smithy_types::error::display::DisplayErrorContext(err).to_string()
 }
+
+/// An AWS SDK failure, classified: adapters turn it into their own error's
+/// retry-or-give-up variants.
+#[derive(Debug)]
+pub struct SdkFailure {
+    /// Whether retrying may help (see [`is_transient`]).
+    pub transient: bool,
+    /// "Service Operation: the SDK's full error chain".
+    pub text: String,
+}
+
+/// Classifies `err` from `service`'s `op`.
+pub fn failure<E, R>(
+    service: &str,
+    op: &str,
+    err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> SdkFailure
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+    R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
+{
+    SdkFailure {
+        transient: is_transient(&err),
+        text: format!("{service} {op}: {}", describe(&err)),
+    }
+}
+
+impl From<SdkFailure> for crate::store::StoreError {
+    fn from(f: SdkFailure) -> Self {
+        if f.transient {
+            Self::Transient(f.text)
+        } else {
+            Self::Permanent(anyhow::anyhow!(f.text))
+        }
+    }
+}
+
+impl From<SdkFailure> for crate::queue::QueueError {
+    fn from(f: SdkFailure) -> Self {
+        if f.transient {
+            Self::Transient(f.text)
+        } else {
+            Self::Permanent(anyhow::anyhow!(f.text))
+        }
+    }
+}

@@ -22,6 +22,22 @@ fn retriever() -> Arc<dyn Retriever> {
     )
 }
 
+/// The AWS adapters over fresh moto resources made from the template.
+async fn aws_runtime() -> deskhand::lambda::AwsRuntime {
+    let moto = Moto::connect().await;
+    let table = moto.table().await;
+    let (queue, dlq) = moto.queues().await;
+    let (topic, _) = moto.topic_with_subscriber(None).await;
+    let config = Config {
+        secret: Some(Secret::new("soak-secret-0123456789abcdef")),
+        aws: moto.aws_settings(&table, &queue, &dlq, &topic),
+        ..Config::default()
+    };
+    deskhand::lambda::AwsRuntime::from_config(config)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn local_soak_loses_and_duplicates_nothing() {
     let report = soak::local(
@@ -55,18 +71,7 @@ async fn local_soak_loses_and_duplicates_nothing() {
 
 #[tokio::test]
 async fn aws_soak_on_moto_loses_and_duplicates_nothing() {
-    let moto = Moto::connect().await;
-    let table = moto.table().await;
-    let (queue, dlq) = moto.queues().await;
-    let (topic, _) = moto.topic_with_subscriber(None).await;
-    let config = Config {
-        secret: Some(Secret::new("soak-secret-0123456789abcdef")),
-        aws: moto.aws_settings(&table, &queue, &dlq, &topic),
-        ..Config::default()
-    };
-    let runtime = deskhand::lambda::AwsRuntime::from_config(config)
-        .await
-        .unwrap();
+    let runtime = aws_runtime().await;
     let report = soak::aws(
         &runtime,
         retriever(),
@@ -115,18 +120,7 @@ async fn large_aws_soak_on_moto() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
-    let moto = Moto::connect().await;
-    let table = moto.table().await;
-    let (queue, dlq) = moto.queues().await;
-    let (topic, _) = moto.topic_with_subscriber(None).await;
-    let config = Config {
-        secret: Some(Secret::new("soak-secret-0123456789abcdef")),
-        aws: moto.aws_settings(&table, &queue, &dlq, &topic),
-        ..Config::default()
-    };
-    let runtime = deskhand::lambda::AwsRuntime::from_config(config)
-        .await
-        .unwrap();
+    let runtime = aws_runtime().await;
     let report = soak::aws(
         &runtime,
         retriever(),

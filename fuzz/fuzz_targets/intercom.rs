@@ -1,24 +1,15 @@
 #![no_main]
-//! Fuzz target: intercom. Generated shape; see scripts/fuzz.
-
-use std::sync::LazyLock;
+//! Fuzz target: intercom (scripts/fuzz runs it).
 
 use deskhand::domain::Provider;
 #[allow(unused_imports)]
-use deskhand::ingest::{Context, InboundSettings, email, helpdesk, sns, text};
+use deskhand::ingest::{email, helpdesk, sns, text};
+#[allow(unused_imports)]
+use deskhand_fuzz::ctx;
 use libfuzzer_sys::fuzz_target;
 
-static SETTINGS: LazyLock<InboundSettings> = LazyLock::new(InboundSettings::default);
-
-#[allow(dead_code)]
-fn ctx(settings: &InboundSettings, now: chrono::DateTime<chrono::Utc>) -> Context<'_> {
-    Context { settings, now, max_text_chars: 4000 }
-}
-
 fuzz_target!(|data: &[u8]| {
-    #[allow(unused_variables)]
-    let _ = Provider::Mime;
     if let Ok(helpdesk::Parsed::Event(e)) = helpdesk::intercom::parse(data) {
-        let _ = helpdesk::normalize(Provider::Intercom, *e, &ctx(&SETTINGS, chrono::Utc::now()));
+        let _ = helpdesk::normalize(Provider::Intercom, *e, &ctx());
     }
 });

@@ -24,12 +24,9 @@ use tracing::info;
 
 use super::auth::bearer;
 use super::{ApiError, ApiState, JsonBody};
-use crate::domain::{
-    ConversationId, ConversationStatus, MessageText, NewMessage, Role, TextError, TicketId,
-};
+use crate::domain::{ConversationId, ConversationStatus, NewMessage, Role};
 
 /// Longest `Idempotency-Key` accepted.
-const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Longest agent name kept (for the log).
 const MAX_AGENT_NAME: usize = 100;
 
@@ -80,11 +77,6 @@ fn same_secret(expected: &str, given: &str) -> bool {
     a.ct_eq(&b).into()
 }
 
-fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
-    ConversationId::parse(raw)
-        .map_err(|e| ApiError::bad_request("invalid_conversation_id", e.to_string()))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AgentReply {
@@ -110,35 +102,10 @@ pub(super) async fn reply(
     headers: HeaderMap,
     JsonBody(body): JsonBody<AgentReply>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = conversation_id(&id)?;
-    let text =
-        MessageText::parse(&body.text, state.limits().max_message_chars).map_err(|e| match e {
-            TextError::Empty => ApiError::bad_request("empty_text", e.to_string()),
-            TextError::TooLong { .. } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "message_too_long",
-                e.to_string(),
-            ),
-        })?;
+    let id = super::conversation_id(&id)?;
+    let text = super::message_text(&body.text, state.limits())?;
     // A retried reply with the same key is the same message, stored once.
-    let message_id = match headers.get("idempotency-key") {
-        None => TicketId::new(),
-        Some(v) => {
-            let key = v
-                .to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_idempotency_key",
-                        format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
-                    )
-                })?;
-            TicketId::derive(&format!("agent:{id}"), key)
-        }
-    }
-    .to_string();
+    let message_id = super::idempotent_id(&headers, &format!("agent:{id}"))?.to_string();
     let current = state
         .store()
         .conversation(id)
@@ -210,7 +177,7 @@ async fn set(
     Path(id): Path<String>,
     status: ConversationStatus,
 ) -> Result<Json<Updated>, ApiError> {
-    let id = conversation_id(&id)?;
+    let id = super::conversation_id(&id)?;
     let updated = state.store().set_status(id, status, None, None).await?;
     info!(message = "Agent changed a conversation's status.", conversation_id = %id, %status);
     Ok(Json(Updated {

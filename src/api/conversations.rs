@@ -10,12 +10,8 @@ use serde_json::json;
 
 use super::{ApiError, ApiState, JsonBody};
 use crate::domain::{
-    ConversationId, ConversationStatus, Customer, MessageText, Provider, Role, Source, TextError,
-    Thread, Ticket, TicketId,
+    ConversationId, ConversationStatus, Customer, Provider, Role, Source, Thread, Ticket, TicketId,
 };
-
-/// Longest `Idempotency-Key` accepted.
-const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 pub(super) async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {
     // A cheap read proves the store answers.
@@ -68,44 +64,18 @@ struct Accepted {
     conversation_id: ConversationId,
 }
 
-fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
-    ConversationId::parse(raw)
-        .map_err(|e| ApiError::bad_request("invalid_conversation_id", e.to_string()))
-}
-
 pub(super) async fn post_message(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<PostMessage>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = conversation_id(&id)?;
+    let id = super::conversation_id(&id)?;
     state.tokens().authorize(&headers, id)?;
-    let max = state.limits().max_message_chars;
-    let text = MessageText::parse(&body.text, max).map_err(|e| match e {
-        TextError::Empty => ApiError::bad_request("empty_text", e.to_string()),
-        TextError::TooLong { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "message_too_long",
-            e.to_string(),
-        ),
-    })?;
+    let text = super::message_text(&body.text, state.limits())?;
     // A client retrying a POST with the same key gets the same ticket, which
     // the queue and the store de-duplicate.
-    let ticket_id = match headers.get("idempotency-key") {
-        None => TicketId::new(),
-        Some(v) => {
-            let key = v
-                .to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY);
-            let key = key.ok_or_else(|| {
-                ApiError::bad_request("invalid_idempotency_key", format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"))
-            })?;
-            TicketId::derive(&format!("widget:{id}"), key)
-        }
-    };
+    let ticket_id = super::idempotent_id(&headers, &format!("widget:{id}"))?;
     let name = body
         .name
         .map(|n| {
@@ -167,7 +137,7 @@ pub(super) async fn poll(
     headers: HeaderMap,
     query: Result<Query<PollQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = conversation_id(&id)?;
+    let id = super::conversation_id(&id)?;
     state.tokens().authorize(&headers, id)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let after = match query.after.as_deref().map(str::trim) {

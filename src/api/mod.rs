@@ -183,6 +183,58 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// A conversation id from a path segment (400 on garbage).
+pub(crate) fn conversation_id(raw: &str) -> Result<crate::domain::ConversationId, ApiError> {
+    crate::domain::ConversationId::parse(raw)
+        .map_err(|e| ApiError::bad_request("invalid_conversation_id", e.to_string()))
+}
+
+/// Message text within the configured length: 400 when blank, 413 when too long.
+pub(crate) fn message_text(
+    raw: &str,
+    limits: &Limits,
+) -> Result<crate::domain::MessageText, ApiError> {
+    use crate::domain::{MessageText, TextError};
+    MessageText::parse(raw, limits.max_message_chars).map_err(|e| match e {
+        TextError::Empty => ApiError::bad_request("empty_text", e.to_string()),
+        TextError::TooLong { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_long",
+            e.to_string(),
+        ),
+    })
+}
+
+/// The id of what a request creates: derived from its `Idempotency-Key`
+/// within `scope` (so a retried request creates the same thing, which is
+/// then stored once), or fresh without one.
+pub(crate) fn idempotent_id(
+    headers: &axum::http::HeaderMap,
+    scope: &str,
+) -> Result<crate::domain::TicketId, ApiError> {
+    use crate::domain::TicketId;
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(TicketId::new());
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                ),
+            )
+        })?;
+    Ok(TicketId::derive(scope, key))
+}
+
 /// A JSON request body whose every failure is an [`ApiError`]: 413 above
 /// the size limit, 400 naming what is wrong otherwise.
 pub struct JsonBody<T>(pub T);

@@ -8,7 +8,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 
 use super::{Queue, QueueError, encode};
-use crate::aws::{describe, is_transient};
+use crate::aws::describe;
 use crate::domain::Ticket;
 
 /// SQS's own limit on a message body.
@@ -52,12 +52,7 @@ where
         + 'static,
     R: std::fmt::Debug + crate::aws::HttpStatus + Send + Sync + 'static,
 {
-    let text = format!("SQS {op}: {}", describe(&err));
-    if is_transient(&err) {
-        QueueError::Transient(text)
-    } else {
-        QueueError::Permanent(anyhow::anyhow!(text))
-    }
+    crate::aws::failure("SQS", op, err).into()
 }
 
 impl SqsQueue {

@@ -31,7 +31,6 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteIte
 use chrono::{DateTime, Utc};
 
 use super::{Claim, ClaimToken, Completed, Completion, Page, Store, StoreError, TicketRecord};
-use crate::aws::{describe, is_transient};
 use crate::domain::{
     Conversation, ConversationId, ConversationStatus, Message, NewMessage, Outcome, ReasonCode,
     Ticket, TicketId,
@@ -127,12 +126,7 @@ where
         + 'static,
     R: std::fmt::Debug + crate::aws::HttpStatus + Send + Sync + 'static,
 {
-    let text = format!("DynamoDB {op}: {}", describe(&err));
-    if is_transient(&err) {
-        StoreError::Transient(text)
-    } else {
-        StoreError::Permanent(anyhow::anyhow!(text))
-    }
+    crate::aws::failure("DynamoDB", op, err).into()
 }
 
 fn build<T>(r: Result<T, aws_smithy_types::error::operation::BuildError>) -> Result<T, StoreError> {
