@@ -13,6 +13,8 @@ use crate::domain::{
 };
 use crate::sqlite::{Db, DbError};
 
+mod outbox;
+
 /// [`Store`] over the local SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -388,6 +390,9 @@ impl Store for SqliteStore {
                 if let Some(m) = &done.message {
                     append_in(&tx, done.conversation_id, m)?;
                 }
+                for new in &done.outbox {
+                    outbox::insert_in(&tx, new)?;
+                }
                 if let Some(status) = done.status {
                     let reason = (status == ConversationStatus::Escalated)
                         .then_some(done.reason)
@@ -565,6 +570,7 @@ mod tests {
             status: None,
             usage: Usage::default(),
             needs_notification: false,
+            outbox: Vec::new(),
         }
     }
 

@@ -50,6 +50,7 @@ fn completion(t: &Ticket, token: Option<ClaimToken>, text: &str) -> Completion {
             ..Usage::default()
         },
         needs_notification: false,
+        outbox: Vec::new(),
     }
 }
 
