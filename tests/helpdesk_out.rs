@@ -586,7 +586,10 @@ async fn intercom_help_scout_and_front_reply_and_note_as_documented() {
             Dispatched::Delivered
         );
         let last = server.writes().last().unwrap().clone();
-        assert_eq!((last.method.clone(), last.path.as_str()), (Method::POST, path));
+        assert_eq!(
+            (last.method.clone(), last.path.as_str()),
+            (Method::POST, path)
+        );
         assert_eq!(last.json()["author_id"], "tea_1");
         assert_eq!(rig.state(&id).await.external_id.as_deref(), Some(ext));
     }

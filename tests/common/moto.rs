@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
     TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -118,6 +119,48 @@ impl Moto {
                 KeySchemaElement::builder()
                     .attribute_name(k["AttributeName"].as_str().unwrap())
                     .key_type(KeyType::from(k["KeyType"].as_str().unwrap()))
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let keys = |v: &Value| -> Vec<KeySchemaElement> {
+            v.as_sequence()
+                .unwrap()
+                .iter()
+                .map(|k| {
+                    KeySchemaElement::builder()
+                        .attribute_name(k["AttributeName"].as_str().unwrap())
+                        .key_type(KeyType::from(k["KeyType"].as_str().unwrap()))
+                        .build()
+                        .unwrap()
+                })
+                .collect()
+        };
+        for g in p["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            create = create.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(g["IndexName"].as_str().unwrap())
+                    .set_key_schema(Some(keys(&g["KeySchema"])))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(
+                                g["Projection"]["ProjectionType"].as_str().unwrap(),
+                            ))
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            );
+        }
+        if let Some(view) = p["StreamSpecification"]["StreamViewType"].as_str() {
+            create = create.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(view))
                     .build()
                     .unwrap(),
             );
