@@ -233,6 +233,17 @@ async fn zendesk_shadow_mode_posts_a_note_and_records_what_the_agent_sent() {
     assert_eq!(review.outcome, ShadowOutcome::Unchanged);
     assert!(review.similarity > 0.95);
     assert!(server.writes().len() == 1, "reviewing only reads");
+    let report = deskhand::outbox::review::ShadowReport::from_records(
+        &rig.store
+            .outbox_since(Utc::now() - chrono::Duration::hours(1))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (report.drafts, report.unchanged, report.reviewed()),
+        (1, 1, 1)
+    );
+    assert!(report.render().contains("100.0 %"), "{}", report.render());
 }
 
 #[tokio::test]

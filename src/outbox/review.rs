@@ -4,7 +4,9 @@
 //! nearly identical is `unchanged`, a substantial overlap `edited`, less
 //! `discarded`; a ticket closed with no agent reply is `discarded` too.
 
-use crate::domain::ShadowOutcome;
+use serde::Serialize;
+
+use crate::domain::{OutboxRecord, OutboxState, ShadowOutcome};
 
 use super::helpdesk::AgentActivity;
 
@@ -61,6 +63,79 @@ pub fn classify(draft: &str, activity: &AgentActivity) -> Option<(ShadowOutcome,
         return Some((outcome, s));
     }
     activity.closed.then_some((ShadowOutcome::Discarded, 0.0))
+}
+
+/// What agents did with shadow drafts: the would-be resolution rate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ShadowReport {
+    /// Shadow drafts posted as notes.
+    pub drafts: usize,
+    /// Not reviewed yet (or not delivered yet).
+    pub pending: usize,
+    /// Sent as written.
+    pub unchanged: usize,
+    /// Sent after editing.
+    pub edited: usize,
+    /// Not used.
+    pub discarded: usize,
+    /// Nobody answered within the review window.
+    pub no_reply: usize,
+}
+
+impl ShadowReport {
+    /// Counts the shadow drafts among `records`.
+    pub fn from_records(records: &[OutboxRecord]) -> Self {
+        let mut r = Self::default();
+        for rec in records.iter().filter(|r| r.is_shadow_draft()) {
+            r.drafts += 1;
+            match rec.review.as_ref().map(|v| v.outcome) {
+                Some(ShadowOutcome::Unchanged) => r.unchanged += 1,
+                Some(ShadowOutcome::Edited) => r.edited += 1,
+                Some(ShadowOutcome::Discarded) => r.discarded += 1,
+                Some(ShadowOutcome::NoReply) => r.no_reply += 1,
+                None if rec.state == OutboxState::Failed => r.discarded += 1,
+                None => r.pending += 1,
+            }
+        }
+        r
+    }
+
+    /// Drafts whose fate is known.
+    pub fn reviewed(&self) -> usize {
+        self.unchanged + self.edited + self.discarded + self.no_reply
+    }
+
+    /// A small table.
+    pub fn render(&self) -> String {
+        let pct = |n: usize| {
+            if self.reviewed() == 0 {
+                "–".to_owned()
+            } else {
+                format!("{:.1} %", 100.0 * n as f64 / self.reviewed() as f64)
+            }
+        };
+        format!(
+            "shadow drafts          {}\n\
+             not reviewed yet       {}\n\
+             sent unchanged         {} ({})\n\
+             sent edited            {} ({})\n\
+             discarded              {} ({})\n\
+             no agent reply         {} ({})\n\
+             would-be resolution    {} unchanged, {} with edits\n",
+            self.drafts,
+            self.pending,
+            self.unchanged,
+            pct(self.unchanged),
+            self.edited,
+            pct(self.edited),
+            self.discarded,
+            pct(self.discarded),
+            self.no_reply,
+            pct(self.no_reply),
+            pct(self.unchanged),
+            pct(self.unchanged + self.edited),
+        )
+    }
 }
 
 #[cfg(test)]

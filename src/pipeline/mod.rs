@@ -2,8 +2,9 @@
 //!
 //! claim (idempotency lease) → append the customer message → if a person
 //! owns the conversation, forward and stop → history ‖ retrieval → rules →
-//! generate → decide → write reply, status and usage atomically → publish
-//! the escalation → mark it notified.
+//! generate → decide → write reply, status, usage and the outbox records
+//! owed to the ticket's channel atomically → publish the escalation → mark
+//! it notified.
 //!
 //! A duplicate delivery finds the ticket done and calls no model; a crash
 //! anywhere before the atomic write leaves the ticket claimable again once
