@@ -78,6 +78,8 @@ pub struct Config {
     pub escalation: EscalationSettings,
     /// Inbound email and helpdesk channels.
     pub inbound: crate::ingest::InboundSettings,
+    /// Replies back to email and helpdesks, and the outbox dispatcher.
+    pub outbound: crate::outbox::OutboundSettings,
     /// Agents' API key (agent replies, close, hand back).
     pub agent_key: Option<Secret>,
     /// Administrators' API key (stats, metrics).
@@ -106,6 +108,7 @@ impl Default for Config {
             retriever: RetrieverSettings::default(),
             escalation: EscalationSettings::default(),
             inbound: Default::default(),
+            outbound: Default::default(),
             agent_key: None,
             admin_key: None,
             aws: Default::default(),
@@ -441,6 +444,7 @@ impl Config {
                 "generator.kind is \"openai\" but [generator.openai] is missing"
             );
         }
+        self.outbound.validate()?;
         if self.retriever.kind == RetrieverKind::BedrockKb {
             self.retriever
                 .bedrock_kb

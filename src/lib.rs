@@ -26,6 +26,7 @@
 //! - [`llm`]: the `Generator` port: extractive, OpenAI-compatible.
 //! - [`store`]: the `Store` port and its SQLite adapter.
 //! - [`notify`]: the `Escalator` port: log line and webhook.
+//! - [`outbox`]: outbound delivery: email (SMTP, SES) and helpdesk replies, the dispatcher.
 //! - [`sqlite`]: the local SQLite file shared by the store and the queue.
 //! - [`lambda`]: the AWS front doors: SQS worker and HTTP API on Lambda.
 //! - [`local`]: `deskhand serve`: the one-box runtime (API + worker tasks).
@@ -48,6 +49,7 @@ pub mod llm;
 pub mod local;
 pub mod metrics;
 pub mod notify;
+pub mod outbox;
 pub mod pipeline;
 pub mod queue;
 pub mod soak;

@@ -56,6 +56,26 @@ CREATE TABLE IF NOT EXISTS tickets (
     completed_at    TEXT
 );
 CREATE INDEX IF NOT EXISTS tickets_completed ON tickets (completed_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    id              TEXT PRIMARY KEY,
+    ticket_id       TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    provider        TEXT NOT NULL,
+    delivery        TEXT NOT NULL,
+    state           TEXT NOT NULL
+                    CHECK (state IN ('pending', 'delivering', 'reviewing', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_at         INTEGER NOT NULL,
+    lease_until     INTEGER,
+    lease_token     TEXT,
+    last_error      TEXT,
+    external_id     TEXT,
+    delivered_at    TEXT,
+    review          TEXT,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 CREATE TABLE IF NOT EXISTS queue (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     group_id      TEXT NOT NULL,

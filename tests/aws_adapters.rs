@@ -25,6 +25,18 @@ async fn dynamodb_store_meets_the_contract() {
 }
 
 #[tokio::test]
+async fn dynamodb_store_meets_the_outbox_contract() {
+    let moto = Moto::connect().await;
+    let table = moto.table().await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&moto.sdk),
+        &table,
+        Duration::from_secs(86_400),
+    );
+    store_contract::outbox_lifecycle(&store, &store).await;
+}
+
+#[tokio::test]
 async fn dynamodb_items_carry_a_ttl() {
     let moto = Moto::connect().await;
     let table = moto.table().await;

@@ -215,6 +215,7 @@ async fn a_ticket_is_counted_once_when_its_completion_is_written() {
             ..Usage::default()
         },
         needs_notification: true,
+        outbox: Vec::new(),
     };
     assert_eq!(
         store.complete(completion.clone()).await.unwrap(),

@@ -43,6 +43,7 @@ async fn finish(
                 ..Usage::default()
             },
             needs_notification: reason.is_some(),
+            outbox: Vec::new(),
         })
         .await
         .unwrap();

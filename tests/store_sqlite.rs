@@ -13,3 +13,10 @@ async fn sqlite_store_meets_the_contract() {
     let store = SqliteStore::new(Db::open(&dir.path().join("t.db")).unwrap());
     common::store_contract::run_all(Arc::new(store), true).await;
 }
+
+#[tokio::test]
+async fn sqlite_store_meets_the_outbox_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::new(Db::open(&dir.path().join("t.db")).unwrap());
+    common::store_contract::outbox_lifecycle(&store, &store).await;
+}

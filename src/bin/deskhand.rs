@@ -90,6 +90,13 @@ enum Command {
     /// API emulator. retrieval: query latency at 100, 1,000 and 10,000
     /// synthetic documents. Build with --release for real figures.
     Bench(BenchArgs),
+    /// Shadow mode: what agents did with the bot's drafts (would-be
+    /// resolution rate).
+    ///
+    /// Counts the drafts posted as internal notes in the last --days and
+    /// whether agents sent them unchanged, edited, discarded them, or did
+    /// not answer; from the local data folder.
+    Shadow(ShadowArgs),
     /// Show the ticket an inbound delivery becomes (no HTTP, no queue).
     ///
     /// Runs the endpoint's own verification and normalization on FILE and
@@ -205,6 +212,19 @@ struct SoakArgs {
     /// fail to publish; many tickets end dead-lettered.
     #[arg(long)]
     harsh: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ShadowArgs {
+    /// Folder for the SQLite file, the index and the generated secret.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Drafts created in the last this many days.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -558,6 +578,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inspect(args) => inspect(&cli, args).await,
+        Command::Shadow(args) => {
+            let config = Config::load(
+                cli.config.as_deref(),
+                &overrides(&[("data_dir", path(&args.data))]),
+            )?;
+            let db = config.database_path();
+            anyhow::ensure!(
+                db.is_file(),
+                "no deskhand data in {}",
+                config.data_dir.display()
+            );
+            let store = deskhand::store::SqliteStore::new(deskhand::sqlite::Db::open(&db)?);
+            let since = chrono::Utc::now() - chrono::Duration::days(i64::from(args.days));
+            let report = deskhand::outbox::review::ShadowReport::from_records(
+                &store.outbox_since(since).await?,
+            );
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(())
+        }
         Command::Soak(args) => {
             let config = Config::load(
                 cli.config.as_deref(),

@@ -6,11 +6,16 @@
 mod conversation;
 mod decision;
 mod ids;
+mod outbox;
 mod ticket;
 
 pub use conversation::{Conversation, ConversationStatus, Message, NewMessage, Role, Source};
 pub use decision::{Decision, Escalate, Outcome, Priority, ReasonCode, Reply, Usage};
 pub use ids::{ConversationId, IdError, TicketId};
+pub use outbox::{
+    Delivery, DeliveryMode, NewOutbox, OutboundAction, OutboxRecord, OutboxState, ShadowOutcome,
+    ShadowReview,
+};
 pub use ticket::{
     Attachment, Channel, Customer, EmailAddress, MessageText, Provider, TextError, Thread, Ticket,
 };

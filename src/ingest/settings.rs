@@ -72,6 +72,17 @@ impl Default for InboundSettings {
     }
 }
 
+impl InboundSettings {
+    /// Whether any inbound email provider is configured.
+    pub fn email_providers_configured(&self) -> bool {
+        self.postmark.is_some()
+            || self.mailgun.is_some()
+            || self.sendgrid.is_some()
+            || self.ses.is_some()
+            || self.mime.is_some()
+    }
+}
+
 /// HTTP Basic credentials the vendor sends (taken from the webhook URL).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,7 +1,8 @@
-//! The AWS front doors: the SQS worker and the HTTP API on Lambda, over
-//! DynamoDB, SQS FIFO and SNS. Clients are built once per cold start by
+//! The AWS front doors: the SQS worker, the outbox dispatcher and the HTTP
+//! API on Lambda, over DynamoDB, SQS FIFO and SNS. Clients are built once per cold start by
 //! [`AwsRuntime::from_config`]; the binaries in `src/bin/` only wire.
 
+pub mod dispatcher;
 pub mod worker;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::knowledge::{BedrockKb, Retriever, TantivyIndex};
 use crate::llm::{Bedrock, Generator};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::notify::{Escalator, LogThen, SnsEscalator};
+use crate::outbox::{Channels, DispatchSettings, Dispatcher, OutboundPolicy};
 use crate::pipeline::{Pipeline, Responder, Rules, Settings};
 use crate::queue::SqsQueue;
 use crate::store::DynamoStore;
@@ -123,10 +125,22 @@ impl AwsRuntime {
             Rules::new(&self.config.pipeline)?,
             Settings::from_config(&self.config),
         );
-        Ok(Arc::new(Pipeline::new(
-            store,
+        Ok(Arc::new(
+            Pipeline::new(store, self.escalator.clone(), responder)
+                .with_outbound(OutboundPolicy::from_settings(&self.config.outbound)),
+        ))
+    }
+
+    /// The outbox dispatcher over these adapters (SES from the shared SDK
+    /// configuration).
+    pub fn dispatcher(&self) -> anyhow::Result<Arc<Dispatcher>> {
+        let channels = Channels::from_settings(&self.config.outbound, Some(&self.sdk))?;
+        Ok(Arc::new(Dispatcher::new(
+            Arc::new(self.store.clone()),
+            Arc::new(self.store.clone()),
             self.escalator.clone(),
-            responder,
+            channels,
+            DispatchSettings::from_settings(&self.config.outbound),
         )))
     }
 

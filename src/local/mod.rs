@@ -2,8 +2,9 @@
 //! in one process over one SQLite file and the embedded index.
 //!
 //! One process owns a data folder (a lock file enforces it), so at start
-//! every in-flight message and ticket lease left by a killed process is
-//! released at once instead of waiting out its timeout.
+//! every in-flight message, ticket lease and outbox lease left by a killed
+//! process is released at once instead of waiting out its timeout. A
+//! dispatcher task delivers outbox records (email and helpdesk replies).
 
 use std::fs::File;
 use std::future::Future;
@@ -23,6 +24,7 @@ use crate::llm::breaker::Breaker;
 use crate::llm::{Bedrock, Extractive, Generator, OpenAi};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::notify::{Escalator, LogThen, Webhook};
+use crate::outbox::{Channels, DispatchSettings, Dispatcher, EmailTransport, OutboundPolicy};
 use crate::pipeline::{Pipeline, Responder, Rules, Settings};
 use crate::queue::{Delivery, SqliteQueue};
 use crate::sqlite::Db;
@@ -100,6 +102,8 @@ pub struct Local {
     store: SqliteStore,
     queue: SqliteQueue,
     pipeline: Arc<Pipeline>,
+    escalator: Arc<dyn Escalator>,
+    outbox_ready: Arc<tokio::sync::Notify>,
     tokens: Tokens,
     metrics: Metrics,
     _lock: File,
@@ -151,11 +155,18 @@ impl Local {
             Settings::from_config(&config),
         );
         let metrics = Metrics::prometheus();
-        let pipeline = Arc::new(Pipeline::new(
-            Arc::new(MeteredStore::new(Arc::new(store.clone()), metrics.clone())),
-            escalator(&config)?,
-            responder,
-        ));
+        let escalator = escalator(&config)?;
+        let outbox_ready = Arc::new(tokio::sync::Notify::new());
+        let pipeline = Arc::new(
+            Pipeline::new(
+                Arc::new(MeteredStore::new(Arc::new(store.clone()), metrics.clone())),
+                escalator.clone(),
+                responder,
+            )
+            .with_outbound(
+                OutboundPolicy::from_settings(&config.outbound).with_nudge(outbox_ready.clone()),
+            ),
+        );
         let tokens = Tokens::new(config.token_secret()?);
         Ok((
             Self {
@@ -163,6 +174,8 @@ impl Local {
                 store,
                 queue,
                 pipeline,
+                escalator,
+                outbox_ready,
                 tokens,
                 metrics,
                 _lock: lock,
@@ -220,7 +233,8 @@ impl Local {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let released = self.queue.release_in_flight().await?;
-        let leases = self.store.release_leases().await?;
+        let leases =
+            self.store.release_leases().await? + self.store.release_outbox_leases().await?;
         if released + leases > 0 {
             info!(
                 message = "Recovered work left by a previous run.",
@@ -242,6 +256,11 @@ impl Local {
             let stop = stop_rx.clone();
             workers.spawn(async move { w.run(n, stop).await });
         }
+        let dispatcher = self.dispatcher().await?;
+        let stop = stop_rx.clone();
+        let ready = self.outbox_ready.clone();
+        let idle = Duration::from_millis(self.config.outbound.poll_interval_ms);
+        workers.spawn(async move { run_dispatcher(dispatcher, ready, idle, stop).await });
         let app = self
             .router()
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -266,6 +285,62 @@ impl Local {
         }
         server.await.context("server task")?.context("server")?;
         Ok(())
+    }
+}
+
+impl Local {
+    /// The outbox dispatcher over this instance's store.
+    async fn dispatcher(&self) -> anyhow::Result<Dispatcher> {
+        let o = &self.config.outbound;
+        let sdk = match &o.email {
+            Some(e) if e.transport == EmailTransport::Ses => {
+                Some(crate::aws::sdk_config(&self.config.aws).await)
+            }
+            _ => None,
+        };
+        let channels = Channels::from_settings(o, sdk.as_ref())?;
+        if channels.email.is_none() && self.config.inbound.email_providers_configured() {
+            warn!(
+                message = "Inbound email is configured but [outbound.email] is not: email replies stay in the store and are not sent."
+            );
+        }
+        Ok(Dispatcher::new(
+            Arc::new(self.store.clone()),
+            Arc::new(self.store.clone()),
+            self.escalator.clone(),
+            channels,
+            DispatchSettings::from_settings(o),
+        ))
+    }
+}
+
+/// Delivers due outbox records until `stop`; woken by new records, and
+/// every `idle` for retries that came due.
+async fn run_dispatcher(
+    dispatcher: Dispatcher,
+    ready: Arc<tokio::sync::Notify>,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    const BATCH: usize = 32;
+    while !*stop.borrow() {
+        let woken = ready.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let n = match dispatcher.sweep(BATCH).await {
+            Ok(n) => n,
+            Err(error) => {
+                warn!(message = "Outbox sweep failed.", %error);
+                0
+            }
+        };
+        if n < BATCH {
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.changed() => {}
+            }
+        }
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! claim (idempotency lease) → append the customer message → if a person
 //! owns the conversation, forward and stop → history ‖ retrieval → rules →
-//! generate → decide → write reply, status and usage atomically → publish
-//! the escalation → mark it notified.
+//! generate → decide → write reply, status, usage and the outbox records
+//! owed to the ticket's channel atomically → publish the escalation → mark
+//! it notified.
 //!
 //! A duplicate delivery finds the ticket done and calls no model; a crash
 //! anywhere before the atomic write leaves the ticket claimable again once
@@ -26,6 +27,7 @@ use crate::domain::{
 use crate::knowledge::{Passage, RetrieveError, Retriever};
 use crate::llm::{GenerateError, GenerateRequest, Generation, Generator};
 use crate::notify::{Escalation, Escalator, TranscriptLine};
+use crate::outbox::OutboundPolicy;
 use crate::store::{Claim, ClaimToken, Completed, Completion, Store, StoreError, TicketRecord};
 
 pub use decide::{Gate, decide};
@@ -162,6 +164,7 @@ pub struct Pipeline {
     store: Arc<dyn Store>,
     escalator: Arc<dyn Escalator>,
     responder: Responder,
+    outbound: OutboundPolicy,
 }
 
 impl Responder {
@@ -314,7 +317,15 @@ impl Pipeline {
             store,
             escalator,
             responder,
+            outbound: OutboundPolicy::default(),
         }
+    }
+
+    /// Also writes the outbox records `policy` asks for (email and helpdesk
+    /// replies, helpdesk escalations) with each completion.
+    pub fn with_outbound(mut self, policy: OutboundPolicy) -> Self {
+        self.outbound = policy;
+        self
     }
 
     /// The settings in use.
@@ -395,6 +406,7 @@ impl Pipeline {
                     status: None,
                     usage: Usage::default(),
                     needs_notification: true,
+                    outbox: Vec::new(),
                 })
                 .await?;
             lost_claim(written)?;
@@ -459,6 +471,19 @@ impl Pipeline {
                 Some(ConversationStatus::Escalated),
             ),
         };
+        let outbox = match &thought.decision {
+            Decision::Answer(reply) => {
+                self.outbound
+                    .answer(ticket, &message.id, &reply.text, &reply.sources)
+            }
+            Decision::Escalate(e) => self.outbound.escalation(
+                ticket,
+                Some((&message.id, &message.text)),
+                e.reason,
+                &e.detail,
+                e.draft.as_ref().map(|d| d.text.as_str()),
+            ),
+        };
         let written = self
             .store
             .complete(Completion {
@@ -472,9 +497,11 @@ impl Pipeline {
                 status: new_status,
                 usage: thought.usage.clone(),
                 needs_notification: reason.is_some(),
+                outbox,
             })
             .await?;
         lost_claim(written)?;
+        self.outbound.nudge();
         match thought.decision {
             Decision::Answer(_) => Ok(Processed::Answered),
             Decision::Escalate(e) => {
@@ -526,6 +553,16 @@ impl Pipeline {
                 .conversation(conv)
                 .await?
                 .is_some_and(|c| c.status == ConversationStatus::Escalated);
+            let notice = (!already).then(|| {
+                NewMessage::failure_notice(ticket.ticket_id, &self.settings().holding_message)
+            });
+            let outbox = self.outbound.escalation(
+                ticket,
+                notice.as_ref().map(|m| (m.id.as_str(), m.text.as_str())),
+                ReasonCode::ProcessingFailed,
+                detail,
+                None,
+            );
             self.store
                 .complete(Completion {
                     ticket_id: ticket.ticket_id,
@@ -534,17 +571,14 @@ impl Pipeline {
                     outcome: Outcome::DeadLettered,
                     reason: Some(ReasonCode::ProcessingFailed),
                     confidence: 0.0,
-                    message: (!already).then(|| {
-                        NewMessage::failure_notice(
-                            ticket.ticket_id,
-                            &self.settings().holding_message,
-                        )
-                    }),
+                    message: notice,
                     status: Some(ConversationStatus::Escalated),
                     usage: Usage::default(),
                     needs_notification: true,
+                    outbox,
                 })
                 .await?;
+            self.outbound.nudge();
             Ok(true)
         }
         .await;

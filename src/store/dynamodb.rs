@@ -6,6 +6,7 @@
 //! | message | `CONV#<id>` | `MSG#<seq, 12 digits>` |
 //! | message-id marker | `CONV#<id>` | `MSGID#<message id>` (makes appends idempotent) |
 //! | ticket state | `TICKET#<id>` | `STATE` (claim, lease, outcome, usage) |
+//! | outbox record | `OUTBOX#<id>` | `STATE` (see [`outbox`](self::outbox)) |
 //!
 //! A finished ticket also carries `done_day` (`YYYY-MM-DD`, UTC) and
 //! `completed_at`, the keys of the sparse index [`DONE_INDEX`]: stats and
@@ -19,7 +20,9 @@
 //! message-id marker on condition it is new — so messages are gap-free,
 //! ordered by commit, and a retried append writes nothing twice. A ticket's
 //! completion adds its conditional state change to the same transaction, so
-//! a duplicate delivery can never write a second reply.
+//! a duplicate delivery can never write a second reply, and its outbox
+//! records (the deliveries the reply owes its channel) join the same
+//! transaction.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -35,6 +38,8 @@ use crate::domain::{
     Conversation, ConversationId, ConversationStatus, Message, NewMessage, Outcome, ReasonCode,
     Ticket, TicketId,
 };
+
+pub mod outbox;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -686,6 +691,7 @@ impl Store for DynamoStore {
                 )?);
                 items.extend(puts);
             }
+            items.extend(self.outbox_puts(&done.outbox).await?);
             match self
                 .client
                 .transact_write_items()

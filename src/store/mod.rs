@@ -9,8 +9,12 @@
 //! * **no silent escalation loss**: a completion that needs a human records
 //!   `notified = false`; the pipeline publishes, then [`Store::mark_notified`].
 //!   A redelivery of a completed-but-unnotified ticket publishes again.
+//! * **no lost delivery**: the outbox records a completion owes its channel
+//!   (email reply, helpdesk reply, note or escalation) are written in the
+//!   same atomic step; the dispatcher delivers them through [`OutboxStore`].
 
 pub mod dynamodb;
+pub mod outbox;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -21,11 +25,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{
-    Conversation, ConversationId, ConversationStatus, Message, NewMessage, Outcome, ReasonCode,
-    Ticket, TicketId, Usage,
+    Conversation, ConversationId, ConversationStatus, Message, NewMessage, NewOutbox, Outcome,
+    ReasonCode, Ticket, TicketId, Usage,
 };
 
 pub use dynamodb::DynamoStore;
+pub use outbox::{OutboxClaim, OutboxStore, Settle};
 pub use sqlite::SqliteStore;
 
 /// Proof of holding a ticket's lease.
@@ -116,6 +121,9 @@ pub struct Completion {
     pub usage: Usage,
     /// Whether a human must still be told (`notified = !needs_notification`).
     pub needs_notification: bool,
+    /// Deliveries owed to the ticket's channel; one already stored (same
+    /// id) is left as it is.
+    pub outbox: Vec<NewOutbox>,
 }
 
 /// The answer to `complete`.

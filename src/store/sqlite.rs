@@ -15,6 +15,8 @@ use crate::domain::{
 };
 use crate::sqlite::{Db, DbError};
 
+mod outbox;
+
 /// [`Store`] over the local SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -389,6 +391,9 @@ impl Store for SqliteStore {
                 let now = Utc::now().to_rfc3339();
                 if let Some(m) = &done.message {
                     append_in(&tx, done.conversation_id, m)?;
+                }
+                for new in &done.outbox {
+                    outbox::insert_in(&tx, new)?;
                 }
                 if let Some(status) = done.status {
                     let reason = (status == ConversationStatus::Escalated)

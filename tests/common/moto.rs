@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_yaml::Value;
@@ -146,6 +147,15 @@ impl Moto {
                 index = index.key_schema(key_element(k));
             }
             create = create.global_secondary_indexes(index.build().unwrap());
+        }
+        if let Some(view) = p["StreamSpecification"]["StreamViewType"].as_str() {
+            create = create.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(view))
+                    .build()
+                    .unwrap(),
+            );
         }
         create.send().await.expect("CreateTable on moto");
         let ttl = &p["TimeToLiveSpecification"];

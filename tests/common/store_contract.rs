@@ -50,6 +50,7 @@ fn completion(t: &Ticket, token: Option<ClaimToken>, text: &str) -> Completion {
             ..Usage::default()
         },
         needs_notification: false,
+        outbox: Vec::new(),
     }
 }
 
@@ -351,4 +352,190 @@ pub async fn run_all(s: Arc<dyn Store>, concurrency: bool) {
         concurrent_appends_get_distinct_gapless_seqs(s.clone()).await;
     }
     escalation_status_and_notification(s.as_ref()).await;
+}
+
+fn outbox_for(t: &Ticket, id: &str) -> deskhand::domain::NewOutbox {
+    use deskhand::domain::{Delivery, DeliveryMode, NewOutbox, OutboundAction};
+    NewOutbox {
+        id: id.to_owned(),
+        delivery: Delivery {
+            ticket_id: t.ticket_id,
+            conversation_id: t.conversation_id,
+            provider: Provider::Zendesk,
+            customer: t.customer.clone(),
+            subject: t.subject.clone(),
+            thread: Thread {
+                root: Some("4711".into()),
+                ..Thread::default()
+            },
+            action: OutboundAction::Reply {
+                mode: DeliveryMode::Public,
+                text: "answer".into(),
+                sources: vec![],
+            },
+        },
+    }
+}
+
+/// Outbox records: created with the completion, claimed with a lease,
+/// settled only by the lease holder, listed while due.
+pub async fn outbox_lifecycle(s: &dyn Store, o: &dyn deskhand::store::OutboxStore) {
+    use chrono::Duration as Span;
+    use deskhand::domain::{OutboxState, ShadowOutcome, ShadowReview};
+    use deskhand::store::{OutboxClaim, Settle};
+
+    let t = ticket(ConversationId::random(), "hello");
+    let id = format!("{}.reply", t.ticket_id);
+    let (token, _, _) = acquire(s, &t, Duration::from_secs(60)).await;
+    let mut c = completion(&t, Some(token), "answer");
+    c.outbox = vec![
+        outbox_for(&t, &id),
+        outbox_for(&t, &format!("{}.escalate", t.ticket_id)),
+    ];
+    assert_eq!(s.complete(c).await.unwrap(), Completed::Written);
+    let r = o
+        .outbox_record(&id)
+        .await
+        .unwrap()
+        .expect("created with the reply");
+    assert_eq!((r.state, r.attempts), (OutboxState::Pending, 0));
+    assert_eq!(r.delivery, outbox_for(&t, &id).delivery);
+    assert!(o.due_outbox(100).await.unwrap().contains(&id));
+
+    // Another completion naming the same record leaves it as it is.
+    let t2 = ticket(ConversationId::random(), "other");
+    let (token2, _, _) = acquire(s, &t2, Duration::from_secs(60)).await;
+    let mut c2 = completion(&t2, Some(token2), "answer");
+    c2.outbox = vec![outbox_for(&t2, &id)];
+    assert_eq!(s.complete(c2).await.unwrap(), Completed::Written);
+    assert_eq!(
+        o.outbox_record(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .delivery
+            .ticket_id,
+        t.ticket_id
+    );
+
+    let claim = |lease: Duration| o.claim_outbox(&id, lease);
+    let OutboxClaim::Acquired { token: a, record } = claim(Duration::from_secs(60)).await.unwrap()
+    else {
+        panic!("not acquired")
+    };
+    assert_eq!(
+        (record.state, record.attempts),
+        (OutboxState::Delivering, 1)
+    );
+    assert!(matches!(
+        claim(Duration::from_secs(60)).await.unwrap(),
+        OutboxClaim::Busy(_)
+    ));
+    assert!(
+        !o.due_outbox(100).await.unwrap().contains(&id),
+        "leased yet due"
+    );
+    assert!(
+        !o.settle_outbox(&id, ClaimToken::new(), Settle::Failed { error: "x".into() })
+            .await
+            .unwrap(),
+        "a stranger settled the record"
+    );
+    let later = Utc::now() + Span::hours(1);
+    assert!(
+        o.settle_outbox(
+            &id,
+            a,
+            Settle::Retry {
+                error: "HTTP 503".into(),
+                at: later
+            }
+        )
+        .await
+        .unwrap()
+    );
+    let r = o.outbox_record(&id).await.unwrap().unwrap();
+    assert_eq!(r.state, OutboxState::Pending);
+    assert_eq!(r.last_error.as_deref(), Some("HTTP 503"));
+    assert!(matches!(
+        claim(Duration::from_secs(60)).await.unwrap(),
+        OutboxClaim::NotDue(_)
+    ));
+    assert!(!o.due_outbox(100).await.unwrap().contains(&id));
+
+    // A lease that ends is taken over; the old holder can no longer settle.
+    let id = format!("{}.escalate", t.ticket_id);
+    let claim = |lease: Duration| o.claim_outbox(&id, lease);
+    let OutboxClaim::Acquired { token: b, .. } = claim(Duration::ZERO).await.unwrap() else {
+        panic!("not acquired")
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(
+        o.due_outbox(100).await.unwrap().contains(&id),
+        "an ended lease is due"
+    );
+    let OutboxClaim::Acquired { token: c3, record } = claim(Duration::from_secs(60)).await.unwrap()
+    else {
+        panic!("not taken over")
+    };
+    assert_eq!(
+        (record.state, record.attempts),
+        (OutboxState::Delivering, 2)
+    );
+    assert!(
+        !o.settle_outbox(&id, b, Settle::Failed { error: "x".into() })
+            .await
+            .unwrap()
+    );
+
+    // Delivered as a shadow note: reviewed later, then done.
+    assert!(
+        o.settle_outbox(
+            &id,
+            c3,
+            Settle::Delivered {
+                external_id: Some("9001".into()),
+                review_at: Some(Utc::now() - Span::seconds(1)),
+            },
+        )
+        .await
+        .unwrap()
+    );
+    let r = o.outbox_record(&id).await.unwrap().unwrap();
+    assert_eq!(r.state, OutboxState::Reviewing);
+    assert_eq!(r.external_id.as_deref(), Some("9001"));
+    assert!(r.delivered_at.is_some());
+    assert!(o.due_outbox(100).await.unwrap().contains(&id));
+    let OutboxClaim::Acquired { token: d, record } = claim(Duration::from_secs(60)).await.unwrap()
+    else {
+        panic!("review not claimed")
+    };
+    assert_eq!(
+        (record.state, record.attempts),
+        (OutboxState::Reviewing, 2),
+        "a review is not a delivery attempt"
+    );
+    let review = ShadowReview {
+        outcome: ShadowOutcome::Edited,
+        similarity: 0.7,
+        at: Utc::now(),
+    };
+    assert!(
+        o.settle_outbox(&id, d, Settle::Reviewed(review.clone()))
+            .await
+            .unwrap()
+    );
+    let r = o.outbox_record(&id).await.unwrap().unwrap();
+    assert_eq!((r.state, r.review), (OutboxState::Delivered, Some(review)));
+    assert!(matches!(
+        claim(Duration::from_secs(60)).await.unwrap(),
+        OutboxClaim::Finished(_)
+    ));
+    assert!(!o.due_outbox(100).await.unwrap().contains(&id));
+    assert_eq!(
+        o.claim_outbox("nope", Duration::from_secs(1))
+            .await
+            .unwrap(),
+        OutboxClaim::Missing
+    );
 }

@@ -1,0 +1,640 @@
+//! Outbound delivery: replies go back where the ticket came from.
+//!
+//! The worker writes the reply and its outbox record in one atomic step
+//! ([`crate::store::Completion::outbox`], chosen by [`OutboundPolicy`]); a
+//! [`Dispatcher`] then delivers each record at least once through the
+//! ticket's [`Channel`] and marks it delivered:
+//!
+//! * claim the record (a lease; every claim counts an attempt) → send →
+//!   settle `delivered` while the lease is held;
+//! * a transient failure is retried with exponential backoff and jitter; a
+//!   permanent one, or the last of `max_attempts`, gives up: the
+//!   conversation is marked escalated and a person is told through the
+//!   [`Escalator`] with reason `delivery_failed`, then the record is
+//!   settled `failed`;
+//! * a dispatcher that dies between the send and the settle leaves the
+//!   record leased; after the lease it is claimed and sent again. Channels
+//!   that let us look (Zendesk audits, Freshdesk and Intercom
+//!   conversations) check for the earlier send first; email cannot, so a
+//!   crash in that window sends one duplicate (with the same Message-ID).
+//!
+//! Locally a task in `deskhand serve` runs [`Dispatcher::sweep`]; on AWS
+//! a Lambda fed by the table's DynamoDB Stream runs [`Dispatcher::dispatch`]
+//! for each new record, and a one-minute schedule sweeps retries that
+//! have come due (see [`crate::lambda::dispatcher`]).
+//!
+//! # Layout
+//!
+//! - [`settings`]: the `outbound` section of the configuration.
+//! - [`email`]: the threaded reply; SMTP and SES v2.
+//! - [`helpdesk`]: Zendesk, Freshdesk, Intercom, Help Scout, Front.
+//! - [`review`]: shadow mode: unchanged, edited or discarded.
+
+pub mod email;
+pub mod helpdesk;
+pub mod review;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::domain::{
+    Channel as ChannelKind, ConversationStatus, Delivery, DeliveryMode, NewOutbox, OutboundAction,
+    OutboxRecord, Provider, ReasonCode, Role, ShadowOutcome, ShadowReview, Ticket,
+};
+use crate::notify::{Escalation, Escalator, TranscriptLine};
+use crate::store::{OutboxClaim, OutboxStore, Settle, Store, StoreError};
+use crate::worker::Backoff;
+pub use settings::{EmailTransport, HelpdeskMode, OutboundSettings};
+
+/// A delivery succeeded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// The channel's id of what was created (comment, note, Message-ID).
+    pub external_id: Option<String>,
+}
+
+/// Why a delivery failed, split by what happens next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliverError {
+    /// May pass (network, 429, 5xx, SMTP 4xx): retry with backoff.
+    #[error("{0}")]
+    Transient(String),
+    /// Will not pass (bad credentials, unknown ticket, SMTP 5xx): give up.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// One outbound channel: an email transport or a helpdesk API.
+#[async_trait]
+pub trait Channel: Send + Sync {
+    /// Delivers `record`. `retry` is set when an earlier attempt may have
+    /// got through (a crash or a time-out after sending): a channel that
+    /// can look for it should, and report it instead of sending again.
+    async fn deliver(&self, record: &OutboxRecord, retry: bool) -> Result<Sent, DeliverError>;
+
+    /// Shadow mode: what agents did on the ticket after the note, if the
+    /// channel can tell.
+    async fn review(
+        &self,
+        _record: &OutboxRecord,
+    ) -> Result<Option<helpdesk::AgentActivity>, DeliverError> {
+        Ok(None)
+    }
+}
+
+/// The configured channels, by provider.
+#[derive(Clone, Default)]
+pub struct Channels {
+    /// Email replies (every email provider).
+    pub email: Option<Arc<dyn Channel>>,
+    /// Helpdesk APIs.
+    pub helpdesks: HashMap<Provider, Arc<dyn Channel>>,
+}
+
+impl Channels {
+    /// The channels `[outbound]` configures. SES clients come from `sdk`
+    /// (required when `transport = "ses"`).
+    pub fn from_settings(
+        s: &OutboundSettings,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> anyhow::Result<Self> {
+        let timeout = Duration::from_secs(s.send_timeout_secs);
+        let mut out = Self::default();
+        if let Some(e) = &s.email {
+            out.email = Some(match e.transport {
+                EmailTransport::Smtp => Arc::new(email::Smtp::new(
+                    e.clone(),
+                    e.smtp
+                        .as_ref()
+                        .ok_or_else(|| anyhow::anyhow!("[outbound.email.smtp] is missing"))?,
+                    timeout,
+                )?) as Arc<dyn Channel>,
+                EmailTransport::Ses => {
+                    let sdk = sdk.ok_or_else(|| {
+                        anyhow::anyhow!("outbound email over SES needs the AWS configuration")
+                    })?;
+                    Arc::new(email::Ses::new(e.clone(), aws_sdk_sesv2::Client::new(sdk)))
+                }
+            });
+        }
+        let mut add = |p: Provider, c: Arc<dyn Channel>| {
+            out.helpdesks.insert(p, c);
+        };
+        if let Some(h) = &s.zendesk {
+            add(
+                Provider::Zendesk,
+                Arc::new(helpdesk::Zendesk::new(h.clone(), timeout)?),
+            );
+        }
+        if let Some(h) = &s.freshdesk {
+            add(
+                Provider::Freshdesk,
+                Arc::new(helpdesk::Freshdesk::new(h.clone(), timeout)?),
+            );
+        }
+        if let Some(h) = &s.intercom {
+            add(
+                Provider::Intercom,
+                Arc::new(helpdesk::Intercom::new(h.clone(), timeout)?),
+            );
+        }
+        if let Some(h) = &s.helpscout {
+            add(
+                Provider::Helpscout,
+                Arc::new(helpdesk::HelpScout::new(h.clone(), timeout)?),
+            );
+        }
+        if let Some(h) = &s.front {
+            add(
+                Provider::Front,
+                Arc::new(helpdesk::Front::new(h.clone(), timeout)?),
+            );
+        }
+        Ok(out)
+    }
+
+    fn get(&self, provider: Provider) -> Option<&Arc<dyn Channel>> {
+        match provider.channel() {
+            ChannelKind::Email => self.email.as_ref(),
+            ChannelKind::Helpdesk => self.helpdesks.get(&provider),
+            ChannelKind::Widget => None,
+        }
+    }
+}
+
+/// Which outbox records a finished ticket creates: only for channels with
+/// an `[outbound]` section (the widget is polled and needs none).
+#[derive(Clone, Default)]
+pub struct OutboundPolicy {
+    /// Email replies are sent; `true`: the holding message too.
+    email: Option<bool>,
+    helpdesks: HashMap<Provider, HelpdeskMode>,
+    nudge: Option<Arc<Notify>>,
+}
+
+impl OutboundPolicy {
+    /// From `[outbound]`.
+    pub fn from_settings(s: &OutboundSettings) -> Self {
+        let helpdesks = [
+            Provider::Zendesk,
+            Provider::Freshdesk,
+            Provider::Intercom,
+            Provider::Helpscout,
+            Provider::Front,
+        ]
+        .into_iter()
+        .filter_map(|p| s.helpdesk(p).map(|h| (p, h.mode)))
+        .collect();
+        Self {
+            email: s.email.as_ref().map(|e| e.holding_message),
+            helpdesks,
+            nudge: None,
+        }
+    }
+
+    /// Wakes `notify` whenever records were created (the local dispatcher).
+    pub fn with_nudge(mut self, notify: Arc<Notify>) -> Self {
+        self.nudge = Some(notify);
+        self
+    }
+
+    /// Tells the local dispatcher there is work.
+    pub fn nudge(&self) {
+        if let Some(n) = &self.nudge {
+            n.notify_one();
+        }
+    }
+
+    fn delivery(ticket: &Ticket, action: OutboundAction) -> Delivery {
+        Delivery {
+            ticket_id: ticket.ticket_id,
+            conversation_id: ticket.conversation_id,
+            provider: ticket.provider,
+            customer: ticket.customer.clone(),
+            subject: ticket.subject.clone(),
+            thread: ticket.thread.clone(),
+            action,
+        }
+    }
+
+    /// The records of an answer (message `message_id`).
+    pub fn answer(
+        &self,
+        ticket: &Ticket,
+        message_id: &str,
+        text: &str,
+        sources: &[crate::domain::Source],
+    ) -> Vec<NewOutbox> {
+        let mode = match ticket.channel() {
+            ChannelKind::Email if self.email.is_some() => DeliveryMode::Public,
+            ChannelKind::Helpdesk => match self.helpdesks.get(&ticket.provider) {
+                Some(HelpdeskMode::Reply) => DeliveryMode::Public,
+                Some(HelpdeskMode::Shadow) => DeliveryMode::Note,
+                None => return Vec::new(),
+            },
+            _ => return Vec::new(),
+        };
+        vec![NewOutbox::message(
+            message_id,
+            Self::delivery(
+                ticket,
+                OutboundAction::Reply {
+                    mode,
+                    text: text.to_owned(),
+                    sources: sources.to_vec(),
+                },
+            ),
+        )]
+    }
+
+    /// The records of an escalation: the holding message by email (when
+    /// `holding` is the message being stored), or the helpdesk's tags,
+    /// group and internal note.
+    pub fn escalation(
+        &self,
+        ticket: &Ticket,
+        holding: Option<(&str, &str)>,
+        reason: ReasonCode,
+        detail: &str,
+        draft: Option<&str>,
+    ) -> Vec<NewOutbox> {
+        match ticket.channel() {
+            ChannelKind::Email => match (self.email, holding) {
+                (Some(true), Some((id, text))) => vec![NewOutbox::message(
+                    id,
+                    Self::delivery(
+                        ticket,
+                        OutboundAction::Reply {
+                            mode: DeliveryMode::Public,
+                            text: text.to_owned(),
+                            sources: Vec::new(),
+                        },
+                    ),
+                )],
+                _ => Vec::new(),
+            },
+            ChannelKind::Helpdesk => match self.helpdesks.get(&ticket.provider) {
+                Some(mode) => vec![NewOutbox::escalation(
+                    ticket.ticket_id,
+                    Self::delivery(
+                        ticket,
+                        OutboundAction::Escalate {
+                            reason,
+                            detail: detail.chars().take(500).collect(),
+                            draft: draft.map(str::to_owned),
+                            shadow: *mode == HelpdeskMode::Shadow,
+                        },
+                    ),
+                )],
+                None => Vec::new(),
+            },
+            ChannelKind::Widget => Vec::new(),
+        }
+    }
+}
+
+/// Dispatcher timing and budget, from `[outbound]`.
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchSettings {
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// Retry delays.
+    pub backoff: Backoff,
+    /// How long a claim holds a record.
+    pub lease: Duration,
+    /// Longest single send.
+    pub send_timeout: Duration,
+    /// Records dispatched at once.
+    pub concurrency: usize,
+    /// Shadow review: first look after this long.
+    pub review_after: Duration,
+    /// Shadow review: give up looking after this long (`no_reply`).
+    pub review_window: Duration,
+}
+
+impl DispatchSettings {
+    /// From `[outbound]`.
+    pub fn from_settings(s: &OutboundSettings) -> Self {
+        Self {
+            max_attempts: s.max_attempts,
+            backoff: Backoff {
+                base: Duration::from_millis(s.backoff_base_ms),
+                max: Duration::from_secs(s.backoff_max_secs),
+            },
+            lease: Duration::from_secs(s.lease_secs),
+            send_timeout: Duration::from_secs(s.send_timeout_secs),
+            concurrency: s.concurrency,
+            review_after: Duration::from_secs(s.review_after_secs),
+            review_window: Duration::from_secs(s.review_window_hours * 3600),
+        }
+    }
+}
+
+/// What one dispatch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dispatched {
+    /// Sent and settled.
+    Delivered,
+    /// Failed for now; tried again at the record's next attempt time.
+    Retrying,
+    /// Given up: a person was told (`delivery_failed`).
+    Failed,
+    /// Shadow review done, with this outcome.
+    Reviewed(ShadowOutcome),
+    /// Shadow review: not known yet.
+    ReviewLater,
+    /// Nothing to do now (not due, leased elsewhere, finished, missing).
+    Skipped,
+}
+
+/// Delivers outbox records.
+pub struct Dispatcher {
+    outbox: Arc<dyn OutboxStore>,
+    store: Arc<dyn Store>,
+    escalator: Arc<dyn Escalator>,
+    channels: Channels,
+    settings: DispatchSettings,
+}
+
+impl Dispatcher {
+    /// Wires a dispatcher. `outbox` and `store` are normally the same store.
+    pub fn new(
+        outbox: Arc<dyn OutboxStore>,
+        store: Arc<dyn Store>,
+        escalator: Arc<dyn Escalator>,
+        channels: Channels,
+        settings: DispatchSettings,
+    ) -> Self {
+        Self {
+            outbox,
+            store,
+            escalator,
+            channels,
+            settings,
+        }
+    }
+
+    /// Dispatches every record due now (at most `limit`), a few at once.
+    /// Returns how many were dispatched.
+    pub async fn sweep(&self, limit: usize) -> Result<usize, StoreError> {
+        let due = self.outbox.due_outbox(limit).await?;
+        let n = due.len();
+        let results: Vec<Result<Dispatched, StoreError>> = futures::stream::iter(due)
+            .map(|id| async move { self.dispatch(&id).await })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        for r in results {
+            if let Err(error) = r {
+                warn!(message = "Outbox dispatch failed; the record is retried after its lease.", %error);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Dispatches record `id` if it is due. `Err` only when the store
+    /// failed; the record is then retried after its lease.
+    pub async fn dispatch(&self, id: &str) -> Result<Dispatched, StoreError> {
+        let span = info_span!("outbox", outbox_id = %id);
+        self.dispatch_inner(id).instrument(span).await
+    }
+
+    async fn dispatch_inner(&self, id: &str) -> Result<Dispatched, StoreError> {
+        let (token, record) = match self.outbox.claim_outbox(id, self.settings.lease).await? {
+            OutboxClaim::Acquired { token, record } => (token, record),
+            _ => return Ok(Dispatched::Skipped),
+        };
+        if record.state == crate::domain::OutboxState::Reviewing {
+            return self.review(token, &record).await;
+        }
+        if record.attempts > self.settings.max_attempts {
+            // Earlier attempts died without settling (or giving up failed).
+            let error = record
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "every attempt was interrupted".into());
+            return self.give_up(token, &record, &error).await;
+        }
+        let Some(channel) = self.channels.get(record.delivery.provider) else {
+            let error = format!(
+                "no outbound channel is configured for {}",
+                record.delivery.provider
+            );
+            return self.give_up(token, &record, &error).await;
+        };
+        let retry = record.attempts > 1;
+        let result =
+            match tokio::time::timeout(self.settings.send_timeout, channel.deliver(&record, retry))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(DeliverError::Transient(format!(
+                    "no answer within {:?}",
+                    self.settings.send_timeout
+                ))),
+            };
+        match result {
+            Ok(sent) => {
+                let review_at = record
+                    .is_shadow_draft()
+                    .then(|| Utc::now() + self.settings.review_after);
+                let written = self
+                    .outbox
+                    .settle_outbox(
+                        id,
+                        token,
+                        Settle::Delivered {
+                            external_id: sent.external_id.clone(),
+                            review_at,
+                        },
+                    )
+                    .await?;
+                if !written {
+                    warn!(
+                        message = "Outbox lease lost after sending; the record may be sent again."
+                    );
+                }
+                info!(
+                    message = "Reply delivered.",
+                    provider = %record.delivery.provider,
+                    external_id = sent.external_id.as_deref(),
+                    attempts = record.attempts,
+                );
+                Ok(Dispatched::Delivered)
+            }
+            Err(DeliverError::Transient(error)) if record.attempts < self.settings.max_attempts => {
+                let at = Utc::now() + self.settings.backoff.delay(record.attempts);
+                warn!(message = "Delivery failed; retrying.", %error, attempts = record.attempts, retry_at = %at);
+                self.outbox
+                    .settle_outbox(id, token, Settle::Retry { error, at })
+                    .await?;
+                Ok(Dispatched::Retrying)
+            }
+            Err(DeliverError::Transient(error) | DeliverError::Permanent(error)) => {
+                self.give_up(token, &record, &error).await
+            }
+        }
+    }
+
+    /// Marks the conversation escalated, tells a person (`delivery_failed`)
+    /// and settles the record `failed`. If the person cannot be told, the
+    /// record is set to retry, and the next claim gives up again.
+    async fn give_up(
+        &self,
+        token: crate::store::ClaimToken,
+        record: &OutboxRecord,
+        error: &str,
+    ) -> Result<Dispatched, StoreError> {
+        let d = &record.delivery;
+        warn!(message = "Delivery given up; escalating.", provider = %d.provider, attempts = record.attempts, %error);
+        match self
+            .store
+            .set_status(
+                d.conversation_id,
+                ConversationStatus::Escalated,
+                Some(ReasonCode::DeliveryFailed),
+                None,
+            )
+            .await
+        {
+            Ok(_) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let history = self
+            .store
+            .history(d.conversation_id, 6)
+            .await
+            .unwrap_or_default();
+        let excerpt = |s: &str| s.chars().take(500).collect::<String>();
+        let last = history
+            .iter()
+            .rev()
+            .find(|m| m.body.role == Role::Customer)
+            .map(|m| excerpt(&m.body.text))
+            .unwrap_or_default();
+        let draft = match &d.action {
+            OutboundAction::Reply { text, .. } => Some(text.clone()),
+            OutboundAction::Escalate { draft, .. } => draft.clone(),
+        };
+        let e = Escalation {
+            ticket_id: Some(d.ticket_id),
+            conversation_id: Some(d.conversation_id),
+            channel: Some(d.provider.channel()),
+            provider: Some(d.provider),
+            reason: ReasonCode::DeliveryFailed,
+            priority: ReasonCode::DeliveryFailed.priority(),
+            confidence: 0.0,
+            detail: format!(
+                "could not deliver to {} after {} attempts: {}",
+                d.provider,
+                record.attempts,
+                excerpt(error)
+            ),
+            customer: d.customer.clone(),
+            subject: d.subject.clone(),
+            last_message: last,
+            transcript: history
+                .iter()
+                .map(|m| TranscriptLine {
+                    role: m.body.role,
+                    text: excerpt(&m.body.text),
+                })
+                .collect(),
+            draft,
+            link: Some(format!("/v1/conversations/{}/messages", d.conversation_id)),
+            at: Utc::now(),
+        };
+        if let Err(err) = self.escalator.escalate(&e).await {
+            warn!(message = "Could not report a failed delivery; retrying the report.", error = %err);
+            let at = Utc::now() + self.settings.backoff.delay(record.attempts);
+            self.outbox
+                .settle_outbox(
+                    &record.id,
+                    token,
+                    Settle::Retry {
+                        error: format!("{error} (escalation failed: {err})"),
+                        at,
+                    },
+                )
+                .await?;
+            return Ok(Dispatched::Retrying);
+        }
+        self.outbox
+            .settle_outbox(
+                &record.id,
+                token,
+                Settle::Failed {
+                    error: excerpt(error),
+                },
+            )
+            .await?;
+        Ok(Dispatched::Failed)
+    }
+
+    /// Shadow mode: looks at what the agent did with the draft.
+    async fn review(
+        &self,
+        token: crate::store::ClaimToken,
+        record: &OutboxRecord,
+    ) -> Result<Dispatched, StoreError> {
+        let now = Utc::now();
+        let posted = record.delivered_at.unwrap_or(record.created_at);
+        let elapsed = (now - posted).to_std().unwrap_or_default();
+        let expired = elapsed >= self.settings.review_window;
+        let seen = match self.channels.get(record.delivery.provider) {
+            Some(c) => match c.review(record).await {
+                Ok(seen) => seen,
+                Err(error) => {
+                    warn!(message = "Shadow review failed; looking again later.", %error);
+                    None
+                }
+            },
+            None => None,
+        };
+        let draft = helpdesk::content(&record.delivery).1;
+        let decided = seen.as_ref().and_then(|s| review::classify(&draft, s));
+        let settle = match decided {
+            Some((outcome, similarity)) => Settle::Reviewed(ShadowReview {
+                outcome,
+                similarity,
+                at: now,
+            }),
+            None if expired => Settle::Reviewed(ShadowReview {
+                outcome: ShadowOutcome::NoReply,
+                similarity: 0.0,
+                at: now,
+            }),
+            None => {
+                // Look again after as long again as it has been (at least
+                // `review_after`, at most six hours).
+                let wait = elapsed
+                    .max(self.settings.review_after)
+                    .min(Duration::from_secs(6 * 3600));
+                Settle::ReviewLater { at: now + wait }
+            }
+        };
+        let result = match &settle {
+            Settle::Reviewed(r) => {
+                info!(
+                    message = "Shadow draft reviewed.",
+                    provider = %record.delivery.provider,
+                    outcome = %r.outcome,
+                    similarity = r.similarity,
+                    conversation_id = %record.delivery.conversation_id,
+                );
+                Dispatched::Reviewed(r.outcome)
+            }
+            _ => Dispatched::ReviewLater,
+        };
+        self.outbox.settle_outbox(&record.id, token, settle).await?;
+        Ok(result)
+    }
+}
