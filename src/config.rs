@@ -445,6 +445,9 @@ impl Config {
             );
         }
         self.outbound.validate()?;
+        if let Some(sendgrid) = &self.inbound.sendgrid {
+            sendgrid.validate().map_err(anyhow::Error::msg)?;
+        }
         if self.retriever.kind == RetrieverKind::BedrockKb {
             self.retriever
                 .bedrock_kb

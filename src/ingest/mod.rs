@@ -262,7 +262,7 @@ impl Inbound {
             }
             Provider::Sendgrid => {
                 if let Some(c) = self.section(&s.sendgrid, provider, verification)? {
-                    email::sendgrid::verify(headers, c)?;
+                    email::sendgrid::verify(headers, body, c, now, window)?;
                 }
                 email::normalize(provider, email::sendgrid::parse(content_type, body)?, &ctx)
             }

@@ -29,8 +29,9 @@ pub struct InboundSettings {
     pub postmark: Option<BasicAuthSettings>,
     /// Mailgun routes (`forward()` to the inbound URL).
     pub mailgun: Option<MailgunSettings>,
-    /// SendGrid Inbound Parse (HTTP Basic credentials in the URL).
-    pub sendgrid: Option<BasicAuthSettings>,
+    /// SendGrid Inbound Parse (a signing security policy's public key
+    /// and/or HTTP Basic credentials in the URL).
+    pub sendgrid: Option<SendgridSettings>,
     /// Amazon SES receipt rule → SNS topic → HTTPS subscription.
     pub ses: Option<SesSettings>,
     /// Zendesk webhook, connected to a trigger.
@@ -91,6 +92,40 @@ pub struct BasicAuthSettings {
     pub username: String,
     /// Password.
     pub password: Secret,
+}
+
+/// SendGrid Inbound Parse: the signed-webhook security policy's public
+/// key, HTTP Basic credentials in the destination URL, or both (all that is
+/// configured is checked).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendgridSettings {
+    /// `signature.public_key` of the security policy attached to the Parse
+    /// setting (base64 DER, as SendGrid's API returns it).
+    pub public_key: Option<String>,
+    /// Basic user name (with `password`).
+    pub username: Option<String>,
+    /// Basic password (with `username`).
+    pub password: Option<Secret>,
+}
+
+impl SendgridSettings {
+    /// The section must configure a check, and whole ones.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.username.is_some() != self.password.is_some() {
+            return Err("inbound.sendgrid: set both username and password, or neither".into());
+        }
+        match &self.public_key {
+            Some(key) => crate::ingest::email::sendgrid::public_key(key)
+                .map(|_| ())
+                .map_err(|e| format!("inbound.sendgrid.public_key: {e}")),
+            None if self.username.is_none() => Err(
+                "inbound.sendgrid needs public_key (signed webhooks) or username and password"
+                    .into(),
+            ),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A shared signing secret.
