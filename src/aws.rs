@@ -128,20 +128,35 @@ pub struct SdkFailure {
     pub text: String,
 }
 
-/// Classifies `err` from `service`'s `op`.
-pub fn failure<E, R>(
-    service: &str,
-    op: &str,
-    err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> SdkFailure
-where
+/// An operation's error type, as every SDK client's operations have.
+pub trait ServiceError:
+    aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static
+{
+}
+
+impl<E> ServiceError for E where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata
         + std::error::Error
         + Send
         + Sync
-        + 'static,
-    R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
+        + 'static
 {
+}
+
+/// The raw response type of an SDK error.
+pub trait RawResponse: std::fmt::Debug + HttpStatus + Send + Sync + 'static {}
+
+impl<R> RawResponse for R where R: std::fmt::Debug + HttpStatus + Send + Sync + 'static {}
+
+/// Any SDK operation's error.
+pub type SdkError<E, R> = aws_smithy_runtime_api::client::result::SdkError<E, R>;
+
+/// Classifies `err` from `service`'s `op`.
+pub fn failure<E: ServiceError, R: RawResponse>(
+    service: &str,
+    op: &str,
+    err: SdkError<E, R>,
+) -> SdkFailure {
     SdkFailure {
         transient: is_transient(&err),
         text: format!("{service} {op}: {}", describe(&err)),

@@ -94,6 +94,26 @@ impl Rig {
         id
     }
 
+    /// [`Self::answer`], dispatched: delivered at the first attempt.
+    async fn answer_delivered(&self, ticket: &Ticket) -> String {
+        let id = self.answer(ticket).await;
+        assert_eq!(
+            self.dispatcher.dispatch(&id).await.unwrap(),
+            Dispatched::Delivered
+        );
+        id
+    }
+
+    /// [`Self::escalate`], dispatched: delivered at the first attempt.
+    async fn escalate_delivered(&self, ticket: &Ticket) -> String {
+        let id = self.escalate(ticket).await;
+        assert_eq!(
+            self.dispatcher.dispatch(&id).await.unwrap(),
+            Dispatched::Delivered
+        );
+        id
+    }
+
     async fn state(&self, id: &str) -> deskhand::domain::OutboxRecord {
         self.store.outbox_record(id).await.unwrap().unwrap()
     }
@@ -164,12 +184,8 @@ async fn zendesk_public_reply_is_a_public_comment_with_the_record_id_in_the_audi
         zendesk(&server.url(), HelpdeskMode::Reply),
     ));
     let id = rig
-        .answer(&helpdesk_ticket(Provider::Zendesk, "4711", "2FA?"))
+        .answer_delivered(&helpdesk_ticket(Provider::Zendesk, "4711", "2FA?"))
         .await;
-    assert_eq!(
-        rig.dispatcher.dispatch(&id).await.unwrap(),
-        Dispatched::Delivered
-    );
     let w = server.writes();
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].method, Method::PUT);
@@ -209,12 +225,8 @@ async fn zendesk_shadow_mode_posts_a_note_and_records_what_the_agent_sent() {
         zendesk(&server.url(), HelpdeskMode::Shadow),
     ));
     let id = rig
-        .answer(&helpdesk_ticket(Provider::Zendesk, "4711", "2FA?"))
+        .answer_delivered(&helpdesk_ticket(Provider::Zendesk, "4711", "2FA?"))
         .await;
-    assert_eq!(
-        rig.dispatcher.dispatch(&id).await.unwrap(),
-        Dispatched::Delivered
-    );
     let w = server.writes();
     assert_eq!(w.len(), 1);
     assert_eq!(
@@ -253,13 +265,8 @@ async fn zendesk_escalation_assigns_the_group_tags_and_notes_internally() {
         Provider::Zendesk,
         zendesk(&server.url(), HelpdeskMode::Reply),
     ));
-    let id = rig
-        .escalate(&helpdesk_ticket(Provider::Zendesk, "4711", "human please"))
+    rig.escalate_delivered(&helpdesk_ticket(Provider::Zendesk, "4711", "human please"))
         .await;
-    assert_eq!(
-        rig.dispatcher.dispatch(&id).await.unwrap(),
-        Dispatched::Delivered
-    );
     let w = server.writes();
     assert_eq!(w.len(), 2, "{w:?}");
     let update = w[0].json();
@@ -382,12 +389,8 @@ async fn freshdesk_reply_note_escalation_and_review() {
         freshdesk(&server.url(), HelpdeskMode::Reply),
     ));
     let id = rig
-        .answer(&helpdesk_ticket(Provider::Freshdesk, "31", "2FA?"))
+        .answer_delivered(&helpdesk_ticket(Provider::Freshdesk, "31", "2FA?"))
         .await;
-    assert_eq!(
-        rig.dispatcher.dispatch(&id).await.unwrap(),
-        Dispatched::Delivered
-    );
     let w = server.writes();
     assert_eq!(
         (w[0].method.clone(), w[0].path.as_str()),
@@ -401,13 +404,8 @@ async fn freshdesk_reply_note_escalation_and_review() {
     assert_eq!(rig.state(&id).await.external_id.as_deref(), Some("501"));
 
     // Escalation: tags merged with the ticket's own, group, private note.
-    let id = rig
-        .escalate(&helpdesk_ticket(Provider::Freshdesk, "31", "human"))
+    rig.escalate_delivered(&helpdesk_ticket(Provider::Freshdesk, "31", "human"))
         .await;
-    assert_eq!(
-        rig.dispatcher.dispatch(&id).await.unwrap(),
-        Dispatched::Delivered
-    );
     let w = server.writes();
     let put = w.iter().find(|s| s.method == Method::PUT).unwrap().json();
     assert_eq!(
@@ -434,12 +432,8 @@ async fn freshdesk_reply_note_escalation_and_review() {
         freshdesk(&server.url(), HelpdeskMode::Shadow),
     ));
     let id = rig
-        .answer(&helpdesk_ticket(Provider::Freshdesk, "31", "2FA?"))
+        .answer_delivered(&helpdesk_ticket(Provider::Freshdesk, "31", "2FA?"))
         .await;
-    assert_eq!(
-        rig.dispatcher.dispatch(&id).await.unwrap(),
-        Dispatched::Delivered
-    );
     let w = server.writes();
     assert_eq!(w.len(), 1);
     assert_eq!(
@@ -482,12 +476,8 @@ async fn intercom_help_scout_and_front_reply_and_note_as_documented() {
             },
         ));
         let id = rig
-            .answer(&helpdesk_ticket(Provider::Intercom, "123", "2FA?"))
+            .answer_delivered(&helpdesk_ticket(Provider::Intercom, "123", "2FA?"))
             .await;
-        assert_eq!(
-            rig.dispatcher.dispatch(&id).await.unwrap(),
-            Dispatched::Delivered
-        );
         let b = server.writes().last().unwrap().json();
         assert_eq!(b["message_type"], kind);
         assert_eq!(b["type"], "admin");
@@ -534,12 +524,8 @@ async fn intercom_help_scout_and_front_reply_and_note_as_documented() {
             },
         ));
         let id = rig
-            .answer(&helpdesk_ticket(Provider::Helpscout, "55", "2FA?"))
+            .answer_delivered(&helpdesk_ticket(Provider::Helpscout, "55", "2FA?"))
             .await;
-        assert_eq!(
-            rig.dispatcher.dispatch(&id).await.unwrap(),
-            Dispatched::Delivered
-        );
         let w = server.writes();
         let last = w.last().unwrap();
         assert_eq!(last.path, path);
@@ -590,12 +576,8 @@ async fn intercom_help_scout_and_front_reply_and_note_as_documented() {
             },
         ));
         let id = rig
-            .answer(&helpdesk_ticket(Provider::Front, "cnv_9", "2FA?"))
+            .answer_delivered(&helpdesk_ticket(Provider::Front, "cnv_9", "2FA?"))
             .await;
-        assert_eq!(
-            rig.dispatcher.dispatch(&id).await.unwrap(),
-            Dispatched::Delivered
-        );
         let last = server.writes().last().unwrap().clone();
         assert_eq!(
             (last.method.clone(), last.path.as_str()),

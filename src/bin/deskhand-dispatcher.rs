@@ -1,16 +1,11 @@
 //! The dispatcher Lambda: DynamoDB Stream and a schedule → outbox deliveries.
 
-use deskhand::config::Config;
 use deskhand::lambda::{AwsRuntime, dispatcher};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    deskhand::telemetry::init();
-    let config = Config::load(None, &serde_json::Value::Null).expect("configuration is valid");
-    let runtime = AwsRuntime::from_config(config)
-        .await
-        .expect("AWS clients can be built");
+    let runtime = AwsRuntime::init().await;
     let d = runtime.dispatcher().expect("the dispatcher can be wired");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let d = d.clone();

@@ -40,6 +40,17 @@ pub struct AwsRuntime {
 }
 
 impl AwsRuntime {
+    /// What every Lambda binary does first: logging, the configuration
+    /// from the environment, the clients. Panics with the reason, which the
+    /// Lambda runtime reports as an init error.
+    pub async fn init() -> Self {
+        crate::telemetry::init();
+        let config = Config::load(None, &serde_json::Value::Null).expect("configuration is valid");
+        Self::from_config(config)
+            .await
+            .expect("AWS clients can be built")
+    }
+
     /// Builds the SDK clients and adapters from `config.aws`.
     pub async fn from_config(config: Config) -> anyhow::Result<Self> {
         let aws = &config.aws;

@@ -28,7 +28,7 @@ use aws_config::SdkConfig;
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
-use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::error::{DisplayErrorContext, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
 use aws_sdk_bedrockruntime::types::{
     AnyToolChoice, CachePointBlock, CachePointType, ContentBlock, ConversationRole,
@@ -497,7 +497,7 @@ impl SdkFault {
     /// the SDK could not build are permanent.
     pub(crate) fn of<E>(err: &SdkError<E>) -> Self
     where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        E: crate::aws::ServiceError,
     {
         let detail = DisplayErrorContext(err).to_string();
         let status = err.raw_response().map(|r| r.status().as_u16());

@@ -40,18 +40,10 @@ pub struct Received {
     pub attributes: std::collections::HashMap<String, String>,
 }
 
-fn sdk_error<E, R>(
+fn sdk_error<E: crate::aws::ServiceError, R: crate::aws::RawResponse>(
     op: &str,
-    err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> QueueError
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
-    R: std::fmt::Debug + crate::aws::HttpStatus + Send + Sync + 'static,
-{
+    err: crate::aws::SdkError<E, R>,
+) -> QueueError {
     crate::aws::failure("SQS", op, err).into()
 }
 

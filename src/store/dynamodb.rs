@@ -119,18 +119,10 @@ fn to_json(v: &impl serde::Serialize) -> AttributeValue {
     s(serde_json::to_string(v).unwrap_or_else(|_| "null".into()))
 }
 
-fn sdk_error<E, R>(
+fn sdk_error<E: crate::aws::ServiceError, R: crate::aws::RawResponse>(
     op: &str,
-    err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> StoreError
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
-    R: std::fmt::Debug + crate::aws::HttpStatus + Send + Sync + 'static,
-{
+    err: crate::aws::SdkError<E, R>,
+) -> StoreError {
     crate::aws::failure("DynamoDB", op, err).into()
 }
 

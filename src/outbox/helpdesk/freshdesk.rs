@@ -19,7 +19,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{AgentActivity, Api, content, escalation, id_of, posted_at, ticket_ref, time_of};
+use super::{
+    AgentActivity, Api, content, escalation, id_of, needs, posted_at, ticket_ref, time_of,
+};
 use crate::config::Secret;
 use crate::domain::{OutboundAction, OutboxRecord};
 use crate::outbox::settings::HelpdeskOutSettings;
@@ -39,14 +41,8 @@ fn squash(s: &str) -> String {
 impl Freshdesk {
     /// From `[outbound.freshdesk]`.
     pub fn new(settings: HelpdeskOutSettings, timeout: Duration) -> anyhow::Result<Self> {
-        let base = settings
-            .base_url
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("[outbound.freshdesk] needs base_url"))?;
-        let key = settings
-            .api_token
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("[outbound.freshdesk] needs api_token"))?;
+        let base = needs(&settings.base_url, "freshdesk", "base_url")?;
+        let key = needs(&settings.api_token, "freshdesk", "api_token")?;
         Ok(Self {
             api: Api::new("Freshdesk", &base, timeout)?,
             key,
@@ -56,9 +52,17 @@ impl Freshdesk {
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.api
-            .http
-            .request(method, self.api.url(path))
+            .request(method, path)
             .basic_auth(self.key.expose(), Some("X"))
+    }
+
+    async fn ticket(&self, ticket: &str) -> Result<Value, DeliverError> {
+        self.api
+            .json(
+                "view ticket",
+                self.req(reqwest::Method::GET, &format!("/api/v2/tickets/{ticket}")),
+            )
+            .await
     }
 
     async fn conversations(&self, ticket: &str) -> Result<Vec<Value>, DeliverError> {
@@ -104,13 +108,7 @@ impl Channel for Freshdesk {
         let ticket = ticket_ref(d)?;
         let (note, _, html) = content(d);
         if let Some(shadow) = escalation(d) {
-            let t = self
-                .api
-                .json(
-                    "view ticket",
-                    self.req(reqwest::Method::GET, &format!("/api/v2/tickets/{ticket}")),
-                )
-                .await?;
+            let t = self.ticket(&ticket).await?;
             let mut tags: Vec<String> = t["tags"]
                 .as_array()
                 .into_iter()
@@ -169,13 +167,7 @@ impl Channel for Freshdesk {
 
     async fn review(&self, record: &OutboxRecord) -> Result<Option<AgentActivity>, DeliverError> {
         let ticket = ticket_ref(&record.delivery)?;
-        let t = self
-            .api
-            .json(
-                "view ticket",
-                self.req(reqwest::Method::GET, &format!("/api/v2/tickets/{ticket}")),
-            )
-            .await?;
+        let t = self.ticket(&ticket).await?;
         let closed = matches!(t["status"].as_u64(), Some(4 | 5));
         let since = posted_at(record);
         let replies = self

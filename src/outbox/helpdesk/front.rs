@@ -19,7 +19,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::{AgentActivity, Api, content, escalation, id_of, posted_at, ticket_ref, time_of};
+use super::{
+    AgentActivity, Api, content, escalation, id_of, needs, posted_at, ticket_ref, time_of,
+};
 use crate::config::Secret;
 use crate::domain::OutboxRecord;
 use crate::ingest::text::html_to_text;
@@ -36,24 +38,23 @@ pub struct Front {
 impl Front {
     /// From `[outbound.front]`.
     pub fn new(settings: HelpdeskOutSettings, timeout: Duration) -> anyhow::Result<Self> {
-        let base = settings
-            .base_url
-            .clone()
-            .unwrap_or_else(|| "https://api2.frontapp.com".into());
         Ok(Self {
-            api: Api::new("Front", &base, timeout)?,
-            token: settings
-                .api_token
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("[outbound.front] needs api_token"))?,
+            api: Api::new(
+                "Front",
+                settings
+                    .base_url
+                    .as_deref()
+                    .unwrap_or("https://api2.frontapp.com"),
+                timeout,
+            )?,
+            token: needs(&settings.api_token, "front", "api_token")?,
             settings,
         })
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.api
-            .http
-            .request(method, self.api.url(path))
+            .request(method, path)
             .bearer_auth(self.token.expose())
             .header("Accept", "application/json")
     }

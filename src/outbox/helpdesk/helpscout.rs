@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::{AgentActivity, Api, content, escalation, posted_at, ticket_ref, time_of};
+use super::{AgentActivity, Api, content, escalation, needs, posted_at, ticket_ref, time_of};
 use crate::config::Secret;
 use crate::domain::OutboxRecord;
 use crate::ingest::text::html_to_text;
@@ -41,20 +41,17 @@ pub struct HelpScout {
 impl HelpScout {
     /// From `[outbound.helpscout]`.
     pub fn new(settings: HelpdeskOutSettings, timeout: Duration) -> anyhow::Result<Self> {
-        let base = settings
-            .base_url
-            .clone()
-            .unwrap_or_else(|| "https://api.helpscout.net".into());
         Ok(Self {
-            api: Api::new("Help Scout", &base, timeout)?,
-            client_id: settings
-                .client_id
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("[outbound.helpscout] needs client_id"))?,
-            client_secret: settings
-                .client_secret
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("[outbound.helpscout] needs client_secret"))?,
+            api: Api::new(
+                "Help Scout",
+                settings
+                    .base_url
+                    .as_deref()
+                    .unwrap_or("https://api.helpscout.net"),
+                timeout,
+            )?,
+            client_id: needs(&settings.client_id, "helpscout", "client_id")?,
+            client_secret: needs(&settings.client_secret, "helpscout", "client_secret")?,
             token: Mutex::new(None),
             settings,
         })
@@ -72,11 +69,13 @@ impl HelpScout {
             .api
             .json(
                 "token",
-                self.api.http.post(self.api.url("/v2/oauth2/token")).form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", self.client_id.as_str()),
-                    ("client_secret", self.client_secret.expose()),
-                ]),
+                self.api
+                    .request(reqwest::Method::POST, "/v2/oauth2/token")
+                    .form(&[
+                        ("grant_type", "client_credentials"),
+                        ("client_id", self.client_id.as_str()),
+                        ("client_secret", self.client_secret.expose()),
+                    ]),
             )
             .await?;
         let token = out["access_token"]
@@ -103,8 +102,7 @@ impl HelpScout {
         loop {
             let mut req = self
                 .api
-                .http
-                .request(method.clone(), self.api.url(path))
+                .request(method.clone(), path)
                 .bearer_auth(self.bearer(fresh).await?.expose());
             if let Some(b) = body {
                 req = req.json(b);

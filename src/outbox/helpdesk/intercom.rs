@@ -18,7 +18,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{AgentActivity, Api, content, escalation, id_of, posted_at, ticket_ref, time_of};
+use super::{
+    AgentActivity, Api, content, escalation, id_of, needs, posted_at, ticket_ref, time_of,
+};
 use crate::config::Secret;
 use crate::domain::{OutboundAction, OutboxRecord};
 use crate::ingest::text::html_to_text;
@@ -42,28 +44,24 @@ pub struct Intercom {
 impl Intercom {
     /// From `[outbound.intercom]`.
     pub fn new(settings: HelpdeskOutSettings, timeout: Duration) -> anyhow::Result<Self> {
-        let base = settings
-            .base_url
-            .clone()
-            .unwrap_or_else(|| "https://api.intercom.io".into());
         Ok(Self {
-            api: Api::new("Intercom", &base, timeout)?,
-            token: settings
-                .api_token
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("[outbound.intercom] needs api_token"))?,
-            admin: settings
-                .author_id
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("[outbound.intercom] needs author_id"))?,
+            api: Api::new(
+                "Intercom",
+                settings
+                    .base_url
+                    .as_deref()
+                    .unwrap_or("https://api.intercom.io"),
+                timeout,
+            )?,
+            token: needs(&settings.api_token, "intercom", "api_token")?,
+            admin: needs(&settings.author_id, "intercom", "author_id")?,
             settings,
         })
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.api
-            .http
-            .request(method, self.api.url(path))
+            .request(method, path)
             .bearer_auth(self.token.expose())
             .header("Intercom-Version", VERSION)
             .header("Accept", "application/json")

@@ -65,6 +65,11 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
+    /// A request to `path` under the vendor's base URL.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
     /// Sends `req`; a non-success status becomes the right error.
     pub async fn send(&self, op: &str, req: RequestBuilder) -> Result<Response, DeliverError> {
         let res = req.send().await.map_err(|e| {
@@ -110,6 +115,13 @@ impl Api {
             DeliverError::Transient(format!("{} {op}: the answer is not JSON: {e}", self.vendor))
         })
     }
+}
+
+/// `[outbound.<section>] key`, which the vendor's API needs.
+pub(crate) fn needs<T: Clone>(value: &Option<T>, section: &str, key: &str) -> anyhow::Result<T> {
+    value
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("[outbound.{section}] needs {key}"))
 }
 
 fn retryable(status: StatusCode) -> bool {

@@ -22,7 +22,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{AgentActivity, Api, content, escalation, id_of, posted_at, ticket_ref, time_of};
+use super::{
+    AgentActivity, Api, content, escalation, id_of, needs, posted_at, ticket_ref, time_of,
+};
 use crate::config::Secret;
 use crate::domain::OutboxRecord;
 use crate::outbox::settings::HelpdeskOutSettings;
@@ -42,18 +44,9 @@ pub struct Zendesk {
 impl Zendesk {
     /// From `[outbound.zendesk]`.
     pub fn new(settings: HelpdeskOutSettings, timeout: Duration) -> anyhow::Result<Self> {
-        let base = settings
-            .base_url
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("[outbound.zendesk] needs base_url"))?;
-        let email = settings
-            .email
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("[outbound.zendesk] needs email"))?;
-        let token = settings
-            .api_token
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("[outbound.zendesk] needs api_token"))?;
+        let base = needs(&settings.base_url, "zendesk", "base_url")?;
+        let email = needs(&settings.email, "zendesk", "email")?;
+        let token = needs(&settings.api_token, "zendesk", "api_token")?;
         Ok(Self {
             api: Api::new("Zendesk", &base, timeout)?,
             user: format!("{email}/token"),
@@ -64,8 +57,7 @@ impl Zendesk {
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.api
-            .http
-            .request(method, self.api.url(path))
+            .request(method, path)
             .basic_auth(&self.user, Some(self.token.expose()))
             .header("Accept", "application/json")
     }
