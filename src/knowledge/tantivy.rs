@@ -233,9 +233,9 @@ impl TantivyIndex {
         let tmp = dir.with_extension(format!("building-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let (schema, fields) = schema();
-        let index = Index::create_in_dir(&tmp, schema).context("creating the index")?;
-        let stats = Self::write(&index, fields, &docs)?;
+        let directory = tantivy::directory::MmapDirectory::open(&tmp)
+            .with_context(|| format!("opening {}", tmp.display()))?;
+        let (index, stats) = Self::write(directory, &docs).context("building the index")?;
         std::fs::write(tmp.join(FINGERPRINT_FILE), fingerprint)?;
         drop(index);
         if dir.exists() {
@@ -246,12 +246,11 @@ impl TantivyIndex {
         Ok((Self::open(dir)?, stats))
     }
 
-    /// An index in memory (eval, benchmarks, tests).
+    /// An index in memory (the Lambda worker's bundled KB, eval,
+    /// benchmarks, tests).
     pub fn in_memory(docs: &[Document]) -> anyhow::Result<Self> {
-        let (schema, fields) = schema();
-        let index = Index::create_in_ram(schema);
-        Self::write(&index, fields, docs)?;
-        Self::from_index(index, fields)
+        let (index, _) = Self::write(tantivy::directory::RamDirectory::create(), docs)?;
+        Self::from_index(index, schema().1)
     }
 
     fn open(dir: &Path) -> anyhow::Result<Self> {
@@ -278,9 +277,31 @@ impl TantivyIndex {
         })
     }
 
-    fn write(index: &Index, f: Fields, docs: &[Document]) -> anyhow::Result<BuildStats> {
-        index.tokenizers().register(ANALYZER, analyzer());
-        let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 50_000_000)?;
+    /// Indexes `docs` into the empty `directory` as one segment, on this
+    /// thread. The KB is indexed in one go and never updated, which is what
+    /// tantivy's single-segment writer is for: no indexing and merging
+    /// threads to start, and a term table sized to the text rather than the
+    /// 15 MB minimum of a threaded writer. For the bundled KB that is about
+    /// 5 ms instead of 12-16 (release build), most of a Lambda cold start's
+    /// index step. (The API is `doc(hidden)` in tantivy 0.27; the lock file
+    /// pins it, and a change there fails to compile rather than misbehaving.)
+    fn write(
+        directory: impl tantivy::Directory,
+        docs: &[Document],
+    ) -> anyhow::Result<(Index, BuildStats)> {
+        let (schema, f) = schema();
+        let tokenizers = tantivy::tokenizer::TokenizerManager::default();
+        tokenizers.register(ANALYZER, analyzer());
+        let text_bytes: usize = docs
+            .iter()
+            .flat_map(|d| &d.chunks)
+            .map(|c| c.text.len())
+            .sum();
+        let budget = (text_bytes * 4).clamp(1 << 20, 50 << 20);
+        let mut writer = Index::builder()
+            .schema(schema)
+            .tokenizers(tokenizers)
+            .single_segment_index_writer::<TantivyDocument>(directory, budget)?;
         let mut stats = BuildStats::default();
         for d in docs {
             stats.documents += 1;
@@ -295,8 +316,7 @@ impl TantivyIndex {
                 ))?;
             }
         }
-        writer.commit()?;
-        Ok(stats)
+        Ok((writer.finalize()?, stats))
     }
 
     /// Passages indexed.
