@@ -38,6 +38,18 @@ use crate::store::{
 };
 use crate::worker::{self, Action, Backoff};
 
+/// The harness's shared records stay readable after a panicking task (a
+/// "killed" worker): a poisoned lock is taken as it is.
+trait Locked<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T>;
+}
+
+impl<T> Locked<T> for Mutex<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T> {
+        self.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// How often each fault happens (probabilities per opportunity).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct FaultRates {
@@ -207,30 +219,15 @@ impl Faults {
     }
 
     fn roll(&self, p: f64, kind: &str) -> bool {
-        let hit = p > 0.0
-            && self
-                .rng
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .random_bool(p.min(1.0));
+        let hit = p > 0.0 && self.rng.locked().random_bool(p.min(1.0));
         if hit {
-            *self
-                .counts
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(kind.to_owned())
-                .or_default() += 1;
+            *self.counts.locked().entry(kind.to_owned()).or_default() += 1;
         }
         hit
     }
 
     fn count(&self, kind: &str) {
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(kind.to_owned())
-            .or_default() += 1;
+        *self.counts.locked().entry(kind.to_owned()).or_default() += 1;
     }
 
     fn next(&self) -> u64 {
@@ -284,16 +281,14 @@ impl<G: Generator> Generator for FaultyGenerator<G> {
             let ticket = self
                 .faults
                 .by_question
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .locked()
                 .get(&request.question)
                 .copied();
             if let Some(t) = ticket {
                 let seq = self.faults.next();
                 self.faults
                     .model_calls
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
+                    .locked()
                     .entry(t)
                     .or_default()
                     .push(seq);
@@ -377,12 +372,7 @@ impl Store for FaultyStore {
         if written == Completed::Written && success {
             let seq = self.faults.next();
             // The first completion counts: any model call after it is a repeat.
-            self.faults
-                .completed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(ticket)
-                .or_insert(seq);
+            self.faults.completed.locked().entry(ticket).or_insert(seq);
         }
         if self
             .faults
@@ -555,11 +545,7 @@ impl Harness {
 
     /// Registers `tickets` so model calls can be attributed.
     pub fn expect(&self, tickets: &[Ticket]) {
-        let mut by = self
-            .faults
-            .by_question
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut by = self.faults.by_question.locked();
         for t in tickets {
             by.insert(t.text.as_str().to_owned(), t.ticket_id);
         }
@@ -596,30 +582,10 @@ impl Harness {
         alarm_watches_dlq: bool,
         report: &mut SoakReport,
     ) -> anyhow::Result<()> {
-        let notified = self
-            .faults
-            .notified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let model_calls = self
-            .faults
-            .model_calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let completed = self
-            .faults
-            .completed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        report.faults = self
-            .faults
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let notified = self.faults.notified.locked().clone();
+        let model_calls = self.faults.model_calls.locked().clone();
+        let completed = self.faults.completed.locked().clone();
+        report.faults = self.faults.counts.locked().clone();
         report.model_calls = model_calls.values().map(|v| v.len() as u64).sum();
         let mut conversations = HashSet::new();
         for t in tickets {

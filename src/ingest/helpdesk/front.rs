@@ -9,8 +9,7 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Author, HelpdeskEvent, Parsed, id_string};
-use crate::domain::Attachment;
+use super::{Author, HelpdeskEvent, Parsed, id_string, json_attachments};
 use crate::ingest::settings::SigningSecret;
 use crate::ingest::{Ignored, IngestError, json_error, verify};
 
@@ -132,21 +131,9 @@ pub fn parse(body: &[u8]) -> Result<Parsed, IngestError> {
             .map(str::to_owned),
         body,
         html,
-        attachments: message["attachments"]
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .take(50)
-                    .map(|a| Attachment {
-                        name: a["filename"].as_str().unwrap_or("unnamed").to_owned(),
-                        content_type: a["content_type"]
-                            .as_str()
-                            .unwrap_or("application/octet-stream")
-                            .to_owned(),
-                        size: a["size"].as_u64().unwrap_or(0),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        attachments: json_attachments(
+            message["attachments"].as_array(),
+            ["filename", "content_type", "size"],
+        ),
     })))
 }

@@ -7,8 +7,7 @@
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Author, HelpdeskEvent, Parsed, id_string};
-use crate::domain::Attachment;
+use super::{Author, HelpdeskEvent, Parsed, id_string, json_attachments};
 use crate::ingest::settings::SigningSecret;
 use crate::ingest::{Ignored, IngestError, json_error, verify};
 
@@ -107,22 +106,11 @@ pub fn parse(event: Option<&str>, body: &[u8]) -> Result<Parsed, IngestError> {
         subject: v["subject"].as_str().map(str::to_owned),
         body: thread["body"].as_str().unwrap_or("").to_owned(),
         html: true,
-        attachments: thread["_embedded"]["attachments"]
-            .as_array()
-            .or(thread["attachments"].as_array())
-            .map(|list| {
-                list.iter()
-                    .take(50)
-                    .map(|a| Attachment {
-                        name: a["filename"].as_str().unwrap_or("unnamed").to_owned(),
-                        content_type: a["mimeType"]
-                            .as_str()
-                            .unwrap_or("application/octet-stream")
-                            .to_owned(),
-                        size: a["size"].as_u64().unwrap_or(0),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        attachments: json_attachments(
+            thread["_embedded"]["attachments"]
+                .as_array()
+                .or(thread["attachments"].as_array()),
+            ["filename", "mimeType", "size"],
+        ),
     })))
 }

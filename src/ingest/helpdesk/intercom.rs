@@ -7,8 +7,7 @@
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{Author, HelpdeskEvent, Parsed, id_string};
-use crate::domain::Attachment;
+use super::{Author, HelpdeskEvent, Parsed, id_string, json_attachments};
 use crate::ingest::settings::SigningSecret;
 use crate::ingest::{Ignored, IngestError, json_error, verify};
 
@@ -32,25 +31,6 @@ fn author(v: &Value) -> Author {
         "bot" => Author::Bot,
         _ => Author::Agent,
     }
-}
-
-fn attachments(v: &Value) -> Vec<Attachment> {
-    v["attachments"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .take(50)
-                .map(|a| Attachment {
-                    name: a["name"].as_str().unwrap_or("unnamed").to_owned(),
-                    content_type: a["content_type"]
-                        .as_str()
-                        .unwrap_or("application/octet-stream")
-                        .to_owned(),
-                    size: a["filesize"].as_u64().unwrap_or(0),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Parses a notification event.
@@ -145,6 +125,9 @@ pub fn parse(body: &[u8]) -> Result<Parsed, IngestError> {
             .map(crate::ingest::text::html_to_text),
         body: message["body"].as_str().unwrap_or("").to_owned(),
         html: true,
-        attachments: attachments(message),
+        attachments: json_attachments(
+            message["attachments"].as_array(),
+            ["name", "content_type", "filesize"],
+        ),
     })))
 }

@@ -72,6 +72,26 @@ pub fn id_string(v: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// The attachments a vendor lists as JSON objects, read through the names
+/// it gives the file name, content type and size: listed, never fetched.
+pub fn json_attachments(
+    list: Option<&Vec<serde_json::Value>>,
+    [name, content_type, size]: [&str; 3],
+) -> Vec<Attachment> {
+    list.into_iter()
+        .flatten()
+        .take(50)
+        .map(|a| Attachment {
+            name: a[name].as_str().unwrap_or("unnamed").to_owned(),
+            content_type: a[content_type]
+                .as_str()
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+            size: a[size].as_u64().unwrap_or(0),
+        })
+        .collect()
+}
+
 /// Turns an event into a ticket, or says why it is dropped.
 pub fn normalize(
     provider: Provider,
