@@ -20,6 +20,7 @@ fn all_parsers(data: &[u8]) {
         settings: &settings,
         now: Utc::now(),
         max_text_chars: 4000,
+        reply_tokens: None,
     };
     if let Ok(e) = mime::parse(data) {
         let _ = email::normalize(Provider::Mime, e, &ctx);

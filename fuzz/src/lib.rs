@@ -9,5 +9,5 @@ static SETTINGS: LazyLock<InboundSettings> = LazyLock::new(InboundSettings::defa
 
 /// A normalization context with default settings, at the current time.
 pub fn ctx() -> Context<'static> {
-    Context { settings: &SETTINGS, now: chrono::Utc::now(), max_text_chars: 4000 }
+    Context { settings: &SETTINGS, now: chrono::Utc::now(), max_text_chars: 4000, reply_tokens: None }
 }

@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use super::error::ApiError;
 use crate::config::Secret;
 use crate::domain::ConversationId;
+use crate::ingest::email::reply_token::ReplyTokens;
 
 /// Domain separation: tokens for other purposes cannot be confused with these.
 const CONTEXT: &[u8] = b"deskhand conversation token v1\0";
@@ -34,6 +35,12 @@ impl Tokens {
         mac.update(CONTEXT);
         mac.update(id.to_string().as_bytes());
         mac
+    }
+
+    /// Email reply tags under the same secret (their own domain
+    /// separation: a widget token is never a reply tag, nor the reverse).
+    pub fn reply_tokens(&self) -> ReplyTokens {
+        ReplyTokens::new(self.key.clone())
     }
 
     /// The token for `id`.

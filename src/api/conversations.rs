@@ -89,7 +89,11 @@ pub(super) async fn post_message(
         ticket_id,
         conversation_id: id,
         provider: Provider::Widget,
-        customer: Customer { email: None, name },
+        customer: Customer {
+            email: None,
+            name,
+            email_auth: None,
+        },
         subject: None,
         text,
         attachments: Vec::new(),

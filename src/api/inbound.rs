@@ -21,10 +21,13 @@ use crate::ingest::{self, Inbound, IngestError, Outcome, Verification};
 
 /// The inbound routes, sharing one [`Inbound`] (and its certificate cache).
 pub(super) fn routes(state: &ApiState) -> Router<ApiState> {
-    let inbound = Arc::new(Inbound::new(
-        state.config().inbound.clone(),
-        state.limits().max_message_chars,
-    ));
+    let inbound = Arc::new(
+        Inbound::new(
+            state.config().inbound.clone(),
+            state.limits().max_message_chars,
+        )
+        .with_reply_tokens(state.tokens().reply_tokens()),
+    );
     Router::new()
         .route("/v1/inbound/email/{provider}", post(email))
         .route("/v1/inbound/helpdesk/{provider}", post(helpdesk))

@@ -28,6 +28,9 @@ named_enum!(
         DeliveryFailed = "delivery_failed",
         /// A customer wrote again in a conversation a human already owns.
         FollowUp = "follow_up",
+        /// The email's sender failed authentication (DMARC, or SPF without
+        /// DKIM): held for a person, nothing is sent to the forged address.
+        UnverifiedSender = "unverified_sender",
     }
 );
 
@@ -52,7 +55,8 @@ impl ReasonCode {
             | ReasonCode::LowConfidence
             | ReasonCode::NoKnowledge
             | ReasonCode::ModelRefused
-            | ReasonCode::FollowUp => Priority::Normal,
+            | ReasonCode::FollowUp
+            | ReasonCode::UnverifiedSender => Priority::Normal,
         }
     }
 }

@@ -17,7 +17,8 @@ pub use outbox::{
     ShadowReview,
 };
 pub use ticket::{
-    Attachment, Channel, Customer, EmailAddress, MessageText, Provider, TextError, Thread, Ticket,
+    Attachment, AuthVerdict, Channel, Customer, EmailAddress, EmailAuth, MessageText, Provider,
+    TextError, Thread, Ticket,
 };
 
 /// An unknown name for one of the closed sets below (channel, role, reason…).

@@ -183,6 +183,66 @@ pub struct Customer {
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// What the receiving mail provider reported of the sender's
+    /// authentication (email tickets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_auth: Option<EmailAuth>,
+}
+
+named_enum!(
+    /// One authentication method's result, as RFC 8601
+    /// `Authentication-Results` and the mail providers report it.
+    AuthVerdict, "authentication result" {
+        Pass = "pass",
+        Fail = "fail",
+        SoftFail = "softfail",
+        Neutral = "neutral",
+        None = "none",
+        TempError = "temperror",
+        PermError = "permerror",
+    }
+);
+
+/// SPF, DKIM and DMARC results for an inbound email, where reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailAuth {
+    /// SPF (the envelope sender's domain authorized the sending host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spf: Option<AuthVerdict>,
+    /// DKIM (a valid signature; any passing signature counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkim: Option<AuthVerdict>,
+    /// DMARC (SPF or DKIM passing and aligned with the `From` domain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmarc: Option<AuthVerdict>,
+}
+
+impl EmailAuth {
+    /// Whether anything was reported.
+    pub fn is_empty(&self) -> bool {
+        self.spf.is_none() && self.dkim.is_none() && self.dmarc.is_none()
+    }
+
+    /// The `From` address is likely forged: DMARC failed, or, where no
+    /// DMARC result was reported, SPF failed and no DKIM signature passed.
+    /// (SPF alone breaks on forwarding, which DKIM survives; a soft fail
+    /// is not a fail.)
+    pub fn spoofed(&self) -> bool {
+        match self.dmarc {
+            Some(AuthVerdict::Fail) => true,
+            Some(_) => false,
+            None => self.spf == Some(AuthVerdict::Fail) && self.dkim != Some(AuthVerdict::Pass),
+        }
+    }
+
+    /// The `From` address is authenticated: DMARC passed, or, where no
+    /// DMARC result was reported, DKIM or SPF passed.
+    pub fn verified(&self) -> bool {
+        match self.dmarc {
+            Some(v) => v == AuthVerdict::Pass,
+            None => self.dkim == Some(AuthVerdict::Pass) || self.spf == Some(AuthVerdict::Pass),
+        }
+    }
 }
 
 /// An attachment, listed but never forwarded.
@@ -211,6 +271,12 @@ pub struct Thread {
     /// The Message-ID deskhand will use for its reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_message_id: Option<String>,
+    /// The plus-address tag of deskhand's Reply-To
+    /// (`support+<tag>@…`): the conversation id and a MAC binding it to
+    /// the customer's address, so only that customer's mail threads back
+    /// by it (see `ingest::email::reply_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_token: Option<String>,
 }
 
 /// One customer message, normalized from any channel.

@@ -33,6 +33,7 @@ use rsa::RsaPublicKey;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Channel, Provider, Ticket};
+use email::reply_token::ReplyTokens;
 use email::ses;
 use helpdesk::template::{freshdesk, generic, zendesk};
 
@@ -117,6 +118,9 @@ pub struct Context<'a> {
     pub now: DateTime<Utc>,
     /// Longest ticket text (longer is cut with a marker).
     pub max_text_chars: usize,
+    /// Reply tags: issued to email tickets and checked on the way back.
+    /// None (offline inspection): no tag is issued or honoured.
+    pub reply_tokens: Option<&'a ReplyTokens>,
 }
 
 /// Whether signatures are checked: always, except `inspect --no-verify`.
@@ -154,6 +158,7 @@ pub struct Inbound {
     max_text_chars: usize,
     http: reqwest::Client,
     certs: Mutex<HashMap<String, RsaPublicKey>>,
+    reply_tokens: Option<ReplyTokens>,
 }
 
 impl Inbound {
@@ -169,7 +174,14 @@ impl Inbound {
             max_text_chars,
             http,
             certs: Mutex::new(HashMap::new()),
+            reply_tokens: None,
         }
+    }
+
+    /// Issues and honours email reply tags under the server secret.
+    pub fn with_reply_tokens(mut self, tokens: ReplyTokens) -> Self {
+        self.reply_tokens = Some(tokens);
+        self
     }
 
     /// The settings.
@@ -236,6 +248,7 @@ impl Inbound {
             settings: &self.settings,
             now,
             max_text_chars: self.max_text_chars,
+            reply_tokens: self.reply_tokens.as_ref(),
         };
         let window = self.settings.replay_window_secs;
         let s = &self.settings;

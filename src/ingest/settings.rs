@@ -25,6 +25,11 @@ pub struct InboundSettings {
     /// Addresses and helpdesk user ids deskhand itself writes as; mail or
     /// events from them are ignored so it never answers itself.
     pub own_identities: Vec<String>,
+    /// Hosts whose `Authentication-Results` headers are trusted (your
+    /// receiving MTA's authserv-id, RFC 8601). Empty: the top-most header,
+    /// which the receiving MTA prepends. Mailgun, SendGrid and SES report
+    /// results in their own fields, which are always used.
+    pub authserv_ids: Vec<String>,
     /// Postmark inbound webhook (HTTP Basic credentials in the URL).
     pub postmark: Option<BasicAuthSettings>,
     /// Mailgun routes (`forward()` to the inbound URL).
@@ -58,6 +63,7 @@ impl Default for InboundSettings {
             max_webhook_bytes: 1024 * 1024,
             email_domain: None,
             own_identities: Vec::new(),
+            authserv_ids: Vec::new(),
             postmark: None,
             mailgun: None,
             sendgrid: None,

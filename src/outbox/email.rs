@@ -132,14 +132,17 @@ pub fn bodies(text: &str, sources: &[Source]) -> (String, String) {
     (plain.trim_end().to_owned(), html)
 }
 
-/// The Reply-To: configured, or `local+<conversation>@domain` of `from`.
+/// The Reply-To: configured, or `local+<reply tag>@domain` of `from` (the
+/// tag ingest issued for this conversation and customer); none without a
+/// tag (the reply's References thread it back all the same).
 fn reply_to(settings: &EmailOutSettings, from: &Mailbox, d: &Delivery) -> Option<Mailbox> {
     if let Some(r) = &settings.reply_to {
         return mailbox(r).ok();
     }
+    let tag = d.thread.reply_token.as_deref()?;
     let user = from.email.user();
     let base = user.split('+').next().unwrap_or(user);
-    format!("{base}+{}@{}", d.conversation_id, from.email.domain())
+    format!("{base}+{tag}@{}", from.email.domain())
         .parse()
         .ok()
         .map(|email| Mailbox::new(from.name.clone(), email))

@@ -267,6 +267,9 @@ impl OutboundPolicy {
         draft: Option<&str>,
     ) -> Vec<NewOutbox> {
         match ticket.channel() {
+            // Held mail (a forged sender) gets nothing back: a holding
+            // message would go to whoever was impersonated.
+            ChannelKind::Email if reason == ReasonCode::UnverifiedSender => Vec::new(),
             ChannelKind::Email => match (self.email, holding) {
                 (Some(true), Some((id, text))) => vec![NewOutbox::message(
                     id,

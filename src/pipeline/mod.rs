@@ -150,6 +150,38 @@ pub struct Thought {
     pub sentiment: f64,
 }
 
+impl Thought {
+    /// A decision to hand the ticket to a person, made before any model.
+    fn escalation(reason: ReasonCode, detail: String, passages: Vec<Passage>) -> Self {
+        Self {
+            passages,
+            rule: None,
+            generation: None,
+            decision: Decision::Escalate(crate::domain::Escalate {
+                reason,
+                confidence: 0.0,
+                detail,
+                draft: None,
+            }),
+            usage: Usage::default(),
+            sentiment: 0.0,
+        }
+    }
+}
+
+/// Why an email ticket is held for a person, if its sender failed the
+/// provider's authentication checks (see `ingest::email::auth`).
+fn held_sender(ticket: &Ticket) -> Option<String> {
+    let auth = ticket.customer.email_auth.filter(|a| a.spoofed())?;
+    let show = |v: Option<crate::domain::AuthVerdict>| v.map_or("-", |v| v.as_str());
+    Some(format!(
+        "sender failed authentication (spf={}, dkim={}, dmarc={}): held, nothing sent to the From address",
+        show(auth.spf),
+        show(auth.dkim),
+        show(auth.dmarc)
+    ))
+}
+
 /// Retrieval, rules, generation and the gate: the part of the pipeline
 /// that touches no store, and what `deskhand eval` measures.
 pub struct Responder {
@@ -434,15 +466,20 @@ impl Pipeline {
         );
         let mut history = history?;
         history.retain(|m| m.body.ticket_id != Some(ticket.ticket_id));
-        let thought = r
-            .think_with(
-                ticket.text.as_str(),
-                ticket.subject.as_deref(),
-                ticket.channel(),
-                history.clone(),
-                passages?,
-            )
-            .await?;
+        let thought = match held_sender(ticket) {
+            // A forged sender is answered by nobody but a person.
+            Some(detail) => Thought::escalation(ReasonCode::UnverifiedSender, detail, passages?),
+            None => {
+                r.think_with(
+                    ticket.text.as_str(),
+                    ticket.subject.as_deref(),
+                    ticket.channel(),
+                    history.clone(),
+                    passages?,
+                )
+                .await?
+            }
+        };
 
         let (outcome, reason, confidence, message, new_status) = match &thought.decision {
             Decision::Answer(reply) => (

@@ -132,6 +132,7 @@ mod tests {
             customer: Customer {
                 email: EmailAddress::parse("ann@example.com"),
                 name: Some("Ann".into()),
+                email_auth: None,
             },
             subject: Some("Refund".into()),
             text: MessageText::parse(text, usize::MAX).unwrap(),

@@ -18,6 +18,7 @@ pub fn ticket(conv: ConversationId, text: &str) -> Ticket {
         customer: Customer {
             email: None,
             name: Some("Ann".into()),
+            email_auth: None,
         },
         subject: Some("Subject".into()),
         text: MessageText::parse(text, 1000).unwrap(),

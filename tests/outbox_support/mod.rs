@@ -258,6 +258,7 @@ pub fn helpdesk_ticket(provider: Provider, reference: &str, text: &str) -> Ticke
         customer: Customer {
             email: EmailAddress::parse("ann@example.com"),
             name: Some("Ann Lee".into()),
+            email_auth: None,
         },
         subject: Some("Two-factor".into()),
         text: MessageText::parse(text, 4000).unwrap(),
@@ -280,6 +281,7 @@ pub fn email_ticket(text: &str) -> Ticket {
         customer: Customer {
             email: EmailAddress::parse("ann@example.com"),
             name: Some("Ann Lee".into()),
+            email_auth: None,
         },
         subject: Some("Two-factor".into()),
         text: MessageText::parse(text, 4000).unwrap(),
@@ -289,6 +291,7 @@ pub fn email_ticket(text: &str) -> Ticket {
             message_id: Some("<cust-1@example.com>".into()),
             references: vec![],
             reply_message_id: Some(format!("<{ticket_id}@deskhand.acme.test>")),
+            reply_token: None,
         },
         received_at: Utc::now(),
     }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Email, message_id, message_ids, mime};
-use crate::domain::Attachment;
+use crate::domain::{Attachment, EmailAuth};
 use crate::ingest::form::Form;
 use crate::ingest::settings::MailgunSettings;
 use crate::ingest::{IngestError, verify};
@@ -90,6 +90,12 @@ pub fn parse(form: &Form) -> Result<Email, IngestError> {
         .get("recipient")
         .map(|r| r.split(',').map(|s| s.trim().to_owned()).collect())
         .unwrap_or_default();
+    // Mailgun's own checks, sent as fields beside the message.
+    let auth = EmailAuth {
+        spf: header("x-mailgun-spf").and_then(super::auth::verdict),
+        dkim: header("x-mailgun-dkim-check-result").and_then(super::auth::verdict),
+        dmarc: None,
+    };
     Ok(Email {
         message_id: header("message-id").and_then(message_id),
         in_reply_to: header("in-reply-to").map(message_ids).unwrap_or_default(),
@@ -111,5 +117,6 @@ pub fn parse(form: &Form) -> Result<Email, IngestError> {
             })
             .collect(),
         mailbox_hash: None,
+        auth,
     })
 }

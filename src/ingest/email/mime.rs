@@ -107,6 +107,7 @@ pub fn parse(raw: &[u8]) -> Result<Email, IngestError> {
         headers,
         attachments,
         mailbox_hash: None,
+        auth: Default::default(),
     })
 }
 

@@ -1,16 +1,28 @@
 //! Inbound email: every provider's payload becomes an [`Email`], which
 //! [`normalize`] turns into a ticket (or a logged reason to drop it).
 //!
-//! Threading: the conversation is the thread root, the first
-//! `References` id (else `In-Reply-To`), else a plus-address token
-//! (`support+<token>@…`, a conversation id when deskhand put it there),
-//! else the message's own `Message-ID`. Loops are cut before anything
-//! else: auto-replies, bounces, list and bulk mail, and mail from
-//! deskhand's own addresses are dropped.
+//! Threading, and why nobody can write into someone else's conversation:
+//! a conversation is opened by a reply tag deskhand issued
+//! (`support+<tag>@…`, see [`reply_token`]: a MAC over the conversation
+//! and the customer's address), else it is the thread root (the first
+//! `References` id, else `In-Reply-To`, else the message's own
+//! `Message-ID`) **together with the sender's address**. So mail from
+//! another address, a guessed or leaked conversation id in a plus address,
+//! or `References` copied from someone else's thread all start a new
+//! conversation of their own; none reaches a widget or helpdesk
+//! conversation, whose ids an email can never derive. A forged `From`
+//! is what remains: the provider's authentication results are recorded on
+//! the ticket, and mail whose DMARC (or SPF without DKIM) failed is held
+//! for a person, with nothing sent to the forged address.
+//!
+//! Loops are cut before anything else: auto-replies, bounces, list and
+//! bulk mail, and mail from deskhand's own addresses are dropped.
 
+pub mod auth;
 pub mod mailgun;
 pub mod mime;
 pub mod postmark;
+pub mod reply_token;
 pub mod sendgrid;
 pub mod ses;
 
@@ -19,8 +31,8 @@ use sha2::{Digest, Sha256};
 use super::text::{html_to_text, strip_reply, tidy};
 use super::{Context, Ignored, IngestError, Outcome};
 use crate::domain::{
-    Attachment, ConversationId, Customer, EmailAddress, MessageText, Provider, Thread, Ticket,
-    TicketId,
+    Attachment, ConversationId, Customer, EmailAddress, EmailAuth, MessageText, Provider, Thread,
+    Ticket, TicketId,
 };
 
 /// Most ids kept from a `References` header.
@@ -58,6 +70,9 @@ pub struct Email {
     /// A plus-address token the provider already extracted (Postmark's
     /// `MailboxHash`).
     pub mailbox_hash: Option<String>,
+    /// Sender authentication the provider reported in its own fields
+    /// (Mailgun, SendGrid, SES); empty: read from the headers.
+    pub auth: EmailAuth,
 }
 
 impl Email {
@@ -225,29 +240,29 @@ fn plus_token(email: &Email, domain: Option<&str>) -> Option<String> {
     })
 }
 
-/// The conversation (and the thread root recorded for it).
+/// The conversation (and the thread root recorded for it): the one a
+/// valid reply tag opens, else the thread root bound to the sender.
 fn thread_of(
     provider: Provider,
     email: &Email,
-    domain: Option<&str>,
+    sender: &EmailAddress,
+    ctx: &Context<'_>,
     fallback_id: &str,
 ) -> (ConversationId, String) {
-    if let Some(root) = email.references.first().or(email.in_reply_to.first()) {
-        return (ConversationId::derive(provider, root), root.clone());
+    let domain = ctx.settings.email_domain.as_deref();
+    if let (Some(tokens), Some(tag)) = (ctx.reply_tokens, plus_token(email, domain))
+        && let Some(id) = tokens.open(&tag, sender)
+    {
+        return (id, format!("+{tag}"));
     }
-    if let Some(token) = plus_token(email, domain) {
-        // deskhand's own Reply-To carries the conversation id itself.
-        if let Ok(id) = ConversationId::parse(&token) {
-            return (id, format!("+{token}"));
-        }
-        let root = format!("+{token}");
-        return (ConversationId::derive(provider, &root), root);
-    }
-    let own = email
-        .message_id
-        .clone()
+    let root = email
+        .references
+        .first()
+        .or(email.in_reply_to.first())
+        .cloned()
         .unwrap_or_else(|| fallback_id.to_owned());
-    (ConversationId::derive(provider, &own), own)
+    let bound = format!("{root}\n{}", sender.as_str().to_ascii_lowercase());
+    (ConversationId::derive(provider, &bound), root)
 }
 
 fn clean_line(s: &str, max: usize) -> Option<String> {
@@ -331,7 +346,13 @@ pub fn normalize(
     let message_id = email.message_id.clone().unwrap_or_else(content_key);
     let ticket_id = TicketId::derive("email", &message_id);
     let domain = ctx.settings.email_domain.as_deref();
-    let (conversation_id, root) = thread_of(provider, &email, domain, &message_id);
+    let (conversation_id, root) = thread_of(provider, &email, &from, ctx, &message_id);
+    let email_auth = if email.auth.is_empty() {
+        auth::from_headers(&email.headers, &ctx.settings.authserv_ids)
+    } else {
+        email.auth
+    };
+    let reply_token = ctx.reply_tokens.map(|t| t.issue(conversation_id, &from));
     let reply_domain = domain
         .map(str::to_owned)
         .or_else(|| {
@@ -352,6 +373,7 @@ pub fn normalize(
         customer: Customer {
             email: Some(from),
             name,
+            email_auth: (!email_auth.is_empty()).then_some(email_auth),
         },
         subject: email.subject.as_deref().and_then(|s| clean_line(s, 300)),
         text,
@@ -361,6 +383,7 @@ pub fn normalize(
             message_id: Some(message_id),
             references,
             reply_message_id: Some(format!("<{ticket_id}@deskhand.{reply_domain}>")),
+            reply_token,
         },
         received_at: ctx.now,
     })))
@@ -411,5 +434,55 @@ mod tests {
                 .reason,
             "own_message"
         );
+    }
+
+    #[test]
+    fn each_provider_reports_sender_authentication_its_own_way() {
+        use crate::domain::AuthVerdict::{Fail, Pass, SoftFail};
+        let ct = "application/x-www-form-urlencoded";
+        let form = mailgun::form(
+            ct,
+            b"from=ann%40example.com&recipient=support%40acme.test&body-plain=hi\
+              &X-Mailgun-Spf=SoftFail&X-Mailgun-Dkim-Check-Result=Pass",
+        )
+        .unwrap();
+        let m = mailgun::parse(&form).unwrap().auth;
+        assert_eq!((m.spf, m.dkim, m.dmarc), (Some(SoftFail), Some(Pass), None));
+
+        let s = sendgrid::parse(
+            ct,
+            b"from=ann%40example.com&to=support%40acme.test&text=hi&SPF=fail\
+              &dkim=%7B%40example.com+%3A+fail%7D",
+        )
+        .unwrap()
+        .auth;
+        assert_eq!((s.spf, s.dkim), (Some(Fail), Some(Fail)));
+        assert!(s.spoofed());
+
+        let raw = "From: ann@example.com\r\nTo: support@acme.test\r\n\
+                   Authentication-Results: forged.example; dmarc=pass\r\n\r\nhi\r\n";
+        let note = serde_json::json!({
+            "notificationType": "Received",
+            "receipt": {
+                "recipients": ["support@acme.test"],
+                "spfVerdict": {"status": "FAIL"},
+                "dkimVerdict": {"status": "GRAY"},
+                "dmarcVerdict": {"status": "FAIL"},
+                "action": {"type": "SNS", "encoding": "UTF8"}
+            },
+            "content": raw,
+        });
+        let ses::Parsed::Mail(e) = ses::parse(&note.to_string()).unwrap() else {
+            panic!("a mail")
+        };
+        assert!(
+            e.auth.spoofed(),
+            "SES's verdicts, not the message's own header"
+        );
+        // A raw message's header is read when nothing else reported.
+        let m = mime::parse(raw.as_bytes()).unwrap();
+        assert!(m.auth.is_empty());
+        let auth = auth::from_headers(&m.headers, &[]);
+        assert_eq!(auth.dmarc, Some(Pass));
     }
 }

@@ -134,5 +134,6 @@ pub fn parse(body: &[u8]) -> Result<Email, IngestError> {
         headers,
         attachments,
         mailbox_hash: p.mailbox_hash,
+        auth: Default::default(),
     })
 }

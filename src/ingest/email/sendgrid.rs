@@ -19,7 +19,7 @@ use p256::pkcs8::DecodePublicKey;
 use serde::Deserialize;
 
 use super::{Email, message_id, message_ids, mime};
-use crate::domain::Attachment;
+use crate::domain::{Attachment, EmailAuth};
 use crate::ingest::form::Form;
 use crate::ingest::settings::SendgridSettings;
 use crate::ingest::verify::Unit;
@@ -105,9 +105,16 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Email, IngestError> {
         .and_then(|e| serde_json::from_str::<Envelope>(e).ok())
         .map(|e| e.to)
         .unwrap_or_default();
+    // SendGrid's own checks, sent as the `SPF` and `dkim` fields.
+    let auth = EmailAuth {
+        spf: form.get("SPF").and_then(super::auth::verdict),
+        dkim: form.get("dkim").and_then(super::auth::sendgrid_dkim),
+        dmarc: None,
+    };
     if let Some(raw) = form.get("email") {
         let mut email = mime::parse(raw.as_bytes())?;
         email.recipients.extend(envelope_to);
+        email.auth = auth;
         return Ok(email);
     }
     let from = form.get("from").ok_or_else(|| {
@@ -181,6 +188,7 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Email, IngestError> {
         headers,
         attachments,
         mailbox_hash: None,
+        auth,
     })
 }
 

@@ -7,6 +7,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::{Email, mime};
+use crate::domain::EmailAuth;
 use crate::ingest::{Ignored, IngestError};
 
 #[derive(Deserialize)]
@@ -26,6 +27,9 @@ struct Receipt {
     recipients: Vec<String>,
     spam_verdict: Option<Verdict>,
     virus_verdict: Option<Verdict>,
+    spf_verdict: Option<Verdict>,
+    dkim_verdict: Option<Verdict>,
+    dmarc_verdict: Option<Verdict>,
     action: Option<Action>,
 }
 
@@ -93,6 +97,15 @@ pub fn parse(message: &str) -> Result<Parsed, IngestError> {
         content.as_bytes().to_vec()
     };
     let mut email = mime::parse(&raw)?;
+    // SES's own checks; the message's headers are not trusted for them.
+    if let Some(r) = receipt {
+        let v = |v: &Option<Verdict>| v.as_ref().and_then(|v| super::auth::verdict(&v.status));
+        email.auth = EmailAuth {
+            spf: v(&r.spf_verdict),
+            dkim: v(&r.dkim_verdict),
+            dmarc: v(&r.dmarc_verdict),
+        };
+    }
     email
         .recipients
         .extend(receipt.map(|r| r.recipients.clone()).unwrap_or_default());

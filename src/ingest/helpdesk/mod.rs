@@ -165,6 +165,7 @@ pub fn normalize(
                         .collect::<String>()
                 })
                 .filter(|n| !n.trim().is_empty()),
+            email_auth: None,
         },
         subject: event
             .subject
