@@ -155,6 +155,52 @@ async fn deliveries_signed_outside_the_replay_window_are_401_stale_timestamp() {
     app.stop().await;
 }
 
+/// Issue #15.11/12: Zendesk's own event webhooks (no trigger template) and
+/// Freshdesk's own webhook body are accepted as they are sent.
+#[tokio::test]
+async fn zendesk_event_webhooks_and_freshdesk_native_bodies_are_tickets() {
+    let app = app().await;
+    for (provider, file, text) in [
+        ("zendesk", "zendesk/event-comment-added.json", "two-factor"),
+        ("freshdesk", "freshdesk/native-webhook.json", "two-factor"),
+    ] {
+        let req = signed(provider, &fixture(file), Utc::now());
+        let (status, body) = post(&app, &req).await;
+        assert_eq!(status, 202, "{provider}: {body}");
+        let conversation =
+            ConversationId::parse(body["conversation_id"].as_str().unwrap()).unwrap();
+        let store = store(&app);
+        let started = Instant::now();
+        loop {
+            let history = store.history(conversation, 10).await.unwrap();
+            if let Some(m) = history.iter().find(|m| m.body.role == Role::Customer) {
+                assert!(m.body.text.contains(text), "{provider}: {}", m.body.text);
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{provider}: not stored"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // A private comment and an agent's comment are not answered.
+    let mut v: Value =
+        serde_json::from_slice(&fixture("zendesk/event-comment-added.json")).unwrap();
+    v["event"]["comment"]["author"]["is_staff"] = Value::Bool(true);
+    let (status, body) = post(
+        &app,
+        &signed("zendesk", v.to_string().as_bytes(), Utc::now()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["ignored"].as_str()),
+        (200, Some("agent_author")),
+        "{body}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn malformed_bodies_are_400_saying_what_is_wrong() {
     let app = app().await;

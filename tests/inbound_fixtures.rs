@@ -112,3 +112,33 @@ async fn committed_signed_fixtures_verify_and_tampered_ones_do_not() {
         }
     }
 }
+
+/// Issue #15.13: `deskhand inspect email FILE.eml`, as the README shows it,
+/// works without a configuration and without `--no-verify` (a file has no
+/// signature); a provider whose deliveries are signed still needs its
+/// secret.
+#[test]
+fn inspect_reads_an_eml_file_as_it_is() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_deskhand"))
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .env("DESKHAND_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let eml = fixtures().join("email/gmail-reply.eml");
+    let out = run(&["inspect", "email", eml.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ticket: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ticket["channel"], "email", "{ticket}");
+    assert!(!ticket["text"].as_str().unwrap().is_empty());
+    let json = fixtures().join("zendesk/comment.json");
+    let out = run(&["inspect", "zendesk", json.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not configured"));
+}

@@ -6,6 +6,7 @@
 pub mod front;
 pub mod helpscout;
 pub mod intercom;
+pub mod native;
 pub mod template;
 
 use super::text::{html_to_text, strip_reply, tidy};

@@ -15,7 +15,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Author, HelpdeskEvent, Parsed, id_string};
+use super::{Author, HelpdeskEvent, Parsed, id_string, native};
 use crate::domain::Attachment;
 use crate::ingest::{Ignored, IngestError, json_error};
 
@@ -63,14 +63,29 @@ fn blank(s: &Option<String>) -> bool {
     s.as_deref().is_none_or(|v| v.trim().is_empty())
 }
 
-/// Parses the template body; `fallback_event_id` (a delivery header, or a
-/// hash of the body) is used when the template has no `event_id`.
+/// Parses the body: a Zendesk event webhook or Freshdesk's own body
+/// ([`super::native`]), else the template; `fallback_event_id` (a delivery
+/// header, or a hash of the body) is used when the body has no event id.
 pub fn parse(
     body: &[u8],
     vendor: &str,
     fallback_event_id: impl FnOnce() -> String,
 ) -> Result<Parsed, IngestError> {
-    let p: Payload = serde_json::from_slice(body).map_err(|e| json_error(vendor, &e))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| json_error(vendor, &e))?;
+    if native::is_zendesk_event(&value) {
+        return native::zendesk_event(&value);
+    }
+    if native::is_freshdesk_webhook(&value) {
+        return native::freshdesk_webhook(&value, fallback_event_id);
+    }
+    let p: Payload = serde_json::from_value(value).map_err(|e| {
+        IngestError::Malformed(format!(
+            "{vendor}: the body is none of the shapes deskhand reads: a Zendesk event webhook \
+             (`\"type\": \"zen:event-type:…\"`), Freshdesk's `{{\"freshdesk_webhook\": {{…}}}}`, \
+             or the template `{{\"ticket_id\", \"text\", \"requester\", \"author\", …}}` \
+             ({e}); see docs/channels.md"
+        ))
+    })?;
     let ticket_ref = id_string(&p.ticket_id).ok_or_else(|| {
         IngestError::Malformed(format!(
             "{vendor}: `ticket_id` must be a non-empty string or number"
