@@ -50,16 +50,27 @@ pub fn verify(
 
 /// The email in a verified form.
 pub fn parse(form: &Form) -> Result<Email, IngestError> {
+    // Mailgun's own checks, sent as fields beside the message (and among
+    // its headers).
+    let field = |n: &str| {
+        form.fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.as_str())
+    };
+    let auth = EmailAuth {
+        spf: field("x-mailgun-spf").and_then(super::auth::verdict),
+        dkim: field("x-mailgun-dkim-check-result").and_then(super::auth::verdict),
+        dmarc: None,
+    };
     if let Some(raw) = form.get("body-mime") {
         let mut email = mime::parse(raw.as_bytes())?;
         email
             .recipients
             .extend(form.get("recipient").map(str::to_owned));
+        email.auth = auth;
         return Ok(email);
     }
-    let from = form.get("from").or(form.get("sender")).ok_or_else(|| {
-        IngestError::Malformed("Mailgun form has no `from`, `sender` or `body-mime` field".into())
-    })?;
     // `message-headers` is a JSON list of [name, value] pairs.
     let headers: Vec<(String, String)> = match form.get("message-headers") {
         Some(raw) => serde_json::from_str::<Vec<(String, String)>>(raw)
@@ -79,23 +90,19 @@ pub fn parse(form: &Form) -> Result<Email, IngestError> {
             .iter()
             .find(|(k, _)| k == n)
             .map(|(_, v)| v.as_str())
-            .or_else(|| {
-                form.fields
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                    .map(|(_, v)| v.as_str())
-            })
+            .or_else(|| field(n))
     };
+    // The `From` header (as a field, or among `message-headers`) is the
+    // author; `sender` is only the envelope sender, the last resort.
+    let from = header("from").or(form.get("sender")).ok_or_else(|| {
+        IngestError::Malformed(
+            "Mailgun form has no `from` field, no From in `message-headers`, no `sender` and no `body-mime`".into(),
+        )
+    })?;
     let recipients = form
         .get("recipient")
         .map(|r| r.split(',').map(|s| s.trim().to_owned()).collect())
         .unwrap_or_default();
-    // Mailgun's own checks, sent as fields beside the message.
-    let auth = EmailAuth {
-        spf: header("x-mailgun-spf").and_then(super::auth::verdict),
-        dkim: header("x-mailgun-dkim-check-result").and_then(super::auth::verdict),
-        dmarc: None,
-    };
     Ok(Email {
         message_id: header("message-id").and_then(message_id),
         in_reply_to: header("in-reply-to").map(message_ids).unwrap_or_default(),
@@ -103,7 +110,7 @@ pub fn parse(form: &Form) -> Result<Email, IngestError> {
         from: Some(super::address_of(from).to_owned()),
         from_name: crate::ingest::text::display_name(from).map(str::to_owned),
         recipients,
-        subject: form.get("subject").map(str::to_owned),
+        subject: header("subject").map(str::to_owned),
         text: form.get("body-plain").map(str::to_owned),
         html: form.get("body-html").map(str::to_owned),
         headers,
@@ -119,4 +126,44 @@ pub fn parse(form: &Form) -> Result<Email, IngestError> {
         mailbox_hash: None,
         auth,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_and_subject_come_from_message_headers_when_the_fields_are_absent() {
+        let headers = serde_json::json!([
+            ["From", "Ann Lee <ann.lee@example.com>"],
+            ["Subject", "Where is my order?"],
+            ["Message-Id", "<m1@example.com>"]
+        ])
+        .to_string();
+        let body = format!(
+            "recipient=support%40mg.acme.test&sender=bounces%2Bx%40mailer.example.com\
+             &body-plain=When+will+it+arrive%3F&message-headers={}",
+            urlencoding(&headers)
+        );
+        let form = super::form("application/x-www-form-urlencoded", body.as_bytes()).unwrap();
+        let e = parse(&form).unwrap();
+        assert_eq!(
+            e.from.as_deref(),
+            Some("ann.lee@example.com"),
+            "not the envelope sender"
+        );
+        assert_eq!(e.from_name.as_deref(), Some("Ann Lee"));
+        assert_eq!(e.subject.as_deref(), Some("Where is my order?"));
+    }
+
+    fn urlencoding(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
 }

@@ -83,11 +83,16 @@ pub fn parse(event: Option<&str>, body: &[u8]) -> Result<Parsed, IngestError> {
     };
     let thread_id = id_string(&thread["id"])
         .ok_or_else(|| IngestError::Malformed("Help Scout thread: `id` is missing".into()))?;
+    // The thread's type decides: a `customer` thread is the customer's
+    // words even when a user (an agent logging an email or a call) created
+    // it, so `createdBy` names the author only when it is the customer.
     let by = &thread["createdBy"];
-    let author = match by["type"].as_str() {
-        Some("user") => Author::Agent,
-        _ => Author::Customer,
+    let by = if by["type"].as_str() == Some("user") {
+        &Value::Null
+    } else {
+        by
     };
+    let author = Author::Customer;
     let customer = if v["primaryCustomer"].is_object() {
         &v["primaryCustomer"]
     } else {
@@ -113,4 +118,33 @@ pub fn parse(event: Option<&str>, body: &[u8]) -> Result<Parsed, IngestError> {
             ["filename", "mimeType", "size"],
         ),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_customer_thread_logged_by_an_agent_is_the_customers() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/inbound/helpscout/customer-reply.json"
+        );
+        let mut v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        // An agent logged the customer's phone call as a customer thread.
+        v["_embedded"]["threads"][0]["createdBy"] = serde_json::json!(
+            {"id": 12, "type": "user", "first": "Sam", "last": "Agent", "email": "sam@acme.test"}
+        );
+        let Parsed::Event(e) = parse(
+            Some("convo.customer.reply.created"),
+            v.to_string().as_bytes(),
+        )
+        .unwrap() else {
+            panic!("the thread type decides: a customer thread is answered")
+        };
+        assert_eq!(e.author, Author::Customer);
+        assert_eq!(e.customer_email.as_deref(), Some("ann.lee@example.com"));
+        assert_eq!(e.customer_name.as_deref(), Some("Ann Lee"));
+        assert_eq!(e.author_identity, None, "not the agent's identity");
+    }
 }

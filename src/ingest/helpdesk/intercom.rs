@@ -3,6 +3,11 @@
 //! `conversation.user.created` (the conversation's source) and
 //! `conversation.user.replied` (its newest part); `conversation.admin.*`
 //! and everything else are ignored, `ping` included.
+//!
+//! Both payload generations are read: API 2.x (`source`, `contacts`) and
+//! the 1.x shape older apps still receive (`conversation_message`, `user`).
+//! The author's `type` decides who wrote; a payload without one is a 400
+//! saying so, never a silent ignore.
 
 use axum::http::HeaderMap;
 use serde_json::Value;
@@ -25,11 +30,19 @@ pub fn verify(
     verify::hex_matches(&expected, hex, "X-Hub-Signature")
 }
 
-fn author(v: &Value) -> Author {
-    match v["type"].as_str().unwrap_or("") {
-        "user" | "lead" | "contact" => Author::Customer,
-        "bot" => Author::Bot,
-        _ => Author::Agent,
+fn author(v: &Value) -> Result<Author, IngestError> {
+    match v["type"].as_str().map(str::trim) {
+        Some("user" | "lead" | "contact") => Ok(Author::Customer),
+        Some("admin" | "team") => Ok(Author::Agent),
+        Some("bot") => Ok(Author::Bot),
+        Some(other) if !other.is_empty() => Err(IngestError::Malformed(format!(
+            "Intercom: author type {:?} is not one of user, lead, contact, admin, team, bot",
+            other.chars().take(30).collect::<String>()
+        ))),
+        _ => Err(IngestError::Malformed(
+            "Intercom: the message's `author.type` is missing, so who wrote it cannot be told"
+                .into(),
+        )),
     }
 }
 
@@ -68,7 +81,12 @@ pub fn parse(body: &[u8]) -> Result<Parsed, IngestError> {
         )
     })?;
     let (message, event_id) = if created {
-        let source = &item["source"];
+        // 2.x: `source`; 1.x: `conversation_message`.
+        let source = if item["source"].is_object() {
+            &item["source"]
+        } else {
+            &item["conversation_message"]
+        };
         let id = id_string(&source["id"]).map(|i| format!("source:{i}"));
         (source, id)
     } else {
@@ -97,8 +115,11 @@ pub fn parse(body: &[u8]) -> Result<Parsed, IngestError> {
         )
     })?;
     let who = &message["author"];
+    let by = author(who)?;
+    // 2.x: `contacts.contacts[0]`; 1.x: `user`.
     let contact = item["contacts"]["contacts"]
         .get(0)
+        .or(item.get("user"))
         .cloned()
         .unwrap_or(Value::Null);
     let customer_email = who["email"]
@@ -108,12 +129,12 @@ pub fn parse(body: &[u8]) -> Result<Parsed, IngestError> {
     Ok(Parsed::Event(Box::new(HelpdeskEvent {
         ticket_ref: conversation,
         event_id,
-        author: author(who),
+        author: by,
         author_identity: who["email"]
             .as_str()
             .or(who["id"].as_str())
             .map(str::to_owned),
-        customer_email: if author(who) == Author::Customer {
+        customer_email: if by == Author::Customer {
             customer_email
         } else {
             None
@@ -122,6 +143,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, IngestError> {
         subject: item["title"]
             .as_str()
             .or(item["source"]["subject"].as_str())
+            .or(item["conversation_message"]["subject"].as_str())
             .map(crate::ingest::text::html_to_text),
         body: message["body"].as_str().unwrap_or("").to_owned(),
         html: true,
@@ -130,4 +152,41 @@ pub fn parse(body: &[u8]) -> Result<Parsed, IngestError> {
             ["name", "content_type", "filesize"],
         ),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/inbound/intercom/");
+        std::fs::read(format!("{path}{name}")).unwrap()
+    }
+
+    #[test]
+    fn api_1x_conversations_are_the_customers() {
+        let Parsed::Event(e) = parse(&fixture("v1-user-created.json")).unwrap() else {
+            panic!("a 1.x conversation.user.created is a ticket, not ignored")
+        };
+        assert_eq!(e.author, Author::Customer);
+        assert_eq!(e.ticket_ref, "147");
+        assert_eq!(e.event_id, "source:2001");
+        assert_eq!(e.customer_email.as_deref(), Some("ann.lee@example.com"));
+        assert!(e.body.contains("two-factor"));
+    }
+
+    #[test]
+    fn an_author_that_cannot_be_told_is_an_error_not_an_ignore() {
+        let mut v: Value = serde_json::from_slice(&fixture("v1-user-created.json")).unwrap();
+        v["data"]["item"]["conversation_message"]["author"] = serde_json::json!({"id": "x"});
+        let err = parse(v.to_string().as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("author.type"), "{err}");
+        v["data"]["item"]["conversation_message"]["author"]["type"] = "robot".into();
+        assert!(parse(v.to_string().as_bytes()).is_err());
+        v["data"]["item"]["conversation_message"]["author"]["type"] = "admin".into();
+        let Parsed::Event(e) = parse(v.to_string().as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.author, Author::Agent);
+    }
 }
