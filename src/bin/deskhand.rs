@@ -252,6 +252,26 @@ enum KbCommand {
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
     },
+    /// Import a help centre into DIR as Markdown with front matter.
+    ///
+    /// A sync: re-running updates changed articles, removes those deleted
+    /// upstream and leaves other files alone. Agent-only articles are
+    /// written `audience: internal`. SOURCE: `zendesk` (Zendesk Guide;
+    /// credentials, optional for a public help centre, from ZENDESK_EMAIL
+    /// and ZENDESK_API_TOKEN).
+    Import {
+        /// Where the articles come from: zendesk.
+        source: String,
+        /// The help centre, e.g. https://acme.zendesk.com.
+        #[arg(long)]
+        url: String,
+        /// The KB folder to write.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// One locale (e.g. en-us); default: the help centre's.
+        #[arg(long)]
+        locale: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -480,6 +500,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 stats.passages,
                 config.kb_dir.display(),
                 index_dir.display()
+            );
+            Ok(())
+        }
+        Command::Kb(KbCommand::Import {
+            source,
+            url,
+            out,
+            locale,
+        }) => {
+            use deskhand::knowledge::import::{self, zendesk};
+            anyhow::ensure!(
+                source == "zendesk",
+                "unknown source {source:?}; expected zendesk"
+            );
+            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+            let source = zendesk::Source {
+                base_url: url.clone(),
+                locale: locale.clone(),
+                credentials: env("ZENDESK_EMAIL").zip(env("ZENDESK_API_TOKEN")),
+            };
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            let started = std::time::Instant::now();
+            let fetched = zendesk::fetch(&http, &source, &mut |n| {
+                bar.set_message(format!("{n} articles listed"));
+                bar.tick();
+            })
+            .await?;
+            bar.finish_and_clear();
+            let mut summary = import::sync(out, "zendesk", &fetched.articles)?;
+            summary.drafts = fetched.drafts;
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({
+                    "summary": summary,
+                    "articles_per_second": (summary.listed as f64 / secs * 10.0).round() / 10.0,
+                    "out": out,
+                }))?
             );
             Ok(())
         }
