@@ -256,15 +256,18 @@ enum KbCommand {
     ///
     /// A sync: re-running updates changed articles, removes those deleted
     /// upstream and leaves other files alone. Agent-only articles are
-    /// written `audience: internal`. SOURCE: `zendesk` (Zendesk Guide;
-    /// credentials, optional for a public help centre, from ZENDESK_EMAIL
-    /// and ZENDESK_API_TOKEN).
+    /// written `audience: internal`. SOURCE and its credentials (from the
+    /// environment, never printed): `zendesk` (Zendesk Guide; --url
+    /// https://SUBDOMAIN.zendesk.com; ZENDESK_EMAIL and ZENDESK_API_TOKEN,
+    /// optional for a public help centre), `intercom` (INTERCOM_TOKEN),
+    /// `freshdesk` (--url https://DOMAIN.freshdesk.com; FRESHDESK_API_KEY),
+    /// `helpscout` (Help Scout Docs; HELPSCOUT_DOCS_API_KEY).
     Import {
-        /// Where the articles come from: zendesk.
+        /// Where the articles come from: zendesk, intercom, freshdesk, helpscout.
         source: String,
-        /// The help centre, e.g. https://acme.zendesk.com.
+        /// The help centre or API (default for intercom and helpscout: their API).
         #[arg(long)]
-        url: String,
+        url: Option<String>,
         /// The KB folder to write.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
@@ -509,29 +512,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             locale,
         }) => {
-            use deskhand::knowledge::import::{self, zendesk};
-            anyhow::ensure!(
-                source == "zendesk",
-                "unknown source {source:?}; expected zendesk"
-            );
-            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-            let source = zendesk::Source {
-                base_url: url.clone(),
-                locale: locale.clone(),
-                credentials: env("ZENDESK_EMAIL").zip(env("ZENDESK_API_TOKEN")),
+            use deskhand::knowledge::import::{self, freshdesk, helpscout, intercom, zendesk};
+            let env = |k: &str| {
+                std::env::var(k)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| anyhow::anyhow!("set {k} (the {source} credentials)"))
+            };
+            let url_or = |default: &str| url.clone().unwrap_or_else(|| default.to_owned());
+            let need_url = || {
+                url.clone()
+                    .ok_or_else(|| anyhow::anyhow!("{source} needs --url (the help centre)"))
             };
             let http = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()?;
             let bar = indicatif::ProgressBar::new_spinner();
             let started = std::time::Instant::now();
-            let fetched = zendesk::fetch(&http, &source, &mut |n| {
+            let mut progress = |n: usize| {
                 bar.set_message(format!("{n} articles listed"));
                 bar.tick();
-            })
-            .await?;
+            };
+            let fetched = match source.as_str() {
+                "zendesk" => {
+                    let source = zendesk::Source {
+                        base_url: need_url()?,
+                        locale: locale.clone(),
+                        credentials: env("ZENDESK_EMAIL").ok().zip(env("ZENDESK_API_TOKEN").ok()),
+                    };
+                    zendesk::fetch(&http, &source, &mut progress).await?
+                }
+                "intercom" => {
+                    let source = intercom::Source {
+                        base_url: url_or("https://api.intercom.io"),
+                        token: env("INTERCOM_TOKEN")?,
+                    };
+                    intercom::fetch(&http, &source, &mut progress).await?
+                }
+                "freshdesk" => {
+                    let source = freshdesk::Source {
+                        base_url: need_url()?,
+                        api_key: env("FRESHDESK_API_KEY")?,
+                    };
+                    freshdesk::fetch(&http, &source, &mut progress).await?
+                }
+                "helpscout" => {
+                    let source = helpscout::Source {
+                        base_url: url_or("https://docsapi.helpscout.net/v1"),
+                        api_key: env("HELPSCOUT_DOCS_API_KEY")?,
+                    };
+                    helpscout::fetch(&http, &source, &mut progress).await?
+                }
+                other => anyhow::bail!(
+                    "unknown source {other:?}; expected zendesk, intercom, freshdesk or helpscout"
+                ),
+            };
             bar.finish_and_clear();
-            let mut summary = import::sync(out, "zendesk", &fetched.articles)?;
+            let mut summary = import::sync(out, source, &fetched.articles)?;
             summary.drafts = fetched.drafts;
             let secs = started.elapsed().as_secs_f64().max(1e-3);
             println!(

@@ -11,8 +11,15 @@
 //! touched. Articles meant for agents only are written with
 //! `audience: internal`, so customer answers never use them.
 //!
-//! Sources: [`zendesk`] (Zendesk Guide's Help Center API).
+//! Sources: [`zendesk`] (Zendesk Guide's Help Center API), [`intercom`]
+//! (Intercom Articles), [`freshdesk`] (Freshdesk Solutions), [`helpscout`]
+//! (Help Scout Docs). Every request waits out rate limiting (429 with
+//! `Retry-After`) and 5xx answers; no listing follows a page off the
+//! vendor's host, so credentials go nowhere else.
 
+pub mod freshdesk;
+pub mod helpscout;
+pub mod intercom;
 pub mod zendesk;
 
 use std::collections::BTreeMap;
@@ -61,6 +68,23 @@ pub struct Article {
     pub labels: Vec<String>,
     /// The body, HTML.
     pub html: String,
+}
+
+/// What a source read: the articles, and how many drafts were skipped.
+pub struct Fetched {
+    /// Published articles.
+    pub articles: Vec<Article>,
+    /// Drafts skipped.
+    pub drafts: usize,
+}
+
+/// An id as a string (vendors send numbers or strings).
+pub(crate) fn id_of(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
 }
 
 /// What an import did.
@@ -270,20 +294,35 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// GETs `url` as JSON, waiting out 429 and 5xx answers (`Retry-After`, or
-/// a doubling back-off) up to [`MAX_ATTEMPTS`].
+/// GETs `url` as JSON (with Basic credentials if given); see [`send_json`].
 pub async fn get_json(
     http: &reqwest::Client,
     url: &str,
     auth: Option<(&str, &str)>,
 ) -> anyhow::Result<serde_json::Value> {
+    let mut req = http.get(url);
+    if let Some((user, password)) = auth {
+        req = req.basic_auth(user, Some(password));
+    }
+    send_json(req, url).await
+}
+
+/// Sends `req` (a GET) for JSON, waiting out 429 and 5xx answers
+/// (`Retry-After`, or a doubling back-off) up to [`MAX_ATTEMPTS`].
+pub async fn send_json(
+    req: reqwest::RequestBuilder,
+    url: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let req = req.header("accept", "application/json");
     let mut backoff = Duration::from_millis(500);
     for attempt in 1..=MAX_ATTEMPTS {
-        let mut req = http.get(url).header("accept", "application/json");
-        if let Some((user, password)) = auth {
-            req = req.basic_auth(user, Some(password));
-        }
-        let res = req.send().await.with_context(|| format!("GET {url}"))?;
+        let attempt_req = req
+            .try_clone()
+            .context("a request with a streaming body cannot be retried")?;
+        let res = attempt_req
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
         let status = res.status();
         if status.is_success() {
             return res

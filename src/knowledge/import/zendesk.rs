@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::Context;
 use serde_json::Value;
 
-use super::{Article, Audience, get_json};
+use super::{Article, Audience, Fetched, get_json, id_of};
 
 /// Most pages followed in one listing (100 articles a page).
 const MAX_PAGES: usize = 2_000;
@@ -48,14 +48,6 @@ impl Source {
             .as_ref()
             .map(|(email, token)| (format!("{email}/token"), token.clone()))
     }
-}
-
-/// What was read: the articles, and how many drafts were skipped.
-pub struct Fetched {
-    /// Published articles.
-    pub articles: Vec<Article>,
-    /// Drafts skipped.
-    pub drafts: usize,
 }
 
 /// Every item of `key` in a paginated listing.
@@ -103,14 +95,6 @@ async fn list(
         });
     }
     Ok(items)
-}
-
-fn id_of(v: &Value) -> Option<String> {
-    match v {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
 }
 
 /// Reads the help centre.
