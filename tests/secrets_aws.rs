@@ -39,6 +39,7 @@ fn config(moto: &Moto) -> Config {
 /// The environment variable names the template gives the agent function
 /// for its secrets, set as the Lambda sets them, load into the settings
 /// the runtime resolves: the values come from Secrets Manager.
+#[allow(clippy::result_large_err)] // figment's Jail API
 #[tokio::test]
 async fn the_agent_function_reads_its_secrets_named_by_the_template() {
     let moto = Moto::connect().await;

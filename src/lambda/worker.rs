@@ -70,7 +70,7 @@ impl Default for Budget {
 
 /// When records may still start in one invocation.
 #[derive(Debug, Clone, Copy)]
-struct Clock {
+pub(crate) struct Clock {
     deadline: Option<Instant>,
     reserve: Duration,
     need: Duration,
@@ -135,16 +135,23 @@ pub async fn handle_lambda(ctx: &WorkerContext, event: LambdaEvent<SqsEvent>) ->
 }
 
 /// The invocation's deadline as an `Instant`; `None` when the context has
-/// none (0).
+/// none (0) or one already past when the invocation starts, which Lambda
+/// never sends (it would have ended the invocation) but emulators do
+/// (`cargo lambda watch` sends a duration, 600000, not a time).
 pub fn deadline_of(context: &lambda_runtime::Context) -> Option<Instant> {
     if context.deadline == 0 {
         return None;
     }
-    let left = context
-        .deadline()
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    Some(Instant::now() + left)
+    match context.deadline().duration_since(SystemTime::now()) {
+        Ok(left) => Some(Instant::now() + left),
+        Err(_) => {
+            warn!(
+                message = "The invocation's deadline is already past; ignoring it.",
+                deadline_ms = context.deadline
+            );
+            None
+        }
+    }
 }
 
 /// Handles one batch with no deadline.
@@ -283,5 +290,56 @@ async fn delay(ctx: &WorkerContext, record: &SqsMessage, secs: u64) {
         && let Err(error) = ctx.queue.change_visibility(receipt, secs).await
     {
         warn!(message = "Could not delay a retry; the queue's visibility timeout applies.", %error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUDGET: Budget = Budget {
+        reserve: Duration::from_secs(10),
+        record: Duration::from_secs(60),
+    };
+
+    #[test]
+    fn a_record_starts_only_while_its_worst_case_fits() {
+        let now = Instant::now();
+        assert!(Clock::new(None, BUDGET).may_start());
+        assert!(Clock::new(Some(now + Duration::from_secs(180)), BUDGET).may_start());
+        // 69 s left: the reserve and one worst case need 70.
+        let short = Clock {
+            deadline: Some(now + Duration::from_secs(69)),
+            reserve: BUDGET.reserve,
+            need: BUDGET.record,
+        };
+        assert!(!short.may_start());
+        // Inside the reserve: nothing starts.
+        assert!(!Clock::new(Some(now + Duration::from_secs(5)), BUDGET).may_start());
+    }
+
+    #[test]
+    fn an_invocation_shorter_than_a_worst_case_still_progresses() {
+        // 30 s function, 60 s worst case: records start while half of the
+        // 20 s after the reserve is left.
+        let clock = Clock::new(Some(Instant::now() + Duration::from_secs(30)), BUDGET);
+        assert!(clock.may_start());
+        assert!(clock.need <= Duration::from_secs(10), "{:?}", clock.need);
+    }
+
+    #[test]
+    fn deadlines_come_from_the_context() {
+        let mut c = lambda_runtime::Context::default();
+        assert_eq!(deadline_of(&c), None, "no deadline");
+        c.deadline = 600_000; // cargo lambda watch: not a time
+        assert_eq!(deadline_of(&c), None);
+        let in_a_minute = SystemTime::now() + Duration::from_secs(60);
+        c.deadline = in_a_minute
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let d = deadline_of(&c).unwrap();
+        let left = d.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(55) && left <= Duration::from_secs(60));
     }
 }
