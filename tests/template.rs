@@ -259,6 +259,28 @@ fn iam_is_scoped_to_the_configured_model_and_sender() {
             }
         }
     }
+    // A model id that is a wildcard (or an ARN) would widen the policy
+    // again; the parameter refuses it.
+    let pattern = regex::Regex::new(
+        t["Parameters"]["ModelId"]["AllowedPattern"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    for ok in [
+        "amazon.nova-lite-v1:0",
+        "us.amazon.nova-lite-v1:0",
+        "eu.anthropic.claude-3-7-sonnet-20250219-v1:0",
+    ] {
+        assert!(pattern.is_match(ok), "{ok}");
+    }
+    for bad in [
+        "*",
+        "amazon.*",
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0",
+    ] {
+        assert!(!pattern.is_match(bad), "{bad}");
+    }
     // The SES statement exists only with a From address, and a From
     // address needs its identity.
     let rule = &t["Rules"]["ReplyFromNeedsIdentity"]["Assertions"][0]["Assert"];

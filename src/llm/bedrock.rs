@@ -13,8 +13,9 @@
 //! default and **no read timeout** (botocore's is 60 s), so a stuck call
 //! would hang past the queue's visibility timeout; this client sets a read
 //! timeout (`read_timeout_secs`, 40 s by default) and caps the whole call
-//! at connect + read timeout, which with the KB retriever's 10 s stays
-//! under the default 60 s visibility timeout. The SDK's own retries (3
+//! at connect + read timeout (43.1 s); with the KB retriever's 13.1 s and
+//! the worker's reserve, one record needs at most 66.2 s, which the
+//! template's worker timeout (180 s) holds twice. The SDK's own retries (3
 //! attempts by default) are off (`max_attempts = 1`): the queue already
 //! retries with exponential backoff and jitter, and nested retries would
 //! multiply calls and stretch one attempt past the visibility timeout.
