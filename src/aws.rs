@@ -2,9 +2,21 @@
 //! override points every client at moto server in tests (or at a VPC
 //! endpoint in production); region and credentials come from the usual
 //! chain (environment, profile, Lambda role).
+//!
+//! Also here: the secrets the Lambda functions read from Secrets Manager
+//! at cold start ([`resolve_secrets`]: only their ids are in the
+//! environment), and the invocation deadline that bounds every Bedrock call
+//! a worker invocation makes ([`with_call_deadline`], [`call_timeout`]).
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use serde::{Deserialize, Serialize};
+
+use crate::config::Secret;
 
 /// Where the AWS resources are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,6 +36,21 @@ pub struct AwsSettings {
     pub topic_arn: Option<String>,
     /// Days before stored items expire (DynamoDB TTL).
     pub retention_days: u32,
+    /// Secrets Manager secret (ARN or name) holding the conversation-token
+    /// signing key; read once at cold start into `secret`.
+    pub token_secret_id: Option<String>,
+    /// Secrets Manager secret holding the agent API key (`agent_key`).
+    pub agent_key_secret_id: Option<String>,
+    /// Secrets Manager secret holding the admin key (`admin_key`).
+    pub admin_key_secret_id: Option<String>,
+    /// Cap on one call of the shared clients (DynamoDB, SQS, SNS, SES,
+    /// Secrets Manager), SDK retries included; unset: the SDK's default (no
+    /// cap). Bedrock's clients have their own (`read_timeout_secs`).
+    pub operation_timeout_secs: Option<u64>,
+    /// Seconds of a worker invocation kept for finishing: every Bedrock
+    /// call ends this long before the deadline, and a record starts only if
+    /// its worst case fits before it.
+    pub worker_reserve_secs: u64,
 }
 
 impl Default for AwsSettings {
@@ -36,6 +63,11 @@ impl Default for AwsSettings {
             dlq_url: None,
             topic_arn: None,
             retention_days: 90,
+            token_secret_id: None,
+            agent_key_secret_id: None,
+            admin_key_secret_id: None,
+            operation_timeout_secs: None,
+            worker_reserve_secs: 10,
         }
     }
 }
@@ -61,7 +93,103 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     if let Some(url) = &settings.endpoint_url {
         loader = loader.endpoint_url(url);
     }
+    if let Some(secs) = settings.operation_timeout_secs {
+        loader = loader.timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(secs.max(1)))
+                .build(),
+        );
+    }
     loader.load().await
+}
+
+/// The connect timeout of `sdk`'s clients (the SDK's default, 3.1 s,
+/// unless configured).
+pub fn connect_timeout(sdk: &SdkConfig) -> Duration {
+    sdk.timeout_config()
+        .and_then(|t| t.connect_timeout())
+        .unwrap_or(Duration::from_millis(3_100))
+}
+
+/// The secrets named by `aws.*_secret_id`, read from Secrets Manager
+/// (concurrently; no call when none is configured): (token secret, agent
+/// key, admin key). A secret that is configured but cannot be read is an
+/// error naming it, so the function fails its cold start instead of
+/// serving without a key.
+pub async fn resolve_secrets(
+    sdk: &SdkConfig,
+    settings: &AwsSettings,
+) -> anyhow::Result<(Option<Secret>, Option<Secret>, Option<Secret>)> {
+    let ids = [
+        (&settings.token_secret_id, "token_secret_id"),
+        (&settings.agent_key_secret_id, "agent_key_secret_id"),
+        (&settings.admin_key_secret_id, "admin_key_secret_id"),
+    ];
+    if ids.iter().all(|(id, _)| id.is_none()) {
+        return Ok((None, None, None));
+    }
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let read = |id: &Option<String>, key: &'static str| {
+        let client = client.clone();
+        let id = id.clone();
+        async move {
+            match id {
+                None => Ok(None),
+                Some(id) => read_secret(&client, &id, key).await.map(Some),
+            }
+        }
+    };
+    let (token, agent, admin) = tokio::try_join!(
+        read(ids[0].0, ids[0].1),
+        read(ids[1].0, ids[1].1),
+        read(ids[2].0, ids[2].1),
+    )?;
+    Ok((token, agent, admin))
+}
+
+async fn read_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    id: &str,
+    key: &str,
+) -> anyhow::Result<Secret> {
+    let env = format!("DESKHAND_AWS__{}", key.to_ascii_uppercase());
+    let out = client
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(describe(&e)))
+        .with_context(|| format!("reading secret {id} (aws.{key}, {env}) from Secrets Manager"))?;
+    let value = out
+        .secret_string()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .with_context(|| format!("secret {id} (aws.{key}, {env}) has no string value"))?;
+    Ok(Secret::new(value))
+}
+
+tokio::task_local! {
+    /// When the Bedrock calls of the current task must have ended.
+    static CALL_DEADLINE: Instant;
+}
+
+/// Runs `f` with every Bedrock call in it (the generator's and the KB
+/// retriever's, through [`call_timeout`]) bounded to end by `deadline`:
+/// the worker passes its invocation's deadline less its reserve.
+pub async fn with_call_deadline<F: Future>(deadline: Instant, f: F) -> F::Output {
+    CALL_DEADLINE.scope(deadline, f).await
+}
+
+/// The time a call whose own cap is `configured` may take: `configured`,
+/// or less when the current task has a call deadline
+/// ([`with_call_deadline`]) that comes first. `None`: the deadline has
+/// passed, and the call should not start.
+pub fn call_timeout(configured: Duration) -> Option<Duration> {
+    match CALL_DEADLINE.try_with(|d| d.saturating_duration_since(Instant::now())) {
+        Err(_) => Some(configured),
+        Ok(left) if left.is_zero() => None,
+        Ok(left) => Some(configured.min(left)),
+    }
 }
 
 /// Whether an SDK error may pass on retry: throttling, 5xx, time-outs and

@@ -820,6 +820,7 @@ pub async fn aws(
         },
         group_concurrency: crate::lambda::worker::GROUP_CONCURRENCY,
         metrics: crate::metrics::Metrics::default(),
+        budget: crate::lambda::worker::Budget::default(),
     };
     let sqs = aws_sdk_sqs::Client::new(&runtime.sdk);
     let arn = "arn:aws:sqs:soak";

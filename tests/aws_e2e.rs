@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::bedrock_double::{BedrockDouble, Reply};
 use common::moto::{Moto, global_env, sqs_event};
@@ -15,6 +15,7 @@ use deskhand::config::{Config, GeneratorKind, RetrieverKind, Secret};
 use deskhand::knowledge::bedrock_kb::KbSettings;
 use deskhand::lambda::{AwsRuntime, worker};
 use deskhand::llm::bedrock::BedrockSettings;
+use deskhand::queue::sqs::Received;
 use serde_json::{Value, json};
 
 struct Stack {
@@ -31,6 +32,10 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let moto = Moto::connect().await;
         let bedrock = BedrockDouble::start().await;
         let table = moto.table().await;
@@ -56,6 +61,7 @@ impl Stack {
             endpoint_url: Some(bedrock.url()),
             ..KbSettings::new("KBTEST1234")
         });
+        adjust(&mut config);
         let runtime = AwsRuntime::from_config(config).await.unwrap();
         let ctx = runtime.worker().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -392,4 +398,168 @@ async fn a_failure_holds_back_the_rest_of_its_conversation_but_not_others() {
     let pb = s.poll(&b, &tb).await;
     assert_eq!(pb["status"], "escalated", "{pb}");
     assert_eq!(role(&pb, "system").len(), 1, "{pb}");
+}
+
+/// Receives one conversation's `n` records as one batch (FIFO: in order).
+async fn receive_n(s: &Stack, n: usize) -> Vec<Received> {
+    let mut batch = Vec::new();
+    for _ in 0..10 {
+        batch.extend(s.runtime.queue.receive(&s.queue_url, 0, 180).await.unwrap());
+        if batch.len() >= n {
+            break;
+        }
+    }
+    assert_eq!(batch.len(), n, "the batch was not received whole");
+    batch
+}
+
+fn failures(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+/// Every customer message of the conversation answered exactly once.
+async fn assert_each_answered_once(s: &Stack, id: &str, token: &str, n: usize) {
+    let poll = s.poll(id, token).await;
+    let asked: Vec<&str> = role(&poll, "customer")
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    let mut answered: Vec<&str> = role(&poll, "assistant")
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().trim_end_matches(".reply"))
+        .collect();
+    answered.sort_unstable();
+    let mut want = asked.clone();
+    want.sort_unstable();
+    assert_eq!(asked.len(), n, "{poll}");
+    assert_eq!(answered, want, "{poll}");
+}
+
+/// Issue #14 (6): an invocation whose deadline is near starts nothing. The
+/// deadline comes from the Lambda context, as the worker binary passes it.
+/// Every record comes back as a batch item failure, no model or KB call is
+/// made, and the records are visible again at once: the next deliveries
+/// (no deadline) answer each exactly once. Before the fix the worker
+/// ignored the deadline and started the batch; on Lambda the time-out then
+/// returned all of it.
+#[tokio::test]
+async fn a_batch_whose_deadline_is_near_returns_its_records_unstarted_and_loses_none() {
+    let s = Stack::start().await;
+    let (id, token) = s.conversation().await;
+    for text in [
+        "How do I turn on two-factor authentication?",
+        "And how do I reset my password?",
+        "Can I export my invoices?",
+    ] {
+        s.post(&id, &token, text).await;
+    }
+    let batch = receive_n(&s, 3).await;
+    let mut ctx = s.ctx.clone();
+    ctx.budget = worker::Budget {
+        reserve: Duration::from_secs(2),
+        record: Duration::from_secs(5),
+    };
+    // One second left: less than the reserve.
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = (SystemTime::now() + Duration::from_secs(1))
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let arn = s.moto.queue_arn(&s.queue_url).await;
+    let event = lambda_runtime::LambdaEvent::new(sqs_event(&arn, &batch), context);
+    let response = worker::handle_lambda(&ctx, event).await;
+    let ids: Vec<String> = batch.iter().map(|m| m.message_id.clone()).collect();
+    assert_eq!(failures(&response), ids, "every record, in order");
+    assert!(
+        s.bedrock.converse_requests().is_empty(),
+        "a record was started"
+    );
+    assert!(
+        s.bedrock.retrieve_requests().is_empty(),
+        "a record was started"
+    );
+    assert!(
+        s.moto.notifications(&s.inbox).await.is_empty(),
+        "a record not started escalated"
+    );
+    assert_eq!(s.moto.depth(&s.dlq_url).await, 0);
+    // Nothing lost: the same records, redelivered (they were made visible
+    // again within a second, not after the 180 s this receive hid them for).
+    s.drain().await;
+    assert_each_answered_once(&s, &id, &token, 3).await;
+    assert_eq!(s.bedrock.converse_requests().len(), 3);
+}
+
+/// Issue #14 (6): a record starts only while its worst case fits. The first
+/// record's model call takes 4 s; after it, 5 s are left of the 9 s the
+/// invocation had after its reserve, less than one record's worst case
+/// (6 s): the second and third records are not started and come back as
+/// batch item failures, then are answered on redelivery.
+#[tokio::test]
+async fn records_that_would_outlast_the_invocation_are_not_started() {
+    let s = Stack::start_with(|c| {
+        c.generator.bedrock.as_mut().unwrap().read_timeout_secs = 10;
+    })
+    .await;
+    s.bedrock.script_converse(vec![Reply::slow(
+        Duration::from_secs(4),
+        Reply::Fixture("converse_tool_use.json"),
+    )]);
+    let (id, token) = s.conversation().await;
+    for text in [
+        "How do I turn on two-factor authentication?",
+        "And how do I reset my password?",
+        "Can I export my invoices?",
+    ] {
+        s.post(&id, &token, text).await;
+    }
+    let batch = receive_n(&s, 3).await;
+    let mut ctx = s.ctx.clone();
+    ctx.budget = worker::Budget {
+        reserve: Duration::from_millis(500),
+        record: Duration::from_secs(6),
+    };
+    let deadline = Instant::now() + Duration::from_millis(9_500);
+    let arn = s.moto.queue_arn(&s.queue_url).await;
+    let response = worker::handle_until(&ctx, sqs_event(&arn, &batch), Some(deadline)).await;
+    assert!(
+        Instant::now() < deadline,
+        "the invocation overran its deadline"
+    );
+    assert_eq!(
+        failures(&response),
+        [batch[1].message_id.clone(), batch[2].message_id.clone()]
+    );
+    assert_eq!(s.bedrock.converse_requests().len(), 1);
+    s.runtime
+        .queue
+        .delete(&s.queue_url, &batch[0].receipt_handle)
+        .await
+        .unwrap();
+    s.drain().await;
+    assert_each_answered_once(&s, &id, &token, 3).await;
+    assert_eq!(s.bedrock.converse_requests().len(), 3);
+}
+
+/// The worker's budget from the configuration: a record's worst case is
+/// the KB call and the model call at their caps (connect 3.1 s + read
+/// timeout each) plus the reserve.
+#[tokio::test]
+async fn the_worker_budget_adds_up_the_bedrock_caps() {
+    let s = Stack::start_with(|c| {
+        c.generator.bedrock.as_mut().unwrap().read_timeout_secs = 40;
+        c.retriever.bedrock_kb.as_mut().unwrap().read_timeout_secs = 10;
+        c.aws.worker_reserve_secs = 10;
+    })
+    .await;
+    let b = s.runtime.worker_budget();
+    assert_eq!(b.reserve, Duration::from_secs(10));
+    assert_eq!(
+        b.record,
+        Duration::from_millis(40_000 + 10_000 + 2 * 3_100 + 10_000)
+    );
 }

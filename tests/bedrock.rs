@@ -339,6 +339,81 @@ async fn slow_or_unreachable_bedrock_is_transient() {
     assert!(matches!(r, Err(GenerateError::Transient { .. })), "{r:?}");
 }
 
+/// Issue #14 (6): under a worker invocation's call deadline, a Converse
+/// call is cut to the time left (here 1 s of a 20 s read timeout, against
+/// a model that takes 4 s: without the cut it would answer), and past the
+/// deadline no call is made at all. Both are transient: the queue retries.
+#[tokio::test]
+async fn the_invocation_deadline_cuts_bedrock_calls() {
+    let double = BedrockDouble::start().await;
+    double.script_converse(vec![Reply::slow(
+        Duration::from_secs(4),
+        Reply::Fixture("converse_tool_use.json"),
+    )]);
+    let g = generator(
+        &double,
+        BedrockSettings {
+            read_timeout_secs: 20,
+            ..settings(&double)
+        },
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let r = deskhand::aws::with_call_deadline(deadline, g.generate(&request())).await;
+    match r {
+        Err(GenerateError::Transient { detail, .. }) => {
+            assert!(detail.contains("timeout"), "{detail}")
+        }
+        other => panic!("the call should have been cut to the deadline: {other:?}"),
+    }
+    assert_eq!(double.converse_requests().len(), 1);
+
+    let passed = Instant::now();
+    match deskhand::aws::with_call_deadline(passed, g.generate(&request())).await {
+        Err(GenerateError::Transient { detail, .. }) => {
+            assert!(detail.contains("no time left"), "{detail}")
+        }
+        other => panic!("past the deadline nothing should be called: {other:?}"),
+    }
+    assert_eq!(
+        double.converse_requests().len(),
+        1,
+        "a call was made anyway"
+    );
+
+    // The KB retriever likewise.
+    double.script_retrieve(vec![Reply::slow(
+        Duration::from_secs(4),
+        Reply::Fixture("retrieve_s3_web.json"),
+    )]);
+    let kb = BedrockKb::new(
+        &double.sdk_config().await,
+        KbSettings {
+            read_timeout_secs: 20,
+            ..kb_settings(&double)
+        },
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    match deskhand::aws::with_call_deadline(deadline, kb.retrieve(QUESTION, 5)).await {
+        Err(RetrieveError::Transient(detail)) => assert!(detail.contains("timeout"), "{detail}"),
+        other => panic!("the KB call should have been cut to the deadline: {other:?}"),
+    }
+    match deskhand::aws::with_call_deadline(Instant::now(), kb.retrieve(QUESTION, 5)).await {
+        Err(RetrieveError::Transient(detail)) => {
+            assert!(detail.contains("no time left"), "{detail}")
+        }
+        other => panic!("past the deadline nothing should be called: {other:?}"),
+    }
+    assert_eq!(double.retrieve_requests().len(), 1);
+    // Without a deadline the same slow answers arrive.
+    double.script_converse(vec![Reply::slow(
+        Duration::from_millis(1_500),
+        Reply::Fixture("converse_tool_use.json"),
+    )]);
+    g.generate(&request()).await.unwrap();
+}
+
 fn kb_settings(double: &BedrockDouble) -> KbSettings {
     KbSettings {
         endpoint_url: Some(double.url()),

@@ -162,7 +162,9 @@ async fn the_worker_binary_answers_a_fixture_event_under_the_lambda_runtime() {
         [
             "b1b1b1b1-0000-4000-8000-000000000002",
             "b2b2b2b2-0000-4000-8000-000000000003"
-        ]
+        ],
+        "--- function:\n{}",
+        std::fs::read_to_string(dir.path().join("function.err")).unwrap_or_default()
     );
 
     // A's ticket was answered and stored; the unreadable record escalated.

@@ -1,4 +1,5 @@
-//! The worker Lambda: SQS FIFO event source → pipeline → batch item failures.
+//! The worker Lambda: SQS FIFO event source → pipeline → batch item
+//! failures, within the invocation's deadline.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use deskhand::lambda::{AwsRuntime, worker};
@@ -10,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let ctx = runtime.worker().expect("the worker can be wired");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Error>(worker::handle(&ctx, event.payload).await) }
+        async move { Ok::<_, Error>(worker::handle_lambda(&ctx, event).await) }
     }))
     .await
 }

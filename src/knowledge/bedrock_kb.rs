@@ -9,7 +9,8 @@
 //!
 //! Timeouts and retries follow the Bedrock generator: a read timeout (the
 //! SDK has none by default) and no SDK retries by default, since the queue
-//! retries the whole ticket with backoff.
+//! retries the whole ticket with backoff. Under a worker invocation the
+//! cap is cut to the time left ([`crate::aws::call_timeout`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,7 +31,9 @@ use tokio::sync::OnceCell;
 
 use super::{Passage, RetrieveError, Retriever};
 use crate::aws::AwsSettings;
-use crate::llm::bedrock::{SdkFault, document_to_json, json_to_document, retries, timeouts};
+use crate::llm::bedrock::{
+    NO_TIME_LEFT, SdkFault, cap_override, document_to_json, json_to_document, retries, timeouts,
+};
 
 /// The metadata key Bedrock KBs fill with a chunk's source URI.
 pub const SOURCE_URI_KEY: &str = "x-amz-bedrock-kb-source-uri";
@@ -102,6 +105,11 @@ impl KbSettings {
         }
     }
 
+    /// The cap on one `Retrieve` call: connect + read timeout.
+    pub fn operation_timeout(&self, connect: Duration) -> Duration {
+        connect + Duration::from_secs(self.read_timeout_secs.max(1))
+    }
+
     /// Checks what can be checked without calling AWS; returns the filter
     /// in the SDK's type.
     pub fn validate(&self) -> anyhow::Result<Option<RetrievalFilter>> {
@@ -128,6 +136,8 @@ pub struct BedrockKb {
     aws: AwsSettings,
     settings: KbSettings,
     filter: Option<RetrievalFilter>,
+    /// The client's cap on one call (connect + read timeout).
+    call_cap: Duration,
 }
 
 impl BedrockKb {
@@ -136,6 +146,9 @@ impl BedrockKb {
     pub fn new(sdk: &SdkConfig, settings: KbSettings) -> anyhow::Result<Self> {
         let mut kb = Self::lazy(AwsSettings::default(), settings)?;
         kb.client = OnceCell::new_with(Some(client(sdk, &kb.settings)));
+        kb.call_cap = kb
+            .settings
+            .operation_timeout(crate::aws::connect_timeout(sdk));
         Ok(kb)
     }
 
@@ -143,11 +156,13 @@ impl BedrockKb {
     /// first call, for wiring that is not async. Fails on an invalid filter.
     pub fn lazy(aws: AwsSettings, settings: KbSettings) -> anyhow::Result<Self> {
         let filter = settings.validate()?;
+        let call_cap = settings.operation_timeout(Duration::from_millis(3_100));
         Ok(Self {
             client: OnceCell::new(),
             aws,
             settings,
             filter,
+            call_cap,
         })
     }
 
@@ -161,10 +176,7 @@ impl BedrockKb {
 }
 
 fn client(sdk: &SdkConfig, settings: &KbSettings) -> Client {
-    let connect = sdk
-        .timeout_config()
-        .and_then(|t| t.connect_timeout())
-        .unwrap_or(Duration::from_millis(3_100));
+    let connect = crate::aws::connect_timeout(sdk);
     let read = Duration::from_secs(settings.read_timeout_secs.max(1));
     let mut conf = aws_sdk_bedrockagentruntime::config::Builder::from(sdk)
         .timeout_config(timeouts(connect, read))
@@ -187,7 +199,11 @@ impl Retriever for BedrockKb {
                 SearchKind::Semantic => SearchType::Semantic,
             });
         }
-        let result = self
+        let configured = self.call_cap;
+        let Some(cap) = crate::aws::call_timeout(configured) else {
+            return Err(RetrieveError::Transient(NO_TIME_LEFT.into()));
+        };
+        let call = self
             .client()
             .await
             .retrieve()
@@ -202,9 +218,18 @@ impl Retriever for BedrockKb {
                 KnowledgeBaseRetrievalConfiguration::builder()
                     .vector_search_configuration(search.build())
                     .build(),
-            )
-            .send()
-            .await;
+            );
+        let result = if cap < configured {
+            call.customize()
+                .config_override(
+                    aws_sdk_bedrockagentruntime::config::Builder::default()
+                        .timeout_config(cap_override(cap)),
+                )
+                .send()
+                .await
+        } else {
+            call.send().await
+        };
         let out = result.map_err(|err| {
             let fault = SdkFault::of(&err);
             if fault.transient {

@@ -51,10 +51,37 @@ impl AwsRuntime {
             .expect("AWS clients can be built")
     }
 
-    /// Builds the SDK clients and adapters from `config.aws`.
-    pub async fn from_config(config: Config) -> anyhow::Result<Self> {
+    /// Builds the SDK clients and adapters from `config.aws`, and reads
+    /// the secrets it names from Secrets Manager (`aws.token_secret_id`,
+    /// `aws.agent_key_secret_id`, `aws.admin_key_secret_id`: one
+    /// `GetSecretValue` each, concurrently, only those configured). A
+    /// secret both named and given directly is an error.
+    pub async fn from_config(mut config: Config) -> anyhow::Result<Self> {
+        let sdk = sdk_config(&config.aws).await;
+        let (token, agent, admin) = crate::aws::resolve_secrets(&sdk, &config.aws).await?;
+        for (value, slot, name) in [
+            (
+                token,
+                &mut config.secret,
+                "secret (DESKHAND_SECRET) and aws.token_secret_id",
+            ),
+            (
+                agent,
+                &mut config.agent_key,
+                "agent_key (DESKHAND_AGENT_KEY) and aws.agent_key_secret_id",
+            ),
+            (
+                admin,
+                &mut config.admin_key,
+                "admin_key (DESKHAND_ADMIN_KEY) and aws.admin_key_secret_id",
+            ),
+        ] {
+            if let Some(value) = value {
+                anyhow::ensure!(slot.is_none(), "both {name} are set; keep one");
+                *slot = Some(value);
+            }
+        }
         let aws = &config.aws;
-        let sdk = sdk_config(aws).await;
         let table = AwsSettings::require(&aws.table, "table")?;
         let queue_url = AwsSettings::require(&aws.queue_url, "queue_url")?;
         let topic = AwsSettings::require(&aws.topic_arn, "topic_arn")?;
@@ -169,7 +196,28 @@ impl AwsRuntime {
             max_receives: self.config.queue.max_receives,
             backoff: Backoff::from_config(&self.config.queue),
             group_concurrency: worker::GROUP_CONCURRENCY,
+            budget: self.worker_budget(),
         })
+    }
+
+    /// The worker's time budget: the reserve, and the worst case of one
+    /// record: the KB `Retrieve` call and the `Converse` call at their caps
+    /// (connect + read timeout each), plus the reserve for the store writes
+    /// around them.
+    pub fn worker_budget(&self) -> worker::Budget {
+        let reserve = Duration::from_secs(self.config.aws.worker_reserve_secs);
+        let connect = crate::aws::connect_timeout(&self.sdk);
+        let mut record = reserve;
+        if self.config.generator.kind == GeneratorKind::Bedrock {
+            let b = self.config.generator.bedrock.clone().unwrap_or_default();
+            record += b.operation_timeout(connect);
+        }
+        if self.config.retriever.kind == RetrieverKind::BedrockKb
+            && let Some(kb) = &self.config.retriever.bedrock_kb
+        {
+            record += kb.operation_timeout(connect);
+        }
+        worker::Budget { reserve, record }
     }
 
     /// The HTTP API router over these adapters.

@@ -13,11 +13,18 @@
 //! default and **no read timeout** (botocore's is 60 s), so a stuck call
 //! would hang past the queue's visibility timeout; this client sets a read
 //! timeout (`read_timeout_secs`, 40 s by default) and caps the whole call
-//! at connect + read timeout, which with the KB retriever's 10 s stays
-//! under the default 60 s visibility timeout. The SDK's own retries (3
+//! at connect + read timeout (43.1 s); with the KB retriever's 13.1 s and
+//! the worker's reserve, one record needs at most 66.2 s, which the
+//! template's worker timeout (180 s) holds twice. The SDK's own retries (3
 //! attempts by default) are off (`max_attempts = 1`): the queue already
 //! retries with exponential backoff and jitter, and nested retries would
 //! multiply calls and stretch one attempt past the visibility timeout.
+//!
+//! On Lambda the cap is also cut to the invocation's time left: the worker
+//! runs each batch under [`crate::aws::with_call_deadline`] (its deadline
+//! less a reserve), so a call that would outlast the invocation ends as a
+//! transient time-out the worker can still report, instead of the whole
+//! batch being returned by the Lambda time-out.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -94,6 +101,13 @@ pub struct BedrockSettings {
     pub tool_choice: ToolChoiceMode,
 }
 
+impl BedrockSettings {
+    /// The cap on one `Converse` call: connect + read timeout.
+    pub fn operation_timeout(&self, connect: Duration) -> Duration {
+        connect + Duration::from_secs(self.read_timeout_secs.max(1))
+    }
+}
+
 impl Default for BedrockSettings {
     fn default() -> Self {
         Self {
@@ -118,6 +132,8 @@ pub struct Bedrock {
     settings: BedrockSettings,
     max_passage_chars: usize,
     cache_point: bool,
+    /// The client's cap on one call (connect + read timeout).
+    call_cap: Duration,
 }
 
 impl Bedrock {
@@ -126,6 +142,9 @@ impl Bedrock {
         let client = client(sdk, &settings);
         let mut g = Self::lazy(AwsSettings::default(), settings, max_passage_chars);
         g.client = OnceCell::new_with(Some(client));
+        g.call_cap = g
+            .settings
+            .operation_timeout(crate::aws::connect_timeout(sdk));
         g
     }
 
@@ -133,12 +152,14 @@ impl Bedrock {
     /// first call, for wiring that is not async (`deskhand serve`).
     pub fn lazy(aws: AwsSettings, settings: BedrockSettings, max_passage_chars: usize) -> Self {
         let cache_point = settings.prompt_cache && wants_cache_point(&settings);
+        let call_cap = settings.operation_timeout(Duration::from_millis(3_100));
         Self {
             client: OnceCell::new(),
             aws,
             settings,
             max_passage_chars,
             cache_point,
+            call_cap,
         }
     }
 
@@ -258,10 +279,7 @@ impl Bedrock {
 /// The SDK client for `settings` on `sdk`: Bedrock's own endpoint, the read
 /// timeout and the retry policy.
 fn client(sdk: &SdkConfig, settings: &BedrockSettings) -> Client {
-    let connect = sdk
-        .timeout_config()
-        .and_then(|t| t.connect_timeout())
-        .unwrap_or(Duration::from_millis(3_100));
+    let connect = crate::aws::connect_timeout(sdk);
     let read = Duration::from_secs(settings.read_timeout_secs.max(1));
     let mut conf = aws_sdk_bedrockruntime::config::Builder::from(sdk)
         .timeout_config(timeouts(connect, read))
@@ -278,9 +296,24 @@ pub(crate) fn timeouts(connect: Duration, read: Duration) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(connect)
         .read_timeout(read)
+        .operation_attempt_timeout(connect + read)
         .operation_timeout(connect + read)
         .build()
 }
+
+/// A per-call override capping the whole call at `cap` (below the
+/// client's own cap: the invocation's time left).
+pub(crate) fn cap_override(cap: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .operation_attempt_timeout(cap)
+        .operation_timeout(cap)
+        .build()
+}
+
+/// The transient failure of a call not started because the invocation's
+/// call deadline has passed.
+pub(crate) const NO_TIME_LEFT: &str =
+    "not called: no time left in this invocation (the worker's call deadline has passed)";
 
 /// `max_attempts` attempts (1: no SDK retries).
 pub(crate) fn retries(max_attempts: u32) -> RetryConfig {
@@ -421,7 +454,15 @@ impl Generator for Bedrock {
             .max_tokens(self.settings.max_tokens.min(i32::MAX as u32) as i32)
             .temperature(self.settings.temperature)
             .build();
-        let result = self
+        let configured = self.call_cap;
+        let Some(cap) = crate::aws::call_timeout(configured) else {
+            return Err(GenerateError::Transient {
+                detail: NO_TIME_LEFT.into(),
+                retry_after: None,
+                usage,
+            });
+        };
+        let call = self
             .client()
             .await
             .converse()
@@ -429,9 +470,18 @@ impl Generator for Bedrock {
             .set_system(Some(self.system()))
             .set_messages(Some(messages(req, self.max_passage_chars)))
             .tool_config(self.tool_config()?)
-            .inference_config(inference)
-            .send()
-            .await;
+            .inference_config(inference);
+        let result = if cap < configured {
+            call.customize()
+                .config_override(
+                    aws_sdk_bedrockruntime::config::Builder::default()
+                        .timeout_config(cap_override(cap)),
+                )
+                .send()
+                .await
+        } else {
+            call.send().await
+        };
         usage.model_ms = started.elapsed().as_millis() as u64;
         let out = match result {
             Ok(out) => out,

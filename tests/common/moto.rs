@@ -99,6 +99,7 @@ impl Moto {
             dlq_url: Some(dlq_url.into()),
             topic_arn: Some(topic_arn.into()),
             retention_days: 90,
+            ..Default::default()
         }
     }
 
