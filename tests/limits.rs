@@ -288,6 +288,35 @@ async fn requests_over_the_concurrency_cap_get_503_with_retry_after() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn connections_over_the_cap_wait_for_a_free_one() {
+    let app = TestApp::spawn_with(|c| {
+        c.limits.max_connections = 1;
+        c.limits.header_read_timeout_secs = 1;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    // A silent client holds the only connection until the header-read
+    // timeout closes it (its clock starts after this connect).
+    let _mute = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let res = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        app.http.get(app.url("/healthz")).send(),
+    )
+    .await
+    .expect("the waiting connection was never served")
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    // Served, but not before the slot was free: never earlier than the
+    // timeout (timers do not fire early).
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "served after {waited:?}, beside a connection holding the only slot"
+    );
+    app.stop().await;
+}
+
 // ---- Rate-limit keys (issue 14, finding 5) ----------------------------
 
 #[tokio::test]
