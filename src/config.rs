@@ -132,8 +132,26 @@ pub struct Limits {
     pub per_ip_per_minute: u32,
     /// Messages a minute into one conversation in `serve` (0: no limit).
     pub per_conversation_per_minute: u32,
-    /// Take the client address from `X-Forwarded-For` (behind a proxy you run).
+    /// Take the client address from `X-Forwarded-For` (behind a proxy you
+    /// run): its right-most entry that is not in `trusted_proxies`.
     pub trust_forwarded_for: bool,
+    /// Addresses or CIDR ranges of the proxies in front of `serve`
+    /// (`"10.0.0.0/8"`, `"127.0.0.1"`). With `trust_forwarded_for`, hops
+    /// they added are skipped, and a connection from anywhere else is
+    /// keyed by its own address. Empty: the peer is the one proxy.
+    pub trusted_proxies: Vec<String>,
+    /// Seconds a client has to send a request's headers (or to start the
+    /// next one on a kept-alive connection) before `serve` closes it.
+    pub header_read_timeout_secs: u64,
+    /// Seconds from a request's headers to its response in `serve` (408 after).
+    pub request_timeout_secs: u64,
+    /// Longest pause, in seconds, between two pieces of a request body in
+    /// `serve` (408 after).
+    pub body_timeout_secs: u64,
+    /// Requests `serve` handles at once; more get 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Connections `serve` keeps open at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -145,7 +163,32 @@ impl Default for Limits {
             per_ip_per_minute: 600,
             per_conversation_per_minute: 20,
             trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            body_timeout_secs: 10,
+            max_concurrent_requests: 256,
+            max_connections: 512,
         }
+    }
+}
+
+impl Limits {
+    fn validate(&self) -> anyhow::Result<()> {
+        for (name, v) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            (
+                "max_concurrent_requests",
+                self.max_concurrent_requests as u64,
+            ),
+            ("max_connections", self.max_connections as u64),
+        ] {
+            anyhow::ensure!(v > 0, "limits.{name} must be at least 1");
+        }
+        crate::api::ratelimit::Proxies::parse(&self.trusted_proxies).map_err(anyhow::Error::msg)?;
+        Ok(())
     }
 }
 
@@ -438,6 +481,7 @@ impl Config {
             self.limits.max_body_bytes >= 1024,
             "limits.max_body_bytes must be at least 1024"
         );
+        self.limits.validate()?;
         if self.generator.kind == GeneratorKind::Openai {
             anyhow::ensure!(
                 self.generator.openai.is_some(),

@@ -442,3 +442,174 @@ async fn ses_over_sns_fetches_the_certificate_confirms_subscriptions_and_checks_
     );
     app.stop().await;
 }
+
+// ---- Parsing off the async runtime (issue 14, finding 4) --------------
+
+/// A mail of about `mb` MB whose HTML part the parser has to walk.
+fn big_mail(mb: usize, n: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: Ann Lee <ann.lee@example.com>\r\nTo: ACME Support <support@acme.test>\r\n\
+         Subject: Big {n}\r\nMessage-ID: <big-{n}@example.com>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/html; charset=\"UTF-8\"\r\n\r\n<html><body>"
+    )
+    .into_bytes();
+    let para = b"<div><p>How do I <b>export</b> my invoices &amp; receipts?</p></div>\r\n";
+    while m.len() < mb * 1024 * 1024 {
+        m.extend_from_slice(para);
+    }
+    m.extend_from_slice(b"</body></html>\r\n");
+    m
+}
+
+fn inbound_with(
+    slots: &std::sync::Arc<tokio::sync::Semaphore>,
+) -> std::sync::Arc<deskhand::ingest::Inbound> {
+    let cert = fixtures().join("ses/test-signing-cert.pem");
+    std::sync::Arc::new(
+        deskhand::ingest::Inbound::new(settings(Vec::new(), Some(&cert)), 4000)
+            .with_parse_slots(slots.clone()),
+    )
+}
+
+fn receive(
+    inbound: &std::sync::Arc<deskhand::ingest::Inbound>,
+    req: &Req,
+) -> impl std::future::Future<Output = Result<deskhand::ingest::Outcome, deskhand::ingest::IngestError>>
++ Send
++ 'static {
+    let channel = match req.channel {
+        "email" => deskhand::domain::Channel::Email,
+        _ => deskhand::domain::Channel::Helpdesk,
+    };
+    inbound.clone().receive_owned(
+        channel,
+        req.provider,
+        req.header_map(),
+        req.body.clone().into(),
+        deskhand::ingest::Verification::Required,
+    )
+}
+
+/// Two 9 MB mails are parsed to the end while the (single-threaded)
+/// runtime that received them is not running at all: the parse cannot be
+/// on it, so it cannot stall `/healthz` or any other request. (Parsed on
+/// the runtime, as before, both would finish inside the first poll.)
+#[test]
+fn big_mails_are_parsed_off_the_async_runtime() {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
+    let inbound = inbound_with(&slots);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mails: Vec<_> = (0..2)
+        .map(|n| {
+            rt.spawn(receive(
+                &inbound,
+                &signed("mime", &big_mail(9, n), Utc::now()),
+            ))
+        })
+        .collect();
+    // Let the runtime start both: each takes a parse slot and hands the
+    // parse to the blocking pool (bounded: 1000 turns of the runtime).
+    rt.block_on(async {
+        for _ in 0..1000 {
+            if slots.available_permits() == 0 || mails.iter().all(|m| m.is_finished()) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    assert!(
+        !mails.iter().any(|m| m.is_finished()),
+        "a 9 MB mail was parsed on the runtime, blocking it until done"
+    );
+    // The runtime is idle now; the parses still finish and give their
+    // slots back (within 120 s even on a loaded debug build).
+    let started = Instant::now();
+    while slots.available_permits() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the parses made no progress while the runtime was idle"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for mail in mails {
+        let outcome = rt.block_on(mail).unwrap();
+        assert!(
+            matches!(outcome, Ok(deskhand::ingest::Outcome::Accepted(_))),
+            "{outcome:?}"
+        );
+    }
+}
+
+/// A Mailgun delivery with a bad signature is refused while every parse
+/// slot is taken: it was judged on its three signature fields, without
+/// parsing the (big) form. A well-signed one waits for a slot, then parses.
+#[tokio::test]
+async fn a_forged_mailgun_delivery_is_refused_before_its_form_is_parsed() {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let inbound = inbound_with(&slots);
+    let mut payload = payload("mailgun");
+    payload.extend_from_slice(b"&attachment-note=");
+    payload.extend(std::iter::repeat_n(b'x', 8 * 1024 * 1024));
+    let good = signed("mailgun", &payload, Utc::now());
+    let forged = tampered(good.clone());
+    let taken = slots.clone().acquire_owned().await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(10), receive(&inbound, &forged))
+        .await
+        .expect("a forged delivery waited for a parse slot");
+    assert!(
+        matches!(
+            refused,
+            Err(deskhand::ingest::IngestError::InvalidSignature(_))
+        ),
+        "{refused:?}"
+    );
+    // The genuine delivery needs a slot: it cannot finish while the only
+    // one is held, and finishes once it is given back.
+    let genuine = tokio::spawn(receive(&inbound, &good));
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!genuine.is_finished(), "parsed without a parse slot");
+    drop(taken);
+    let accepted = tokio::time::timeout(Duration::from_secs(60), genuine)
+        .await
+        .expect("the genuine delivery was never parsed")
+        .unwrap();
+    assert!(
+        matches!(accepted, Ok(deskhand::ingest::Outcome::Accepted(_))),
+        "{accepted:?}"
+    );
+}
+
+/// End to end on one runtime thread: two 9 MB mails and `/healthz` at
+/// once; all answered, both mails accepted. (That the parse is off the
+/// runtime is proved above, without timing.)
+#[tokio::test]
+async fn healthz_answers_while_big_mails_are_received() {
+    let cert = fixtures().join("ses/test-signing-cert.pem");
+    let app = TestApp::spawn_with(|c| {
+        c.inbound = settings(Vec::new(), Some(&cert));
+        c.inbound.max_email_bytes = 10 * 1024 * 1024;
+    })
+    .await;
+    let mails: Vec<_> = (0..2)
+        .map(|n| {
+            let req = signed("mime", &big_mail(9, n + 10), Utc::now());
+            let mut r = app.http.post(app.url(&req.path())).body(req.body.clone());
+            for (k, v) in &req.headers {
+                r = r.header(k, v);
+            }
+            tokio::spawn(r.send())
+        })
+        .collect();
+    let res = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    for mail in mails {
+        let res = mail.await.unwrap().unwrap();
+        assert_eq!(res.status(), 202);
+    }
+    app.stop().await;
+}

@@ -1,6 +1,6 @@
 //! `POST /v1/inbound/email/{provider}` and `POST /v1/inbound/helpdesk/{provider}`:
 //! read the body (up to the channel's limit), verify and normalize it with
-//! [`crate::ingest::Inbound`], queue the ticket, answer 202
+//! [`crate::ingest::Inbound`] off the async runtime, queue the ticket, answer 202
 //! `{"ticket_id","conversation_id"}`; deliveries not to be answered get
 //! 200 `{"ignored": reason}`. Stateless: no store lookups.
 
@@ -94,17 +94,14 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         if too_large {
             ApiError::too_large(limit)
         } else {
-            ApiError::bad_request(
-                "unreadable_body",
-                format!("the body could not be read: {e}"),
-            )
+            super::body_error(&e, format!("the body could not be read: {e}"))
         }
     })
 }
 
 async fn receive(
     state: &ApiState,
-    inbound: &Inbound,
+    inbound: &Arc<Inbound>,
     channel: Channel,
     provider: &str,
     headers: &HeaderMap,
@@ -113,8 +110,16 @@ async fn receive(
     // Unknown providers are refused before the body is read.
     let known = ingest::provider(channel, provider).map_err(error)?;
     let bytes = read_body(headers, body, inbound.body_limit(channel)).await?;
+    // Parsed off the async runtime (see `Inbound::receive_owned`).
     let outcome = inbound
-        .receive(channel, provider, headers, &bytes, Verification::Required)
+        .clone()
+        .receive_owned(
+            channel,
+            provider,
+            headers.clone(),
+            bytes,
+            Verification::Required,
+        )
         .await
         .map_err(|e| {
             let e = error(e);

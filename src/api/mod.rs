@@ -108,6 +108,10 @@ pub struct Routes {
     /// `GET /metrics`, serving the [`crate::metrics::Metrics`] put in the
     /// router as an `Extension` (`deskhand serve`).
     pub metrics: bool,
+    /// Request and body time-outs (408) and a cap on requests in flight
+    /// (503 with `Retry-After`), from [`Limits`] (`deskhand serve`; on AWS
+    /// the function's timeout and reserved concurrency bound both).
+    pub request_limits: bool,
 }
 
 /// The router over `state`, without the demo page.
@@ -148,6 +152,12 @@ pub fn router_with(state: ApiState, routes: Routes) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit));
+    let app = if routes.request_limits {
+        with_request_limits(app, state.limits())
+    } else {
+        app
+    };
+    // Outside the cap: a rate-limited request takes no slot.
     let app = if routes.rate_limits {
         let limits = Arc::new(ratelimit::RateLimits::new(state.limits()));
         app.layer(axum::middleware::from_fn_with_state(
@@ -160,6 +170,79 @@ pub fn router_with(state: ApiState, routes: Routes) -> Router {
     app.layer(cors(&cors_origins))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Slow or piled-up requests, bounded with tower's own middleware: at most
+/// `max_concurrent_requests` in flight (the next is shed at once with 503,
+/// never queued), each answered within `request_timeout_secs` (408), its
+/// body never idle longer than `body_timeout_secs` (408, see
+/// [`body_error`]). The slot is shared by every route.
+fn with_request_limits(app: Router<ApiState>, limits: &Limits) -> Router<ApiState> {
+    use std::time::Duration;
+    app.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(
+                |e: tower::BoxError| async move { shed_or_timed_out(&e) },
+            ))
+            .load_shed()
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                limits.max_concurrent_requests,
+            ))
+            .timeout(Duration::from_secs(limits.request_timeout_secs))
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                Duration::from_secs(limits.body_timeout_secs),
+            )),
+    )
+}
+
+/// Seconds a shed client is asked to wait.
+const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
+
+fn shed_or_timed_out(e: &tower::BoxError) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        let mut res = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("too many requests in flight; retry in {OVERLOADED_RETRY_AFTER_SECS} s"),
+        )
+        .into_response();
+        res.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(OVERLOADED_RETRY_AFTER_SECS),
+        );
+        res
+    } else if e.is::<tower::timeout::error::Elapsed>() {
+        timed_out().into_response()
+    } else {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request failed",
+        )
+        .into_response()
+    }
+}
+
+fn timed_out() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request took too long to arrive; send it again",
+    )
+}
+
+/// The answer to a body that could not be read: 408 when it stalled past
+/// `limits.body_timeout_secs`, 400 otherwise.
+pub(crate) fn body_error(e: &(dyn std::error::Error + 'static), detail: String) -> ApiError {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return timed_out();
+        }
+        cause = c.source();
+    }
+    ApiError::bad_request("unreadable_body", detail)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -248,7 +331,7 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::too_large(limit)
             } else {
-                ApiError::bad_request("unreadable_body", r.body_text())
+                body_error(&r, r.body_text())
             }
         })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {

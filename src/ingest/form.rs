@@ -57,14 +57,7 @@ impl Form {
 
     /// `multipart/form-data; boundary=…`.
     pub fn multipart(content_type: &str, body: &[u8]) -> Result<Self, String> {
-        let boundary = content_type
-            .split(';')
-            .skip(1)
-            .filter_map(|p| p.split_once('='))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
-            .map(|(_, v)| v.trim().trim_matches('"'))
-            .filter(|b| !b.is_empty() && b.len() <= 200 && !b.contains(['\r', '\n']))
-            .ok_or("multipart/form-data without a boundary parameter")?;
+        let boundary = boundary(content_type)?;
         let opening = format!("--{boundary}");
         if !body.windows(opening.len()).any(|w| w == opening.as_bytes()) {
             return Err("the multipart body does not contain its boundary".into());
@@ -110,6 +103,85 @@ impl Form {
         Ok(form)
     }
 
+    /// Only the text fields named in `names` (first value of each), found
+    /// without decoding the rest of the body: one linear scan, no MIME
+    /// parse, so a sender's signature can be checked before the form costs
+    /// anything. A field this view cannot read as plain text (encoded, a
+    /// file, a parameter continuation) is left out, never guessed.
+    pub fn fields_only(content_type: &str, body: &[u8], names: &[&str]) -> Result<Self, String> {
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let mut form = Form::default();
+        let want = |name: &str, value: &[u8], form: &mut Form| {
+            if names.contains(&name)
+                && form.get(name).is_none()
+                && let Ok(v) = std::str::from_utf8(value)
+            {
+                form.fields.push((name.to_owned(), v.to_owned()));
+            }
+            form.fields.len() == names.len()
+        };
+        match essence.as_str() {
+            "application/x-www-form-urlencoded" => {
+                let longest = names.iter().map(|n| n.len()).max().unwrap_or(0);
+                for pair in body.split(|b| *b == b'&') {
+                    let (k, v) = match memchr::memchr(b'=', pair) {
+                        Some(i) => (&pair[..i], &pair[i + 1..]),
+                        None => (pair, &pair[..0]),
+                    };
+                    // Names are short: a long key is not one of them
+                    // (and is not decoded).
+                    if k.len() > 3 * longest {
+                        continue;
+                    }
+                    let k = decode(k);
+                    if names.contains(&k.as_str())
+                        && form.get(&k).is_none()
+                        && want(&k, decode(v).as_bytes(), &mut form)
+                    {
+                        break;
+                    }
+                }
+                Ok(form)
+            }
+            "multipart/form-data" => {
+                let boundary = boundary(content_type)?;
+                let delimiter = format!("--{boundary}");
+                let finder = memchr::memmem::Finder::new(delimiter.as_bytes());
+                // Delimiters at the start of a line; each part runs from
+                // the end of one delimiter line to the line break before
+                // the next.
+                let starts: Vec<usize> = finder
+                    .find_iter(body)
+                    .filter(|&i| i == 0 || body[i - 1] == b'\n')
+                    .collect();
+                for pair in starts.windows(2) {
+                    let (from, to) = (pair[0] + delimiter.len(), pair[1]);
+                    let part = &body[from..to];
+                    let Some(nl) = memchr::memchr(b'\n', part) else {
+                        continue;
+                    };
+                    let part = &part[nl + 1..];
+                    let part = part
+                        .strip_suffix(b"\r\n")
+                        .or_else(|| part.strip_suffix(b"\n"))
+                        .unwrap_or(part);
+                    if let Some((name, value)) = plain_field(part)
+                        && want(name, value, &mut form)
+                    {
+                        break;
+                    }
+                }
+                Ok(form)
+            }
+            _ => Self::parse(content_type, &[]).map(|_| form),
+        }
+    }
+
     /// The first value of field `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.fields
@@ -117,6 +189,67 @@ impl Form {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// The `boundary` parameter of a multipart `Content-Type`.
+fn boundary(content_type: &str) -> Result<&str, String> {
+    content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+        .map(|(_, v)| v.trim().trim_matches('"'))
+        .filter(|b| !b.is_empty() && b.len() <= 200 && !b.contains(['\r', '\n']))
+        .ok_or_else(|| "multipart/form-data without a boundary parameter".to_owned())
+}
+
+/// `%41+b` → `A b`.
+fn decode(raw: &[u8]) -> String {
+    form_urlencoded::parse(raw)
+        .next()
+        .map(|(k, _)| k.into_owned())
+        .unwrap_or_default()
+}
+
+/// A part's field name and raw value, when it is a plain text field: a
+/// `form-data` disposition with a simple `name` and no `filename`, and no
+/// transfer encoding. Its header block must end within 4 KB.
+fn plain_field(part: &[u8]) -> Option<(&str, &[u8])> {
+    const MAX_HEADERS: usize = 4096;
+    let head = &part[..part.len().min(MAX_HEADERS)];
+    let (end, sep) = match memchr::memmem::find(head, b"\r\n\r\n") {
+        Some(i) => (i, 4),
+        None => (memchr::memmem::find(head, b"\n\n")?, 2),
+    };
+    let headers = std::str::from_utf8(&part[..end]).ok()?;
+    let mut name = None;
+    for line in headers.lines() {
+        let (k, v) = line.split_once(':')?;
+        let k = k.trim();
+        if k.eq_ignore_ascii_case("content-transfer-encoding")
+            && !["7bit", "8bit", "binary"]
+                .iter()
+                .any(|e| v.trim().eq_ignore_ascii_case(e))
+        {
+            return None;
+        }
+        if k.eq_ignore_ascii_case("content-disposition") {
+            let mut params = v.split(';');
+            if !params.next()?.trim().eq_ignore_ascii_case("form-data") {
+                return None;
+            }
+            for p in params {
+                let (pk, pv) = p.split_once('=')?;
+                match pk.trim().to_ascii_lowercase().as_str() {
+                    "name" => name = Some(pv.trim().trim_matches('"')),
+                    // A file, or a name in RFC 2231 pieces: not a plain field.
+                    "filename" | "filename*" | "name*" => return None,
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some((name?, &part[end + sep..]))
 }
 
 #[cfg(test)]
@@ -166,5 +299,36 @@ mod tests {
                 .contains("text/plain")
         );
         assert!(Form::parse("", b"x").unwrap_err().contains("missing"));
+    }
+
+    #[test]
+    fn fields_only_reads_the_named_plain_fields_and_nothing_else() {
+        let f = Form::fields_only(
+            "application/x-www-form-urlencoded",
+            b"body-plain=hello&token=t%41+b&timestamp=1&token=second&signature=ab",
+            &["timestamp", "token", "signature"],
+        )
+        .unwrap();
+        assert_eq!(f.get("token"), Some("tA b"));
+        assert_eq!(f.get("timestamp"), Some("1"));
+        assert_eq!(f.get("body-plain"), None);
+        let body = "preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"token\"; filename=\"t\"\r\n\r\nfile\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"signature\"\r\nContent-Transfer-Encoding: base64\r\n\r\nYWI=\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"timestamp\"\r\n\r\n1700000000\r\n\
+                    --XyZ\nContent-Disposition: form-data; name=token\n\ntok\n\
+                    --XyZ--\r\n";
+        let ct = "multipart/form-data; boundary=XyZ";
+        let f =
+            Form::fields_only(ct, body.as_bytes(), &["timestamp", "token", "signature"]).unwrap();
+        assert_eq!(f.get("timestamp"), Some("1700000000"));
+        // The file named `token` is not the field; the plain one is.
+        assert_eq!(f.get("token"), Some("tok"));
+        // An encoded field is left out, not guessed.
+        assert_eq!(f.get("signature"), None);
+        // The full parse agrees on what both read.
+        let full = Form::parse(ct, body.as_bytes()).unwrap();
+        assert_eq!(full.get("timestamp"), f.get("timestamp"));
+        assert_eq!(full.get("token"), f.get("token"));
+        assert!(Form::fields_only("text/plain", b"", &["token"]).is_err());
     }
 }

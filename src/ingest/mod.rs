@@ -13,7 +13,10 @@
 //! - [`helpdesk`]: Zendesk, Freshdesk, Intercom, Help Scout, Front, generic → ticket.
 //!
 //! Every parser is pure (bytes in, typed result out): the HTTP handler,
-//! `deskhand inspect` and the fuzz targets run the same code.
+//! `deskhand inspect` and the fuzz targets run the same code. The HTTP
+//! handler runs them through [`Inbound::receive_owned`]: on tokio's
+//! blocking pool, a bounded number at once, so a big mail never stalls the
+//! async runtime (and with it every other request).
 
 pub mod email;
 pub mod form;
@@ -24,9 +27,10 @@ pub mod text;
 pub mod verify;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use rsa::RsaPublicKey;
@@ -36,6 +40,7 @@ use crate::domain::{Channel, Provider, Ticket};
 use email::reply_token::ReplyTokens;
 use email::ses;
 use helpdesk::template::{freshdesk, generic, zendesk};
+use tokio::sync::Semaphore;
 
 pub use settings::InboundSettings;
 
@@ -152,13 +157,22 @@ pub fn provider(channel: Channel, name: &str) -> Result<Provider, IngestError> {
 }
 
 /// The inbound channels, wired once: settings, an HTTP client (SNS
-/// certificates and subscription confirmation) and a certificate cache.
+/// certificates and subscription confirmation), a certificate cache and
+/// the slots for parsing off the async runtime.
 pub struct Inbound {
     settings: InboundSettings,
     max_text_chars: usize,
     http: reqwest::Client,
     certs: Mutex<HashMap<String, RsaPublicKey>>,
     reply_tokens: Option<ReplyTokens>,
+    parse_slots: Arc<Semaphore>,
+}
+
+/// What the SNS checks leave to do.
+enum SesNext {
+    Done(Outcome),
+    /// A verified notification: its SES message is still to be parsed.
+    Notification,
 }
 
 impl Inbound {
@@ -175,7 +189,19 @@ impl Inbound {
             http,
             certs: Mutex::new(HashMap::new()),
             reply_tokens: None,
+            // One parse per core: more would only share the same cores
+            // while holding more bodies in memory.
+            parse_slots: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
+    }
+
+    /// Parses in [`Self::receive_owned`] take one permit of `slots` each
+    /// (default: one per core).
+    pub fn with_parse_slots(mut self, slots: Arc<Semaphore>) -> Self {
+        self.parse_slots = slots;
+        self
     }
 
     /// Issues and honours email reply tags under the server secret.
@@ -233,7 +259,8 @@ impl Inbound {
     }
 
     /// Verifies and normalizes one delivery received at `now` (replay
-    /// windows are measured from it; signed fixtures use their own time).
+    /// windows are measured from it; signed fixtures use their own time),
+    /// on the calling task.
     pub async fn receive_at(
         &self,
         channel: Channel,
@@ -244,6 +271,109 @@ impl Inbound {
         now: DateTime<Utc>,
     ) -> Result<Outcome, IngestError> {
         let provider = provider(channel, provider_name)?;
+        if provider == Provider::Ses {
+            let envelope = sns::Envelope::parse(body)?;
+            return match self.ses(&envelope, verification, now).await? {
+                SesNext::Done(outcome) => Ok(outcome),
+                SesNext::Notification => self.ses_notification(&envelope.message, now),
+            };
+        }
+        self.normalize_at(provider, headers, body, verification, now)
+    }
+
+    /// [`Self::receive`] for a server: every parse (and every signature
+    /// over the whole body) runs on tokio's blocking pool, at most one per
+    /// parse slot at once, so the async runtime stays free for other
+    /// requests however big the mail. A Mailgun delivery's signature is
+    /// checked on its three signature fields before it waits for a slot: a
+    /// forged delivery costs no parse.
+    pub async fn receive_owned(
+        self: Arc<Self>,
+        channel: Channel,
+        provider_name: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        verification: Verification,
+    ) -> Result<Outcome, IngestError> {
+        let now = Utc::now();
+        let provider = provider(channel, provider_name)?;
+        match provider {
+            Provider::Ses => {
+                let envelope = self
+                    .off_runtime(move |_| sns::Envelope::parse(&body))
+                    .await?;
+                match self.ses(&envelope, verification, now).await? {
+                    SesNext::Done(outcome) => Ok(outcome),
+                    SesNext::Notification => {
+                        self.off_runtime(move |this| this.ses_notification(&envelope.message, now))
+                            .await
+                    }
+                }
+            }
+            _ => {
+                if provider == Provider::Mailgun {
+                    self.mailgun_signature(&headers, &body, verification, now)?;
+                }
+                self.off_runtime(move |this| {
+                    this.normalize_at(provider, &headers, &body, verification, now)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Runs `parse` on the blocking pool once a parse slot is free; the
+    /// slot is given back as soon as `parse` returns.
+    async fn off_runtime<T: Send + 'static>(
+        self: &Arc<Self>,
+        parse: impl FnOnce(&Self) -> Result<T, IngestError> + Send + 'static,
+    ) -> Result<T, IngestError> {
+        let slot = self
+            .parse_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| IngestError::Unavailable("inbound parsing is shutting down".into()))?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let parsed = parse(&this);
+            drop(slot);
+            parsed
+        })
+        .await
+        .map_err(|e| IngestError::Unavailable(format!("the delivery could not be parsed: {e}")))?
+    }
+
+    /// Mailgun signs only `timestamp` and `token`: checks them, read from
+    /// the form without parsing the rest of it. (The full form's fields
+    /// are checked again after the parse, so the two views cannot differ.)
+    fn mailgun_signature(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        verification: Verification,
+        now: DateTime<Utc>,
+    ) -> Result<(), IngestError> {
+        if let Some(c) = self.section(&self.settings.mailgun, Provider::Mailgun, verification)? {
+            let content_type = verify::header(headers, "content-type").unwrap_or("");
+            let fields =
+                form::Form::fields_only(content_type, body, &["timestamp", "token", "signature"])
+                    .map_err(|e| IngestError::Malformed(format!("Mailgun form: {e}")))?;
+            email::mailgun::verify(&fields, c, now, self.settings.replay_window_secs)?;
+        }
+        Ok(())
+    }
+
+    /// Verifies and normalizes a delivery of any provider but SES; all
+    /// synchronous, CPU-bound work.
+    fn normalize_at(
+        &self,
+        provider: Provider,
+        headers: &HeaderMap,
+        body: &[u8],
+        verification: Verification,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, IngestError> {
         let ctx = Context {
             settings: &self.settings,
             now,
@@ -267,6 +397,7 @@ impl Inbound {
                 email::normalize(provider, email::postmark::parse(body)?, &ctx)
             }
             Provider::Mailgun => {
+                self.mailgun_signature(headers, body, verification, now)?;
                 let form = email::mailgun::form(content_type, body)?;
                 if let Some(c) = self.section(&s.mailgun, provider, verification)? {
                     email::mailgun::verify(&form, c, now, window)?;
@@ -279,7 +410,9 @@ impl Inbound {
                 }
                 email::normalize(provider, email::sendgrid::parse(content_type, body)?, &ctx)
             }
-            Provider::Ses => self.ses(body, verification, &ctx).await,
+            Provider::Ses => Err(IngestError::Malformed(
+                "an SES delivery is an SNS envelope, handled apart".into(),
+            )),
             Provider::Zendesk => {
                 if let Some(c) = self.section(&s.zendesk, provider, verification)? {
                     zendesk::verify(headers, body, c, now, window)?;
@@ -355,13 +488,14 @@ impl Inbound {
         }
     }
 
+    /// Authenticates an SNS envelope and answers its handshakes; a
+    /// notification is left to [`Self::ses_notification`].
     async fn ses(
         &self,
-        body: &[u8],
+        envelope: &sns::Envelope,
         verification: Verification,
-        ctx: &Context<'_>,
-    ) -> Result<Outcome, IngestError> {
-        let envelope = sns::Envelope::parse(body)?;
+        now: DateTime<Utc>,
+    ) -> Result<SesNext, IngestError> {
         let kind = envelope.kind()?;
         let ses = self.section(&self.settings.ses, Provider::Ses, verification)?;
         let test_hosts = ses.map(|s| s.insecure_test_hosts.as_slice()).unwrap_or(&[]);
@@ -386,7 +520,7 @@ impl Inbound {
             if let Ok(at) = DateTime::parse_from_rfc3339(&envelope.timestamp) {
                 verify::within(
                     at.with_timezone(&Utc),
-                    ctx.now,
+                    now,
                     self.settings.replay_window_secs,
                     "the SNS Timestamp",
                 )?;
@@ -396,33 +530,44 @@ impl Inbound {
                 ));
             }
         }
-        match kind {
+        Ok(match kind {
             sns::Kind::SubscriptionConfirmation => {
                 let url = envelope.subscribe_url.as_deref().unwrap_or("");
-                match ses {
+                SesNext::Done(match ses {
                     Some(s) if s.confirm_subscriptions => {
                         sns::check_url(url, envelope.region()?, "SubscribeURL", test_hosts)?;
                         self.confirm(url).await?;
                         tracing::info!(message = "SNS subscription confirmed.", topic = %envelope.topic_arn);
-                        Ok(Outcome::Ignored(Ignored::new(
+                        Outcome::Ignored(Ignored::new(
                             "subscription_confirmed",
                             "SNS SubscriptionConfirmation",
-                        )))
+                        ))
                     }
-                    _ => Ok(Outcome::Ignored(Ignored::new(
+                    _ => Outcome::Ignored(Ignored::new(
                         "subscription_not_confirmed",
                         "SNS SubscriptionConfirmation (confirmation disabled or not verified)",
-                    ))),
-                }
+                    )),
+                })
             }
-            sns::Kind::UnsubscribeConfirmation => Ok(Outcome::Ignored(Ignored::new(
+            sns::Kind::UnsubscribeConfirmation => SesNext::Done(Outcome::Ignored(Ignored::new(
                 "unsubscribed",
                 "SNS UnsubscribeConfirmation",
             ))),
-            sns::Kind::Notification => match ses::parse(&envelope.message)? {
-                ses::Parsed::Mail(mail) => email::normalize(Provider::Ses, *mail, ctx),
-                ses::Parsed::Ignored(i) => Ok(Outcome::Ignored(i)),
-            },
+            sns::Kind::Notification => SesNext::Notification,
+        })
+    }
+
+    /// The SES notification inside a verified SNS envelope.
+    fn ses_notification(&self, message: &str, now: DateTime<Utc>) -> Result<Outcome, IngestError> {
+        let ctx = Context {
+            settings: &self.settings,
+            now,
+            max_text_chars: self.max_text_chars,
+            reply_tokens: self.reply_tokens.as_ref(),
+        };
+        match ses::parse(message)? {
+            ses::Parsed::Mail(mail) => email::normalize(Provider::Ses, *mail, &ctx),
+            ses::Parsed::Ignored(i) => Ok(Outcome::Ignored(i)),
         }
     }
 

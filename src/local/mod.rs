@@ -199,6 +199,7 @@ impl Local {
                 demo_page: true,
                 rate_limits: true,
                 metrics: true,
+                request_limits: true,
             },
         )
         .layer(axum::Extension(self.metrics.clone()))
@@ -261,14 +262,12 @@ impl Local {
         let ready = self.outbox_ready.clone();
         let idle = Duration::from_millis(self.config.outbound.poll_interval_ms);
         workers.spawn(async move { run_dispatcher(dispatcher, ready, idle, stop).await });
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let mut http_stop = stop_rx.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|s| *s).await;
-        });
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(serve(
+            listener,
+            self.router(),
+            self.config.limits.clone(),
+            stop_rx.clone(),
+        ));
         shutdown.await;
         info!(message = "Shutting down: finishing in-flight tickets.");
         let _ = stop_tx.send(true);
@@ -283,9 +282,68 @@ impl Local {
             );
             workers.abort_all();
         }
-        server.await.context("server task")?.context("server")?;
+        server.await.context("server task")?;
         Ok(())
     }
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then stops
+/// accepting and waits for open connections to finish their requests.
+///
+/// HTTP/1.1, by hyper itself: a client has `header_read_timeout_secs` to
+/// send a request's headers (the next request's too, on a kept-alive
+/// connection) or its connection is closed, and at most `max_connections`
+/// are open at once (more wait in the listen backlog). The router bounds
+/// the rest: request and body time-outs, requests in flight. HTTP/2 is not
+/// offered: cleartext HTTP/2 has no header-read timeout to bound a client
+/// that stalls, and browsers only speak it over TLS.
+async fn serve(
+    mut listener: TcpListener,
+    app: axum::Router,
+    limits: crate::config::Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    use axum::serve::Listener;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs));
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let slot = tokio::select! {
+            slot = connections.clone().acquire_owned() => slot,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let Ok(slot) = slot else { break };
+        // `Listener::accept` retries failed accepts (e.g. out of file
+        // descriptors) after a pause.
+        let (io, peer) = tokio::select! {
+            conn = Listener::accept(&mut listener) => conn,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let service =
+            app.clone()
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                });
+        let conn = http.serve_connection(
+            TokioIo::new(io),
+            hyper_util::service::TowerToHyperService::new(service),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A closed or timed-out connection is the client's business.
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 impl Local {
