@@ -1,6 +1,8 @@
 //! Inbound channels: verify a delivery exactly as its vendor documents,
 //! then normalize it into a [`crate::domain::Ticket`] (or a logged reason
-//! to ignore it). Stateless, like all of ingest: no store lookups.
+//! to ignore it). Stateless, like all of ingest: no store lookups, except
+//! that Mailgun's single-use tokens are spent through a
+//! [`crate::store::ReplayGuard`].
 //!
 //! # Layout
 //!
@@ -24,7 +26,7 @@ pub mod text;
 pub mod verify;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -33,6 +35,7 @@ use rsa::RsaPublicKey;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Channel, Provider, Ticket};
+use crate::store::ReplayGuard;
 use email::ses;
 use helpdesk::template::{freshdesk, generic, zendesk};
 
@@ -62,6 +65,9 @@ pub enum IngestError {
     /// Signed, but outside the replay window (401).
     #[error("{0}")]
     StaleTimestamp(String),
+    /// A single-use signature used again for another message (401).
+    #[error("{0}")]
+    Replayed(String),
     /// Authentic but not allowed (an SNS topic off the allow-list) (403).
     #[error("{0}")]
     Forbidden(String),
@@ -154,6 +160,7 @@ pub struct Inbound {
     max_text_chars: usize,
     http: reqwest::Client,
     certs: Mutex<HashMap<String, RsaPublicKey>>,
+    replay: Option<Arc<dyn ReplayGuard>>,
 }
 
 impl Inbound {
@@ -169,7 +176,14 @@ impl Inbound {
             max_text_chars,
             http,
             certs: Mutex::new(HashMap::new()),
+            replay: None,
         }
+    }
+
+    /// Spends single-use signatures (Mailgun's tokens) through `guard`.
+    pub fn with_replay_guard(mut self, guard: Option<Arc<dyn ReplayGuard>>) -> Self {
+        self.replay = guard;
+        self
     }
 
     /// The settings.
@@ -256,7 +270,8 @@ impl Inbound {
             Provider::Mailgun => {
                 let form = email::mailgun::form(content_type, body)?;
                 if let Some(c) = self.section(&s.mailgun, provider, verification)? {
-                    email::mailgun::verify(&form, c, now, window)?;
+                    let signed = email::mailgun::verify(&form, c, now, window)?;
+                    email::mailgun::once(self.replay.as_deref(), &signed).await?;
                 }
                 email::normalize(provider, email::mailgun::parse(&form)?, &ctx)
             }
