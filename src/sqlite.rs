@@ -1,12 +1,20 @@
 //! The one SQLite file of local mode: schema, pragmas and a blocking-call
 //! helper. The store and the queue both live in it, so an enqueue, a claim
-//! and a reply are each one local transaction, and each is on disk when it
-//! commits: it survives `kill -9`, an OS crash and a power loss.
+//! and a reply are each one local transaction and survive `kill -9`.
+//!
+//! Writes that accept work (a message answered 202, a spent inbound token,
+//! an agent's action) go through [`Db::write_durable`]: their commit is
+//! synced to disk before it returns, so they also survive an OS crash or a
+//! power loss. The others commit `NORMAL` (no sync): an OS crash can undo
+//! the last few of them, never an earlier durable one (the WAL is
+//! recovered as a prefix), and what they record — claims, replies,
+//! deliveries, deletions of processed records — is redone from the work
+//! that was accepted.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::Context;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -156,6 +164,7 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    durable_writes: AtomicU64,
 }
 
 impl Db {
@@ -166,7 +175,7 @@ impl Db {
         }
         let writer =
             Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-        configure(&writer, Durability::Full)?;
+        configure(&writer)?;
         writer
             .execute_batch(SCHEMA)
             .context("creating the schema")?;
@@ -177,7 +186,7 @@ impl Db {
                     path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
-                configure(&c, Durability::Normal)?;
+                configure(&c)?;
                 Ok(Mutex::new(c))
             })
             .collect::<anyhow::Result<_>>()?;
@@ -186,6 +195,7 @@ impl Db {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                durable_writes: AtomicU64::new(0),
             }),
         })
     }
@@ -207,6 +217,35 @@ impl Db {
         .map_err(|e| DbError::Other(anyhow::anyhow!("database task failed: {e}")))?
     }
 
+    /// [`Self::write`] for work being accepted: `f`'s commit is synced to
+    /// disk (`synchronous = FULL`, for this call only) before this returns,
+    /// and with it every commit before it.
+    pub async fn write_durable<F, R>(&self, f: F) -> Result<R, DbError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, DbError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            inner.durable_writes.fetch_add(1, Ordering::Relaxed);
+            let result = f(&mut conn);
+            // Back to NORMAL whatever `f` did (if this fails, or `f`
+            // panicked, the writer stays FULL: slower, never less safe).
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            result
+        })
+        .await
+        .map_err(|e| DbError::Other(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// Calls of [`Self::write_durable`] so far (what the durability tests
+    /// count).
+    pub fn durable_writes(&self) -> u64 {
+        self.inner.durable_writes.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` on a reader connection, off the async runtime.
     pub async fn read<F, R>(&self, f: F) -> Result<R, DbError>
     where
@@ -224,31 +263,12 @@ impl Db {
     }
 }
 
-/// How hard a connection's commits hold.
-#[derive(Clone, Copy)]
-enum Durability {
-    /// `FULL`: the WAL is synced to disk before a commit returns, so a
-    /// transaction committed (a message answered 202, a claim, a reply)
-    /// survives an OS crash or power loss, not just the process dying.
-    Full,
-    /// `NORMAL`: enough for connections that never write.
-    Normal,
-}
-
-fn configure(conn: &Connection, sync: Durability) -> anyhow::Result<()> {
-    // WAL: readers run beside the writer. Every write goes through the one
-    // writer connection, which syncs each commit (`FULL`): with `NORMAL` a
-    // commit survives the process being killed but the last ones can be
-    // lost on an OS crash or power loss — after ingest answered 202.
+fn configure(conn: &Connection) -> anyhow::Result<()> {
+    // WAL + NORMAL: a commit survives the process being killed (it is in
+    // the WAL); an OS crash can lose the last ones unless they were made
+    // with `write_durable`, which syncs.
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(
-        None,
-        "synchronous",
-        match sync {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        },
-    )?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(())

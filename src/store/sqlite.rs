@@ -492,9 +492,10 @@ impl Store for SqliteStore {
         reason: Option<ReasonCode>,
         message: Option<NewMessage>,
     ) -> Result<Conversation, StoreError> {
+        // An agent's action: on disk before the agent hears it was done.
         let found = self
             .db
-            .write(move |c| {
+            .write_durable(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let n = tx.execute(
                     "UPDATE conversations SET status = ?2, escalation_reason = ?3, updated_at = ?4

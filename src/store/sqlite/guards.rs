@@ -23,9 +23,10 @@ impl ReplayGuard for SqliteStore {
         let key = token_key(scope, token);
         let digest = hex::encode(digest);
         let until = until.timestamp_millis();
+        // A spent token must stay spent after a crash.
         Ok(self
             .db
-            .write(move |c| {
+            .write_durable(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let now = Utc::now().timestamp_millis();
                 // Expired tokens can no longer be replayed (their signatures
