@@ -489,6 +489,12 @@ impl Config {
             );
         }
         self.outbound.validate()?;
+        anyhow::ensure!(
+            self.inbound.max_event_age_hours > 0
+                && self.inbound.max_event_age_hours < u64::from(self.aws.retention_days) * 24,
+            "inbound.max_event_age_hours must be at least 1 and below aws.retention_days × 24 \
+             (older events would outlive their dedup records)"
+        );
         if let Some(sendgrid) = &self.inbound.sendgrid {
             sendgrid.validate().map_err(anyhow::Error::msg)?;
         }

@@ -1,11 +1,20 @@
 //! The one SQLite file of local mode: schema, pragmas and a blocking-call
 //! helper. The store and the queue both live in it, so an enqueue, a claim
 //! and a reply are each one local transaction and survive `kill -9`.
+//!
+//! Writes that accept work (a message answered 202, a spent inbound token,
+//! an agent's action) go through [`Db::write_durable`]: their commit is
+//! synced to disk before it returns, so they also survive an OS crash or a
+//! power loss. The others commit `NORMAL` (no sync): an OS crash can undo
+//! the last few of them, never an earlier durable one (the WAL is
+//! recovered as a prefix), and what they record — claims, replies,
+//! deliveries, deletions of processed records — is redone from the work
+//! that was accepted.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::Context;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -92,6 +101,12 @@ CREATE TABLE IF NOT EXISTS queue_dedup (
     dedup_id TEXT PRIMARY KEY,
     at       INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS seen_tokens (
+    key        TEXT PRIMARY KEY,
+    digest     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seen_tokens_expiry ON seen_tokens (expires_at);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     group_id      TEXT NOT NULL,
@@ -149,6 +164,7 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    durable_writes: AtomicU64,
 }
 
 impl Db {
@@ -179,6 +195,7 @@ impl Db {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                durable_writes: AtomicU64::new(0),
             }),
         })
     }
@@ -200,6 +217,35 @@ impl Db {
         .map_err(|e| DbError::Other(anyhow::anyhow!("database task failed: {e}")))?
     }
 
+    /// [`Self::write`] for work being accepted: `f`'s commit is synced to
+    /// disk (`synchronous = FULL`, for this call only) before this returns,
+    /// and with it every commit before it.
+    pub async fn write_durable<F, R>(&self, f: F) -> Result<R, DbError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, DbError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            inner.durable_writes.fetch_add(1, Ordering::Relaxed);
+            let result = f(&mut conn);
+            // Back to NORMAL whatever `f` did (if this fails, or `f`
+            // panicked, the writer stays FULL: slower, never less safe).
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            result
+        })
+        .await
+        .map_err(|e| DbError::Other(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// Calls of [`Self::write_durable`] so far (what the durability tests
+    /// count).
+    pub fn durable_writes(&self) -> u64 {
+        self.inner.durable_writes.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` on a reader connection, off the async runtime.
     pub async fn read<F, R>(&self, f: F) -> Result<R, DbError>
     where
@@ -218,8 +264,9 @@ impl Db {
 }
 
 fn configure(conn: &Connection) -> anyhow::Result<()> {
-    // WAL + NORMAL: a committed transaction survives the process being
-    // killed (it is in the WAL); only an OS crash can lose the last ones.
+    // WAL + NORMAL: a commit survives the process being killed (it is in
+    // the WAL); an OS crash can lose the last ones unless they were made
+    // with `write_durable`, which syncs.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -103,13 +103,26 @@ pub async fn handle(
             Ok(()) => Action::DeadLetter("processing_failed"),
             Err(error) => {
                 warn!(message = "Could not notify about a failed ticket; keeping it.", %error);
-                Action::RetryAfter(backoff.delay(receive_count))
+                Action::RetryAfter(not_before(&error, backoff.delay(receive_count)))
             }
         };
     }
     // The service's own Retry-After wins when it asks for longer.
     let delay = backoff.delay(receive_count);
     Action::RetryAfter(wait.map_or(delay, |w| w.max(delay)))
+}
+
+/// The retry delay after a failed give-up: at least until another
+/// worker's lease ends (`Busy`), so the retry finds the ticket finished or
+/// free rather than spending an attempt.
+fn not_before(error: &ProcessError, delay: Duration) -> Duration {
+    match error {
+        ProcessError::Busy { until } => {
+            let left = (*until - Utc::now()).to_std().unwrap_or_default();
+            delay.max(left).max(Duration::from_secs(1))
+        }
+        _ => delay,
+    }
 }
 
 /// Gives up on a record without trying it: a person is told
@@ -124,7 +137,7 @@ pub async fn give_up_record(pipeline: &Pipeline, body: &str, detail: &str) -> Ac
         Ok(()) => Action::DeadLetter("processing_failed"),
         Err(error) => {
             warn!(message = "Could not notify about a failed record; keeping it.", %error);
-            Action::RetryAfter(Duration::from_secs(1))
+            Action::RetryAfter(not_before(&error, Duration::from_secs(1)))
         }
     }
 }
@@ -166,7 +179,11 @@ pub async fn handle_guarded(
             };
             match reported {
                 Ok(Ok(())) => Action::DeadLetter("processing_failed"),
-                _ => Action::RetryAfter(backoff.delay(receive_count)),
+                // The panicked attempt's lease is still live: wait it out.
+                Ok(Err(error)) => {
+                    Action::RetryAfter(not_before(&error, backoff.delay(receive_count)))
+                }
+                Err(_) => Action::RetryAfter(backoff.delay(receive_count)),
             }
         }
     }

@@ -37,6 +37,50 @@ async fn dynamodb_store_meets_the_outbox_contract() {
 }
 
 #[tokio::test]
+async fn dynamodb_replay_guard_meets_the_contract() {
+    let moto = Moto::connect().await;
+    let table = moto.table().await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&moto.sdk),
+        &table,
+        Duration::from_secs(86_400),
+    );
+    store_contract::replay_guard_contract(&store).await;
+}
+
+#[tokio::test]
+async fn dynamodb_conversation_limiter_meets_the_contract_across_instances() {
+    let moto = Moto::connect().await;
+    let table = moto.table().await;
+    let store = |_| {
+        deskhand::store::DynamoConversationLimiter::new(
+            DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&moto.sdk),
+                &table,
+                Duration::from_secs(86_400),
+            ),
+            3,
+        )
+    };
+    store_contract::conversation_limiter_contract(&store(0), 3).await;
+    // Two limiters (two instances) over one table share the count.
+    use deskhand::store::{Admission, ConversationLimiter};
+    let (a, b) = (store(1), store(2));
+    let conv = ConversationId::random();
+    let second = chrono::Timelike::second(&chrono::Utc::now());
+    if second >= 50 {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - second))).await;
+    }
+    assert_eq!(a.admit(conv).await.unwrap(), Admission::Allowed);
+    assert_eq!(b.admit(conv).await.unwrap(), Admission::Allowed);
+    assert_eq!(a.admit(conv).await.unwrap(), Admission::Allowed);
+    assert!(matches!(
+        b.admit(conv).await.unwrap(),
+        Admission::Limited { .. }
+    ));
+}
+
+#[tokio::test]
 async fn dynamodb_items_carry_a_ttl() {
     let moto = Moto::connect().await;
     let table = moto.table().await;

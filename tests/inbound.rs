@@ -41,7 +41,7 @@ async fn every_provider_accepts_a_signed_delivery_once_even_when_delivered_twice
     let app = app().await;
     let mut accepted = Vec::new();
     for provider in PROVIDERS {
-        let req = signed(provider, &payload(provider), Utc::now());
+        let req = signed(provider, &fresh_payload(provider), Utc::now());
         let (status, body) = post(&app, &req).await;
         assert_eq!(status, 202, "{provider}: {body}");
         let ticket = body["ticket_id"].as_str().unwrap().to_owned();

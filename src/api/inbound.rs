@@ -2,7 +2,8 @@
 //! read the body (up to the channel's limit), verify and normalize it with
 //! [`crate::ingest::Inbound`] off the async runtime, queue the ticket, answer 202
 //! `{"ticket_id","conversation_id"}`; deliveries not to be answered get
-//! 200 `{"ignored": reason}`. Stateless: no store lookups.
+//! 200 `{"ignored": reason}`. Stateless: no store lookups (but Mailgun's
+//! tokens, spent through the state's replay guard).
 
 use std::sync::Arc;
 
@@ -26,7 +27,8 @@ pub(super) fn routes(state: &ApiState) -> Router<ApiState> {
             state.config().inbound.clone(),
             state.limits().max_message_chars,
         )
-        .with_reply_tokens(state.tokens().reply_tokens()),
+        .with_reply_tokens(state.tokens().reply_tokens())
+        .with_replay_guard(state.replay_guard()),
     );
     Router::new()
         .route("/v1/inbound/email/{provider}", post(email))
@@ -72,6 +74,7 @@ pub fn error(e: IngestError) -> ApiError {
         IngestError::MissingSignature(_) => (StatusCode::UNAUTHORIZED, "missing_signature"),
         IngestError::InvalidSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
         IngestError::StaleTimestamp(_) => (StatusCode::UNAUTHORIZED, "stale_timestamp"),
+        IngestError::Replayed(_) => (StatusCode::UNAUTHORIZED, "replayed_token"),
         IngestError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         IngestError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_payload"),
         IngestError::Unavailable(m) => return ApiError::unavailable(m.clone()),

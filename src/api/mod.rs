@@ -35,7 +35,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, Limits};
 use crate::queue::Queue;
-use crate::store::Store;
+use crate::store::{ConversationLimiter, ReplayGuard, Store};
 
 pub use auth::Tokens;
 pub use error::ApiError;
@@ -46,11 +46,14 @@ pub struct ApiState {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     tokens: Tokens,
     config: Arc<Config>,
+    replay: Option<Arc<dyn ReplayGuard>>,
+    conversation_limiter: Option<Arc<dyn ConversationLimiter>>,
 }
 
 impl ApiState {
@@ -67,8 +70,29 @@ impl ApiState {
                 queue,
                 tokens,
                 config,
+                replay: None,
+                conversation_limiter: None,
             }),
         }
+    }
+
+    /// Spends inbound single-use signatures (Mailgun's tokens) through
+    /// `guard`, which every front door must share.
+    pub fn with_replay_guard(mut self, guard: Arc<dyn ReplayGuard>) -> Self {
+        Arc::make_mut(&mut self.inner).replay = Some(guard);
+        self
+    }
+
+    /// Limits posted messages per conversation through `limiter` (shared
+    /// by every front door) instead of in this process's memory.
+    pub fn with_conversation_limiter(mut self, limiter: Arc<dyn ConversationLimiter>) -> Self {
+        Arc::make_mut(&mut self.inner).conversation_limiter = Some(limiter);
+        self
+    }
+
+    /// The replay guard, if one is wired.
+    pub fn replay_guard(&self) -> Option<Arc<dyn ReplayGuard>> {
+        self.inner.replay.clone()
     }
 
     /// The store.
@@ -102,8 +126,11 @@ impl ApiState {
 pub struct Routes {
     /// A demo page at `/` that embeds the widget (`deskhand serve`).
     pub demo_page: bool,
-    /// Per-IP and per-conversation rate limits (`deskhand serve`; on AWS
-    /// the HTTP API throttles instead).
+    /// Per-IP and per-conversation rate limits in memory (`deskhand
+    /// serve`; on AWS the HTTP API throttles per client instead). A
+    /// conversation limiter in the state
+    /// ([`ApiState::with_conversation_limiter`]) limits conversations
+    /// either way.
     pub rate_limits: bool,
     /// `GET /metrics`, serving the [`crate::metrics::Metrics`] put in the
     /// router as an `Extension` (`deskhand serve`).
@@ -158,10 +185,18 @@ pub fn router_with(state: ApiState, routes: Routes) -> Router {
         app
     };
     // Outside the cap: a rate-limited request takes no slot.
-    let app = if routes.rate_limits {
-        let limits = Arc::new(ratelimit::RateLimits::new(state.limits()));
+    let shared = state.inner.conversation_limiter.clone();
+    let app = if routes.rate_limits || shared.is_some() {
+        let mut limits = if routes.rate_limits {
+            ratelimit::RateLimits::new(state.limits())
+        } else {
+            ratelimit::RateLimits::none()
+        };
+        if let Some(limiter) = shared {
+            limits = limits.with_conversation_limiter(limiter);
+        }
         app.layer(axum::middleware::from_fn_with_state(
-            limits,
+            Arc::new(limits),
             ratelimit::enforce,
         ))
     } else {

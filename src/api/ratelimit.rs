@@ -1,7 +1,9 @@
-//! Rate limits in local mode: per client on every request, and per
-//! conversation on posted messages. Over a limit: 429 with `Retry-After`.
-//! (On AWS the equivalents are the HTTP API's throttling and the worker's
-//! maximum concurrency, in `infra/template.yaml`.)
+//! Rate limits: per client on every request, and per conversation on
+//! posted messages. Over a limit: 429 with `Retry-After`. Local mode keeps
+//! both in memory; on AWS the per-conversation limit is a
+//! [`ConversationLimiter`] over DynamoDB shared by every Lambda instance
+//! (`store::DynamoConversationLimiter`), and the per-client one is the
+//! HTTP API's throttling (`infra/template.yaml`).
 //!
 //! A budget cannot be multiplied by respelling its key: a conversation is
 //! keyed by its parsed [`ConversationId`] (every spelling the handler
@@ -26,6 +28,7 @@ use ipnet::IpNet;
 use super::ApiError;
 use crate::config::Limits;
 use crate::domain::ConversationId;
+use crate::store::{Admission, ConversationLimiter, StoreError};
 
 /// Keyed limiters forget idle keys every this many checks.
 const SWEEP_EVERY: u64 = 4096;
@@ -33,7 +36,7 @@ const SWEEP_EVERY: u64 = 4096;
 /// The limiters.
 pub struct RateLimits {
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    per_conversation: Option<DefaultKeyedRateLimiter<ConversationId>>,
+    per_conversation: Option<Arc<dyn ConversationLimiter>>,
     trust_forwarded_for: bool,
     proxies: Proxies,
     checks: AtomicU64,
@@ -71,13 +74,13 @@ impl Proxies {
 }
 
 impl RateLimits {
-    /// Limiters for `limits` (a limit of 0 is off).
+    /// In-memory limiters for `limits` (a limit of 0 is off).
     pub fn new(limits: &Limits) -> Self {
         let quota = |n: u32| NonZeroU32::new(n).map(Quota::per_minute);
         Self {
             per_ip: quota(limits.per_ip_per_minute).map(DefaultKeyedRateLimiter::keyed),
-            per_conversation: quota(limits.per_conversation_per_minute)
-                .map(DefaultKeyedRateLimiter::keyed),
+            per_conversation: MemoryLimiter::new(limits.per_conversation_per_minute)
+                .map(|l| Arc::new(l) as Arc<dyn ConversationLimiter>),
             trust_forwarded_for: limits.trust_forwarded_for,
             // Validated when the configuration loads.
             proxies: Proxies::parse(&limits.trusted_proxies).unwrap_or_default(),
@@ -85,15 +88,61 @@ impl RateLimits {
         }
     }
 
-    fn sweep(&self) {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            if let Some(l) = &self.per_ip {
-                l.retain_recent();
-            }
-            if let Some(l) = &self.per_conversation {
-                l.retain_recent();
-            }
+    /// No limits (add some with the `with_` methods).
+    pub fn none() -> Self {
+        Self {
+            per_ip: None,
+            per_conversation: None,
+            trust_forwarded_for: false,
+            proxies: Proxies::default(),
+            checks: AtomicU64::new(0),
         }
+    }
+
+    /// Limits conversations through `limiter` instead.
+    pub fn with_conversation_limiter(mut self, limiter: Arc<dyn ConversationLimiter>) -> Self {
+        self.per_conversation = Some(limiter);
+        self
+    }
+
+    fn sweep(&self) {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1
+            && let Some(l) = &self.per_ip
+        {
+            l.retain_recent();
+        }
+    }
+}
+
+/// The per-conversation limit in this process's memory (local mode, one
+/// process): `per_minute` messages a minute, replenished evenly.
+pub struct MemoryLimiter {
+    limiter: DefaultKeyedRateLimiter<ConversationId>,
+    checks: AtomicU64,
+}
+
+impl MemoryLimiter {
+    /// A limiter of `per_minute` (0: none).
+    pub fn new(per_minute: u32) -> Option<Self> {
+        NonZeroU32::new(per_minute).map(|n| Self {
+            limiter: DefaultKeyedRateLimiter::keyed(Quota::per_minute(n)),
+            checks: AtomicU64::new(0),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ConversationLimiter for MemoryLimiter {
+    async fn admit(&self, conversation: ConversationId) -> Result<Admission, StoreError> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.limiter.retain_recent();
+        }
+        Ok(match self.limiter.check_key(&conversation) {
+            Ok(()) => Admission::Allowed,
+            Err(not_until) => Admission::Limited {
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            },
+        })
     }
 }
 
@@ -181,13 +230,24 @@ pub async fn enforce(State(limits): State<Arc<RateLimits>>, req: Request, next: 
     {
         return too_many("from this address", not_until.wait_time_from(now));
     }
+    // An unparseable id is left to the handler (400).
     let req = match &limits.per_conversation {
         Some(l) => {
             let (mut parts, body) = req.into_parts();
-            if let Some(conv) = posted_conversation(&mut parts).await
-                && let Err(not_until) = l.check_key(&conv)
-            {
-                return too_many("in this conversation", not_until.wait_time_from(now));
+            if let Some(conv) = posted_conversation(&mut parts).await {
+                match l.admit(conv).await {
+                    Ok(Admission::Allowed) => {}
+                    Ok(Admission::Limited { retry_after }) => {
+                        return too_many("in this conversation", retry_after);
+                    }
+                    // A limit that cannot be counted lets the message
+                    // through: the limit protects against floods, and
+                    // refusing would lose messages while the counter's
+                    // store is down.
+                    Err(error) => {
+                        tracing::warn!(message = "Could not count a message against its conversation's limit; letting it through.", %error);
+                    }
+                }
             }
             Request::from_parts(parts, body)
         }

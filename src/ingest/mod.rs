@@ -1,6 +1,8 @@
 //! Inbound channels: verify a delivery exactly as its vendor documents,
 //! then normalize it into a [`crate::domain::Ticket`] (or a logged reason
-//! to ignore it). Stateless, like all of ingest: no store lookups.
+//! to ignore it). Stateless, like all of ingest: no store lookups, except
+//! that Mailgun's single-use tokens are spent through a
+//! [`crate::store::ReplayGuard`].
 //!
 //! # Layout
 //!
@@ -37,6 +39,7 @@ use rsa::RsaPublicKey;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Channel, Provider, Ticket};
+use crate::store::ReplayGuard;
 use email::reply_token::ReplyTokens;
 use email::ses;
 use helpdesk::template::{freshdesk, generic, zendesk};
@@ -68,6 +71,9 @@ pub enum IngestError {
     /// Signed, but outside the replay window (401).
     #[error("{0}")]
     StaleTimestamp(String),
+    /// A single-use signature used again for another message (401).
+    #[error("{0}")]
+    Replayed(String),
     /// Authentic but not allowed (an SNS topic off the allow-list) (403).
     #[error("{0}")]
     Forbidden(String),
@@ -166,6 +172,7 @@ pub struct Inbound {
     certs: Mutex<HashMap<String, RsaPublicKey>>,
     reply_tokens: Option<ReplyTokens>,
     parse_slots: Arc<Semaphore>,
+    replay: Option<Arc<dyn ReplayGuard>>,
 }
 
 /// What the SNS checks leave to do.
@@ -189,6 +196,7 @@ impl Inbound {
             http,
             certs: Mutex::new(HashMap::new()),
             reply_tokens: None,
+            replay: None,
             // One parse per core: more would only share the same cores
             // while holding more bodies in memory.
             parse_slots: Arc::new(Semaphore::new(
@@ -207,6 +215,12 @@ impl Inbound {
     /// Issues and honours email reply tags under the server secret.
     pub fn with_reply_tokens(mut self, tokens: ReplyTokens) -> Self {
         self.reply_tokens = Some(tokens);
+        self
+    }
+
+    /// Spends single-use signatures (Mailgun's tokens) through `guard`.
+    pub fn with_replay_guard(mut self, guard: Option<Arc<dyn ReplayGuard>>) -> Self {
+        self.replay = guard;
         self
     }
 
@@ -278,7 +292,18 @@ impl Inbound {
                 SesNext::Notification => self.ses_notification(&envelope.message, now),
             };
         }
-        self.normalize_at(provider, headers, body, verification, now)
+        let (outcome, spent) = self.normalize_at(provider, headers, body, verification, now)?;
+        self.spend(spent).await?;
+        Ok(outcome)
+    }
+
+    /// Spends a single-use signature the parse verified (Mailgun's token),
+    /// after the parse and before the ticket is queued.
+    async fn spend(&self, signed: Option<email::mailgun::Signed>) -> Result<(), IngestError> {
+        match signed {
+            Some(signed) => email::mailgun::once(self.replay.as_deref(), &signed).await,
+            None => Ok(()),
+        }
     }
 
     /// [`Self::receive`] for a server: every parse (and every signature
@@ -314,10 +339,13 @@ impl Inbound {
                 if provider == Provider::Mailgun {
                     self.mailgun_signature(&headers, &body, verification, now)?;
                 }
-                self.off_runtime(move |this| {
-                    this.normalize_at(provider, &headers, &body, verification, now)
-                })
-                .await
+                let (outcome, spent) = self
+                    .off_runtime(move |this| {
+                        this.normalize_at(provider, &headers, &body, verification, now)
+                    })
+                    .await?;
+                self.spend(spent).await?;
+                Ok(outcome)
             }
         }
     }
@@ -365,7 +393,8 @@ impl Inbound {
     }
 
     /// Verifies and normalizes a delivery of any provider but SES; all
-    /// synchronous, CPU-bound work.
+    /// synchronous, CPU-bound work. A single-use signature it verified is
+    /// returned to be spent (asynchronously, through the replay guard).
     fn normalize_at(
         &self,
         provider: Provider,
@@ -373,7 +402,7 @@ impl Inbound {
         body: &[u8],
         verification: Verification,
         now: DateTime<Utc>,
-    ) -> Result<Outcome, IngestError> {
+    ) -> Result<(Outcome, Option<email::mailgun::Signed>), IngestError> {
         let ctx = Context {
             settings: &self.settings,
             now,
@@ -383,7 +412,8 @@ impl Inbound {
         let window = self.settings.replay_window_secs;
         let s = &self.settings;
         let content_type = verify::header(headers, "content-type").unwrap_or("");
-        match provider {
+        let mut spent = None;
+        let outcome = match provider {
             Provider::Mime => {
                 if let Some(c) = self.section(&s.mime, provider, verification)? {
                     generic::verify(headers, body, &c.secret, now, window)?;
@@ -400,7 +430,7 @@ impl Inbound {
                 self.mailgun_signature(headers, body, verification, now)?;
                 let form = email::mailgun::form(content_type, body)?;
                 if let Some(c) = self.section(&s.mailgun, provider, verification)? {
-                    email::mailgun::verify(&form, c, now, window)?;
+                    spent = Some(email::mailgun::verify(&form, c, now, window)?);
                 }
                 email::normalize(provider, email::mailgun::parse(&form)?, &ctx)
             }
@@ -466,14 +496,15 @@ impl Inbound {
                     helpdesk::front::verify(headers, body, c, now, window)?;
                 }
                 if let Some(challenge) = helpdesk::front::challenge(headers) {
-                    return Ok(Outcome::Challenge(challenge));
+                    return Ok((Outcome::Challenge(challenge), None));
                 }
                 self.helpdesk(provider, helpdesk::front::parse(body)?, &ctx)
             }
             Provider::Widget => Err(IngestError::UnknownProvider(
                 "the widget is not an inbound provider".into(),
             )),
-        }
+        }?;
+        Ok((outcome, spent))
     }
 
     fn helpdesk(

@@ -14,6 +14,12 @@ pub struct InboundSettings {
     /// Deliveries whose signed timestamp is further than this from the
     /// server's clock are refused (`stale_timestamp`).
     pub replay_window_secs: u64,
+    /// Intercom and Help Scout sign no timestamp, only the body: events
+    /// (notification or thread) created longer ago than this are refused
+    /// (`stale_timestamp`), so a captured delivery cannot be replayed once
+    /// its ticket's dedup record may have expired. Keep it above the
+    /// vendors' retry horizon and below `aws.retention_days`.
+    pub max_event_age_hours: u64,
     /// Largest email delivery (raw MIME, Mailgun/SendGrid forms, SNS).
     pub max_email_bytes: usize,
     /// Largest helpdesk webhook body.
@@ -59,6 +65,7 @@ impl Default for InboundSettings {
     fn default() -> Self {
         Self {
             replay_window_secs: 300,
+            max_event_age_hours: 14 * 24,
             max_email_bytes: 10 * 1024 * 1024,
             max_webhook_bytes: 1024 * 1024,
             email_domain: None,

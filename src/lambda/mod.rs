@@ -21,7 +21,7 @@ use crate::notify::{Escalator, LogThen, SnsEscalator};
 use crate::outbox::{Channels, DispatchSettings, Dispatcher, OutboundPolicy};
 use crate::pipeline::{Pipeline, Responder, Rules, Settings};
 use crate::queue::SqsQueue;
-use crate::store::DynamoStore;
+use crate::store::{DynamoConversationLimiter, DynamoStore};
 use crate::worker::Backoff;
 
 /// Everything the AWS functions use, built once.
@@ -220,19 +220,30 @@ impl AwsRuntime {
         worker::Budget { reserve, record }
     }
 
-    /// The HTTP API router over these adapters.
+    /// The HTTP API router over these adapters, with Mailgun's tokens and
+    /// the per-conversation limit kept in the table.
     pub fn router(&self) -> anyhow::Result<axum::Router> {
         let secret = self
             .config
             .secret
             .clone()
             .context("secret is not set (DESKHAND_SECRET)")?;
-        let state = ApiState::new(
+        let mut state = ApiState::new(
             Arc::new(self.store.clone()),
             Arc::new(self.queue.clone()),
             Tokens::new(secret),
             self.config.clone(),
-        );
+        )
+        .with_replay_guard(Arc::new(self.store.clone()));
+        // Lambda instances share no memory: the conversation limit is
+        // counted in the table.
+        let per_minute = self.config.limits.per_conversation_per_minute;
+        if per_minute > 0 {
+            state = state.with_conversation_limiter(Arc::new(DynamoConversationLimiter::new(
+                self.store.clone(),
+                per_minute,
+            )));
+        }
         Ok(api::router(state))
     }
 }

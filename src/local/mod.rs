@@ -192,7 +192,8 @@ impl Local {
             Arc::new(self.queue.clone()),
             self.tokens.clone(),
             Arc::new(self.config.clone()),
-        );
+        )
+        .with_replay_guard(Arc::new(self.store.clone()));
         api::router_with(
             state,
             api::Routes {

@@ -563,18 +563,29 @@ impl Pipeline {
     /// conversation escalated, record the ticket as dead-lettered, and tell
     /// a person. The store part is best effort; the notification is not:
     /// an `Err` means nobody was told and the caller must retry.
+    ///
+    /// A live lease held by another worker is waited out, never overridden:
+    /// that worker may still answer, and its answer wins. Then this returns
+    /// [`ProcessError::Busy`] with the lease's end, and nobody is told yet;
+    /// the retry finds the ticket finished, or the lease gone.
     pub async fn give_up(&self, ticket: &Ticket, detail: &str) -> Result<(), ProcessError> {
         let conv = ticket.conversation_id;
-        let stored: Result<bool, StoreError> = async {
-            if let Claim::Done(record) = self.store.claim(ticket, self.settings().lease).await? {
-                // Finished after all (a slow worker): only its escalation may be owed.
-                if !record.notified {
-                    self.renotify(ticket, &record)
-                        .await
-                        .map_err(|e| StoreError::Transient(e.to_string()))?;
+        let mut held = None;
+        let stored: Result<GaveUp, StoreError> = async {
+            let token = match self.store.claim(ticket, self.settings().lease).await? {
+                Claim::Done(record) => {
+                    // Finished after all (a slow worker): only its escalation may be owed.
+                    if !record.notified {
+                        self.renotify(ticket, &record)
+                            .await
+                            .map_err(|e| StoreError::Transient(e.to_string()))?;
+                    }
+                    return Ok(GaveUp::Finished);
                 }
-                return Ok(false);
-            }
+                Claim::Busy { until } => return Ok(GaveUp::Held(until)),
+                Claim::Acquired { token, .. } => token,
+            };
+            held = Some(token);
             self.store
                 .append(
                     conv,
@@ -600,11 +611,12 @@ impl Pipeline {
                 detail,
                 None,
             );
-            self.store
+            let written = self
+                .store
                 .complete(Completion {
                     ticket_id: ticket.ticket_id,
                     conversation_id: conv,
-                    token: None,
+                    token: Some(token),
                     outcome: Outcome::DeadLettered,
                     reason: Some(ReasonCode::ProcessingFailed),
                     confidence: 0.0,
@@ -615,13 +627,24 @@ impl Pipeline {
                     outbox,
                 })
                 .await?;
+            held = None;
+            if written == Completed::LostClaim {
+                // Our lease ran out mid-way and another worker took it.
+                return Ok(GaveUp::Held(Utc::now()));
+            }
             self.outbound.nudge();
-            Ok(true)
+            Ok(GaveUp::DeadLettered)
         }
         .await;
+        if let Some(token) = held
+            && let Err(error) = self.store.release(ticket.ticket_id, token).await
+        {
+            warn!(message = "Could not release a given-up ticket's lease.", %error);
+        }
         let history = match &stored {
-            Ok(false) => return Ok(()),
-            Ok(true) => self
+            Ok(GaveUp::Finished) => return Ok(()),
+            Ok(GaveUp::Held(until)) => return Err(ProcessError::Busy { until: *until }),
+            Ok(GaveUp::DeadLettered) => self
                 .store
                 .history(conv, TRANSCRIPT_TURNS)
                 .await
@@ -758,6 +781,16 @@ impl Pipeline {
             at: Utc::now(),
         }
     }
+}
+
+/// What [`Pipeline::give_up`] could record.
+enum GaveUp {
+    /// The ticket had finished after all.
+    Finished,
+    /// Another worker holds it until then.
+    Held(DateTime<Utc>),
+    /// Recorded as dead-lettered: a person must be told.
+    DeadLettered,
 }
 
 fn lost_claim(written: Completed) -> Result<(), ProcessError> {

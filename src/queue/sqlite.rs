@@ -73,9 +73,10 @@ impl SqliteQueue {
     /// Enqueues a raw body (tests inject poison messages this way).
     pub async fn send_raw(&self, group: &str, dedup: &str, body: &str) -> Result<bool, QueueError> {
         let (group, dedup, body) = (group.to_owned(), dedup.to_owned(), body.to_owned());
+        // Accepting work: on disk before the sender hears 202.
         let sent = self
             .db
-            .write(move |c| {
+            .write_durable(move |c| {
                 let now = now_ms();
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let seen: Option<i64> = tx

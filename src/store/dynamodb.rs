@@ -7,6 +7,7 @@
 //! | message-id marker | `CONV#<id>` | `MSGID#<message id>` (makes appends idempotent) |
 //! | ticket state | `TICKET#<id>` | `STATE` (claim, lease, outcome, usage) |
 //! | outbox record | `OUTBOX#<id>` | `STATE` (see [`outbox`](self::outbox)) |
+//! | seen token, rate count | `SEEN#…`, `RATE#…` | see [`guards`](self::guards) |
 //!
 //! A finished ticket also carries `done_day` (`YYYY-MM-DD`, UTC) and
 //! `completed_at`, the keys of the sparse index [`DONE_INDEX`]: stats and
@@ -39,6 +40,7 @@ use crate::domain::{
     Ticket, TicketId,
 };
 
+pub mod guards;
 pub mod outbox;
 
 type Item = HashMap<String, AttributeValue>;
@@ -612,7 +614,13 @@ impl Store for DynamoStore {
                     values.insert(":tok".into(), s(t.0.to_string()));
                     "#state = :claimed AND claim_token = :tok"
                 }
-                None => "attribute_not_exists(pk) OR #state = :claimed",
+                // Without a token only an unheld ticket: a live lease's
+                // holder may still answer, and its answer wins.
+                None => {
+                    values.insert(":nowms".into(), n(completed.timestamp_millis()));
+                    "attribute_not_exists(pk) OR (#state = :claimed AND \
+                     (attribute_not_exists(lease_until) OR lease_until <= :nowms))"
+                }
             };
             let ticket_update = TransactWriteItem::builder()
                 .update(build(

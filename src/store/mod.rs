@@ -12,8 +12,12 @@
 //! * **no lost delivery**: the outbox records a completion owes its channel
 //!   (email reply, helpdesk reply, note or escalation) are written in the
 //!   same atomic step; the dispatcher delivers them through [`OutboxStore`].
+//!
+//! Beside the store, in the same file or table: the API's shared guards
+//! ([`guards`]: single-use inbound tokens, per-conversation rate counts).
 
 pub mod dynamodb;
+pub mod guards;
 pub mod outbox;
 pub mod sqlite;
 
@@ -30,6 +34,8 @@ use crate::domain::{
 };
 
 pub use dynamodb::DynamoStore;
+pub use dynamodb::guards::DynamoConversationLimiter;
+pub use guards::{Admission, ConversationLimiter, ReplayGuard, TokenUse};
 pub use outbox::{OutboxClaim, OutboxStore, Settle};
 pub use sqlite::SqliteStore;
 
@@ -104,8 +110,9 @@ pub struct Completion {
     pub ticket_id: TicketId,
     /// Its conversation.
     pub conversation_id: ConversationId,
-    /// The lease being released; `None` finishes the ticket whoever holds
-    /// it (the give-up path), unless it is already finished.
+    /// The lease being released; `None` finishes a ticket nobody holds
+    /// (no claim yet, or its lease expired or was released). A live lease
+    /// is never overridden: its holder's answer wins (`LostClaim`).
     pub token: Option<ClaimToken>,
     /// How it ended.
     pub outcome: Outcome,
@@ -132,7 +139,8 @@ pub enum Completed {
     /// Written.
     Written,
     /// The lease was lost (expired and taken, or the ticket was finished by
-    /// someone else); nothing was written.
+    /// someone else), or, without a token, another worker holds a live
+    /// lease; nothing was written.
     LostClaim,
 }
 

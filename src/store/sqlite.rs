@@ -15,6 +15,7 @@ use crate::domain::{
 };
 use crate::sqlite::{Db, DbError};
 
+mod guards;
 mod outbox;
 
 /// [`Store`] over the local SQLite file.
@@ -359,17 +360,23 @@ impl Store for SqliteStore {
             .write(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let id = done.ticket_id.to_string();
-                let row: Option<(String, Option<String>)> = tx
+                let row: Option<(String, Option<String>, Option<i64>)> = tx
                     .query_row(
-                        "SELECT state, claim_token FROM tickets WHERE ticket_id = ?1",
+                        "SELECT state, claim_token, lease_until FROM tickets WHERE ticket_id = ?1",
                         [&id],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
                     .optional()?;
                 let holds = match (&row, done.token) {
-                    (Some((state, _)), _) if state == "done" => false,
-                    (Some((_, held)), Some(token)) => held.as_deref() == Some(&token.0.to_string()),
-                    (Some(_), None) => true,
+                    (Some((state, _, _)), _) if state == "done" => false,
+                    (Some((_, held, _)), Some(token)) => {
+                        held.as_deref() == Some(&token.0.to_string())
+                    }
+                    // Without a token only an unheld ticket: a live lease's
+                    // holder may still answer, and its answer wins.
+                    (Some((_, _, lease)), None) => {
+                        lease.is_none_or(|until| until <= Utc::now().timestamp_millis())
+                    }
                     (None, Some(_)) => false,
                     (None, None) => {
                         tx.execute(
@@ -485,9 +492,10 @@ impl Store for SqliteStore {
         reason: Option<ReasonCode>,
         message: Option<NewMessage>,
     ) -> Result<Conversation, StoreError> {
+        // An agent's action: on disk before the agent hears it was done.
         let found = self
             .db
-            .write(move |c| {
+            .write_durable(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let n = tx.execute(
                     "UPDATE conversations SET status = ?2, escalation_reason = ?3, updated_at = ?4

@@ -152,8 +152,8 @@ pub async fn leases_expire_and_release(s: &dyn Store) {
 
 pub async fn dead_lettered_tickets_are_reclaimable(s: &dyn Store) {
     let t = ticket(ConversationId::random(), "hello");
-    acquire(s, &t, Duration::from_secs(60)).await;
-    let mut c = completion(&t, None, "A person will follow up.");
+    let (held, _, _) = acquire(s, &t, Duration::from_secs(60)).await;
+    let mut c = completion(&t, Some(held), "A person will follow up.");
     c.message = Some(NewMessage::failure_notice(
         t.ticket_id,
         "A person will follow up.",
@@ -339,6 +339,73 @@ pub async fn escalation_status_and_notification(s: &dyn Store) {
     );
 }
 
+/// A completion without a claim token: never over a live lease (that
+/// worker's answer must win), but once the lease has expired or been
+/// released.
+pub async fn completion_without_a_token_waits_out_a_live_lease(s: &dyn Store) {
+    let dead_letter = |t: &Ticket| {
+        let mut c = completion(t, None, "A person will follow up.");
+        c.message = Some(NewMessage::failure_notice(
+            t.ticket_id,
+            "A person will follow up.",
+        ));
+        c.outcome = Outcome::DeadLettered;
+        c.reason = Some(ReasonCode::ProcessingFailed);
+        c.status = Some(ConversationStatus::Escalated);
+        c.needs_notification = true;
+        c
+    };
+    // Worker A holds a live lease: a tokenless completion writes nothing.
+    let t = ticket(ConversationId::random(), "hello");
+    let (a, _, _) = acquire(s, &t, Duration::from_secs(60)).await;
+    assert_eq!(
+        s.complete(dead_letter(&t)).await.unwrap(),
+        Completed::LostClaim,
+        "a tokenless completion overrode a live lease"
+    );
+    assert!(s.ticket(t.ticket_id).await.unwrap().is_none());
+    // A's answer wins.
+    assert_eq!(
+        s.complete(completion(&t, Some(a), "answer")).await.unwrap(),
+        Completed::Written
+    );
+    let texts: Vec<String> = s
+        .history(t.conversation_id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body.text)
+        .collect();
+    assert_eq!(texts, ["answer"]);
+    let conv = s.conversation(t.conversation_id).await.unwrap().unwrap();
+    assert_eq!(conv.status, ConversationStatus::Open);
+    assert_eq!(
+        s.ticket(t.ticket_id).await.unwrap().unwrap().outcome,
+        Outcome::Answered
+    );
+
+    // An expired lease no longer holds the ticket.
+    let t = ticket(ConversationId::random(), "hello");
+    let (a, _, _) = acquire(s, &t, Duration::ZERO).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        s.complete(dead_letter(&t)).await.unwrap(),
+        Completed::Written
+    );
+    assert_eq!(
+        s.complete(completion(&t, Some(a), "late")).await.unwrap(),
+        Completed::LostClaim
+    );
+    // Nor does a released one.
+    let t = ticket(ConversationId::random(), "hello");
+    let (a, _, _) = acquire(s, &t, Duration::from_secs(60)).await;
+    s.release(t.ticket_id, a).await.unwrap();
+    assert_eq!(
+        s.complete(dead_letter(&t)).await.unwrap(),
+        Completed::Written
+    );
+}
+
 /// Every property above. `concurrency` runs the concurrent-append check:
 /// off against moto, whose threaded server applies `TransactWriteItems`
 /// without a lock (two transactions can both pass the same condition),
@@ -348,6 +415,7 @@ pub async fn run_all(s: Arc<dyn Store>, concurrency: bool) {
     claim_complete_and_duplicates(s.as_ref()).await;
     leases_expire_and_release(s.as_ref()).await;
     dead_lettered_tickets_are_reclaimable(s.as_ref()).await;
+    completion_without_a_token_waits_out_a_live_lease(s.as_ref()).await;
     appends_are_idempotent_ordered_and_paged(s.as_ref()).await;
     if concurrency {
         concurrent_appends_get_distinct_gapless_seqs(s.clone()).await;
@@ -538,5 +606,121 @@ pub async fn outbox_lifecycle(s: &dyn Store, o: &dyn deskhand::store::OutboxStor
             .await
             .unwrap(),
         OutboxClaim::Missing
+    );
+}
+
+/// The replay guard: a token's first use is recorded with its message's
+/// digest; the same message again is a retry, another one a replay; an
+/// expired record is forgotten; scopes are apart.
+pub async fn replay_guard_contract(g: &dyn deskhand::store::ReplayGuard) {
+    use deskhand::store::TokenUse;
+    let token = format!("tok-{}", uuid::Uuid::new_v4());
+    let until = Utc::now() + chrono::Duration::minutes(6);
+    let (mine, other) = ([1u8; 32], [2u8; 32]);
+    assert_eq!(
+        g.use_token("mailgun", &token, mine, until).await.unwrap(),
+        TokenUse::First
+    );
+    assert_eq!(
+        g.use_token("mailgun", &token, mine, until).await.unwrap(),
+        TokenUse::Retry
+    );
+    assert_eq!(
+        g.use_token("mailgun", &token, other, until).await.unwrap(),
+        TokenUse::Reused,
+        "a token carried another message"
+    );
+    // The retry is still a retry after the refused replay.
+    assert_eq!(
+        g.use_token("mailgun", &token, mine, until).await.unwrap(),
+        TokenUse::Retry
+    );
+    assert_eq!(
+        g.use_token("other", &token, other, until).await.unwrap(),
+        TokenUse::First,
+        "scopes are apart"
+    );
+    // A token whose signature has left the window is forgotten.
+    let gone = format!("tok-{}", uuid::Uuid::new_v4());
+    let past = Utc::now() - chrono::Duration::seconds(5);
+    assert_eq!(
+        g.use_token("mailgun", &gone, mine, past).await.unwrap(),
+        TokenUse::First
+    );
+    assert_eq!(
+        g.use_token("mailgun", &gone, other, until).await.unwrap(),
+        TokenUse::First
+    );
+    assert_eq!(
+        g.use_token("mailgun", &gone, mine, until).await.unwrap(),
+        TokenUse::Reused
+    );
+}
+
+/// Of concurrent uses of one token with different messages, exactly one is
+/// the first; every other is a replay.
+pub async fn replay_guard_is_atomic(g: Arc<dyn deskhand::store::ReplayGuard>) {
+    use deskhand::store::TokenUse;
+    let token = format!("tok-{}", uuid::Uuid::new_v4());
+    let until = Utc::now() + chrono::Duration::minutes(6);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8u8 {
+        let (g, token) = (g.clone(), token.clone());
+        tasks.spawn(async move {
+            g.use_token("mailgun", &token, [i; 32], until)
+                .await
+                .unwrap()
+        });
+    }
+    let mut uses = Vec::new();
+    while let Some(u) = tasks.join_next().await {
+        uses.push(u.unwrap());
+    }
+    assert_eq!(
+        uses.iter().filter(|u| **u == TokenUse::First).count(),
+        1,
+        "{uses:?}"
+    );
+    assert_eq!(
+        uses.iter().filter(|u| **u == TokenUse::Reused).count(),
+        7,
+        "{uses:?}"
+    );
+}
+
+/// A conversation limiter of `per_minute`: that many admitted, then
+/// limited with a wait of at most a minute; other conversations unaffected.
+/// Starts well inside a calendar minute, so a fixed-window counter is
+/// tested within one window.
+pub async fn conversation_limiter_contract(
+    l: &dyn deskhand::store::ConversationLimiter,
+    per_minute: u32,
+) {
+    use chrono::Timelike;
+    use deskhand::store::Admission;
+    let second = Utc::now().second();
+    if second >= 50 {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - second))).await;
+    }
+    let conv = ConversationId::random();
+    for i in 0..per_minute {
+        assert_eq!(
+            l.admit(conv).await.unwrap(),
+            Admission::Allowed,
+            "message {i}"
+        );
+    }
+    match l.admit(conv).await.unwrap() {
+        Admission::Limited { retry_after } => {
+            assert!(
+                retry_after > Duration::ZERO && retry_after <= Duration::from_secs(60),
+                "{retry_after:?}"
+            )
+        }
+        Admission::Allowed => panic!("over the limit, admitted"),
+    }
+    assert_eq!(
+        l.admit(ConversationId::random()).await.unwrap(),
+        Admission::Allowed
     );
 }

@@ -330,6 +330,34 @@ pub fn payload(provider: &str) -> Vec<u8> {
     }
 }
 
+/// [`payload`], with the event times Intercom and Help Scout payloads
+/// carry set to now (deliveries older than `inbound.max_event_age_hours`
+/// are refused as replays; the fixtures date from 2024).
+pub fn fresh_payload(provider: &str) -> Vec<u8> {
+    let raw = payload(provider);
+    let now = Utc::now();
+    let mut v: serde_json::Value = match provider {
+        "intercom" | "helpscout" => serde_json::from_slice(&raw).unwrap(),
+        _ => return raw,
+    };
+    if provider == "intercom" {
+        v["created_at"] = json!(now.timestamp());
+        v["first_sent_at"] = json!(now.timestamp());
+    } else {
+        // Keep the threads' order: newest first, a minute apart.
+        for (i, t) in v["_embedded"]["threads"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .enumerate()
+        {
+            let at = now - chrono::Duration::minutes(i as i64);
+            t["createdAt"] = json!(at.to_rfc3339_opts(SecondsFormat::Secs, true));
+        }
+    }
+    serde_json::to_vec_pretty(&v).unwrap()
+}
+
 pub const PROVIDERS: &[&str] = &[
     "mime",
     "postmark",

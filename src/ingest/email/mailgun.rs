@@ -2,14 +2,44 @@
 //! form with the parsed message (or `body-mime` when the URL asks for
 //! MIME), signed as Mailgun documents: `signature` is the hex
 //! HMAC-SHA256 of `timestamp` + `token` under the HTTP webhook signing key.
+//!
+//! The signature covers neither the message nor anything tying it to one,
+//! so within the replay window one captured signature would carry any
+//! body. As Mailgun documents, the token is therefore single-use: [`once`]
+//! records it with a digest of the form through a [`ReplayGuard`] until
+//! the signature could no longer pass the window. The same token with the
+//! same form again is Mailgun retrying (accepted; the ticket id dedups
+//! it); with a different form it is a replay, refused 401 `replayed_token`.
+//! Keying on token and form, rather than recording the token once the
+//! ticket is queued, keeps both properties without a window between check
+//! and record: a retry after a failed enqueue is still accepted, and two
+//! racing replays cannot both pass.
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 use super::{Email, message_id, message_ids, mime};
 use crate::domain::{Attachment, EmailAuth};
 use crate::ingest::form::Form;
 use crate::ingest::settings::MailgunSettings;
 use crate::ingest::{IngestError, verify};
+use crate::store::{ReplayGuard, TokenUse};
+
+/// Extra time a token is remembered beyond the replay window, for clock
+/// differences between front doors.
+const TOKEN_GRACE_SECS: i64 = 60;
+
+/// A verified delivery's one-time token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// Mailgun's random token.
+    pub token: String,
+    /// Until when the signature passes the replay window (and so until
+    /// when the token must be remembered).
+    pub until: DateTime<Utc>,
+    /// SHA-256 over the form's fields and file descriptions.
+    pub digest: [u8; 32],
+}
 
 /// Parses the form (multipart or urlencoded).
 pub fn form(content_type: &str, body: &[u8]) -> Result<Form, IngestError> {
@@ -17,13 +47,14 @@ pub fn form(content_type: &str, body: &[u8]) -> Result<Form, IngestError> {
         .map_err(|e| IngestError::Malformed(format!("Mailgun form: {e}")))
 }
 
-/// Checks `timestamp`, `token` and `signature`.
+/// Checks `timestamp`, `token` and `signature`; the token is then still
+/// to be spent with [`once`].
 pub fn verify(
     form: &Form,
     settings: &MailgunSettings,
     now: DateTime<Utc>,
     window_secs: u64,
-) -> Result<(), IngestError> {
+) -> Result<Signed, IngestError> {
     let field = |n: &str| {
         form.get(n)
             .map(str::trim)
@@ -38,14 +69,82 @@ pub fn verify(
         &[timestamp.as_bytes(), token.as_bytes()],
     );
     verify::hex_matches(&expected, signature, "the Mailgun signature")?;
-    verify::fresh(
+    let at = verify::fresh(
         timestamp,
         verify::Unit::Seconds,
         now,
         window_secs,
         "the Mailgun timestamp",
     )?;
-    Ok(())
+    let window = chrono::Duration::seconds(i64::try_from(window_secs).unwrap_or(i64::MAX / 2));
+    Ok(Signed {
+        token: token.to_owned(),
+        until: at + window + chrono::Duration::seconds(TOKEN_GRACE_SECS),
+        digest: digest(form),
+    })
+}
+
+/// A digest of what a form says: its fields and file descriptions, sorted
+/// (a retry may order them differently), each length-prefixed. Not the raw
+/// body: a retried multipart post has a new boundary.
+pub fn digest(form: &Form) -> [u8; 32] {
+    let mut fields: Vec<(&str, &str)> = form
+        .fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    fields.sort_unstable();
+    let mut files: Vec<String> = form
+        .files
+        .iter()
+        .map(|f| {
+            format!(
+                "{}\0{}\0{}\0{}",
+                f.field, f.filename, f.content_type, f.size
+            )
+        })
+        .collect();
+    files.sort_unstable();
+    let mut h = Sha256::new();
+    let mut put = |b: &[u8]| {
+        h.update((b.len() as u64).to_be_bytes());
+        h.update(b);
+    };
+    for (k, v) in fields {
+        put(k.as_bytes());
+        put(v.as_bytes());
+    }
+    put(b"files");
+    for f in &files {
+        put(f.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// Spends a verified token: refuses it (`Replayed`, 401) if it already
+/// came with another message; a guard that cannot answer is `Unavailable`
+/// (503, Mailgun retries). Without a guard (`deskhand inspect`), nothing is
+/// recorded.
+pub async fn once(guard: Option<&dyn ReplayGuard>, signed: &Signed) -> Result<(), IngestError> {
+    let Some(guard) = guard else {
+        return Ok(());
+    };
+    match guard
+        .use_token("mailgun", &signed.token, signed.digest, signed.until)
+        .await
+    {
+        Ok(TokenUse::First) => Ok(()),
+        Ok(TokenUse::Retry) => {
+            tracing::info!(message = "Mailgun retried a delivery already received.");
+            Ok(())
+        }
+        Ok(TokenUse::Reused) => Err(IngestError::Replayed(
+            "this Mailgun token was already used with a different message: signatures are single-use".into(),
+        )),
+        Err(e) => Err(IngestError::Unavailable(format!(
+            "could not check the Mailgun token: {e}"
+        ))),
+    }
 }
 
 /// The email in a verified form.
@@ -165,5 +264,45 @@ mod tests {
                 _ => format!("%{b:02X}"),
             })
             .collect()
+    }
+
+    use crate::config::Secret;
+
+    fn signed_form(fields: &str, ts: i64, token: &str) -> Form {
+        let sig = hex::encode(verify::hmac_sha256(
+            b"key",
+            &[ts.to_string().as_bytes(), token.as_bytes()],
+        ));
+        Form::urlencoded(
+            format!("{fields}&timestamp={ts}&token={token}&signature={sig}").as_bytes(),
+        )
+    }
+
+    #[test]
+    fn the_digest_is_of_what_the_form_says_not_how() {
+        let a = Form::urlencoded(b"from=a%40x.test&body-plain=hi&subject=s");
+        let reordered = Form::urlencoded(b"subject=s&from=a%40x.test&body-plain=hi");
+        let other = Form::urlencoded(b"from=a%40x.test&body-plain=hi!&subject=s");
+        // Length prefixes: moving a byte between fields changes the digest.
+        let shifted = Form::urlencoded(b"from=a%40x.tes&body-plain=thi&subject=s");
+        assert_eq!(digest(&a), digest(&reordered));
+        assert_ne!(digest(&a), digest(&other));
+        assert_ne!(digest(&a), digest(&shifted));
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_its_signature_leaves_the_window() {
+        let settings = MailgunSettings {
+            signing_key: Secret::new("key"),
+        };
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let form = signed_form("from=a%40x.test", 1_699_999_900, "tok");
+        let signed = verify(&form, &settings, now, 300).unwrap();
+        assert_eq!(signed.token, "tok");
+        assert_eq!(
+            signed.until,
+            DateTime::from_timestamp(1_699_999_900 + 300 + TOKEN_GRACE_SECS, 0).unwrap()
+        );
+        assert_eq!(signed.digest, digest(&form));
     }
 }

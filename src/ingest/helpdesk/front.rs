@@ -135,5 +135,6 @@ pub fn parse(body: &[u8]) -> Result<Parsed, IngestError> {
             message["attachments"].as_array(),
             ["filename", "content_type", "size"],
         ),
+        occurred_at: None,
     })))
 }

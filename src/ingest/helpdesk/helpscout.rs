@@ -3,8 +3,13 @@
 //! names the event. Used: `convo.created` and
 //! `convo.customer.reply.created` (the newest customer thread); agent
 //! replies, notes and the rest are ignored.
+//!
+//! The signature covers no timestamp, so a captured delivery stays valid
+//! forever; the customer thread's `createdAt` dates it, and one older than
+//! `inbound.max_event_age_hours` is refused as a replay.
 
 use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Author, HelpdeskEvent, Parsed, id_string, json_attachments};
@@ -20,6 +25,13 @@ pub fn verify(
     let signature = verify::required(headers, "x-helpscout-signature")?;
     let expected = verify::hmac_sha1(settings.secret.expose().as_bytes(), &[body]);
     verify::base64_matches(&expected, signature, "X-HelpScout-Signature")
+}
+
+/// An ISO 8601 instant field.
+fn instant(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 fn name(person: &Value) -> Option<String> {
@@ -117,6 +129,7 @@ pub fn parse(event: Option<&str>, body: &[u8]) -> Result<Parsed, IngestError> {
                 .or(thread["attachments"].as_array()),
             ["filename", "mimeType", "size"],
         ),
+        occurred_at: instant(&thread["createdAt"]).or_else(|| instant(&v["createdAt"])),
     })))
 }
 
@@ -146,5 +159,19 @@ mod tests {
         assert_eq!(e.customer_email.as_deref(), Some("ann.lee@example.com"));
         assert_eq!(e.customer_name.as_deref(), Some("Ann Lee"));
         assert_eq!(e.author_identity, None, "not the agent's identity");
+    }
+
+    #[test]
+    fn the_delivery_is_dated_by_its_newest_customer_thread() {
+        let body = br#"{"id": 5, "createdAt": "2024-03-08T08:00:00Z", "_embedded": {"threads": [
+            {"id": 2, "type": "customer", "body": "b", "createdAt": "2024-03-08T10:05:00Z", "createdBy": {"type": "customer"}},
+            {"id": 1, "type": "customer", "body": "a", "createdAt": "2024-03-08T09:00:00Z", "createdBy": {"type": "customer"}}]}}"#;
+        let Parsed::Event(e) = parse(Some("convo.customer.reply.created"), body).unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!(
+            e.occurred_at,
+            Some("2024-03-08T10:05:00Z".parse::<DateTime<Utc>>().unwrap())
+        );
     }
 }

@@ -8,8 +8,14 @@
 //! the 1.x shape older apps still receive (`conversation_message`, `user`).
 //! The author's `type` decides who wrote; a payload without one is a 400
 //! saying so, never a silent ignore.
+//!
+//! The signature covers no timestamp, so a captured notification stays
+//! valid forever; its `created_at` (when Intercom created the notification;
+//! retries keep it) dates it, and one older than
+//! `inbound.max_event_age_hours` is refused as a replay.
 
 use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Author, HelpdeskEvent, Parsed, id_string, json_attachments};
@@ -28,6 +34,17 @@ pub fn verify(
     })?;
     let expected = verify::hmac_sha1(settings.secret.expose().as_bytes(), &[body]);
     verify::hex_matches(&expected, hex, "X-Hub-Signature")
+}
+
+/// An epoch-seconds field (a number, or digits in a string).
+fn epoch(v: &Value) -> Option<DateTime<Utc>> {
+    let secs = v
+        .as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))?;
+    // 0 is Intercom's "not yet" (`delivered_at: 0`), not 1970.
+    (secs > 0)
+        .then(|| DateTime::from_timestamp(secs, 0))
+        .flatten()
 }
 
 fn author(v: &Value) -> Result<Author, IngestError> {
@@ -151,6 +168,9 @@ pub fn parse(body: &[u8]) -> Result<Parsed, IngestError> {
             message["attachments"].as_array(),
             ["name", "content_type", "filesize"],
         ),
+        occurred_at: epoch(&v["created_at"])
+            .or_else(|| epoch(&v["first_sent_at"]))
+            .or_else(|| epoch(&message["created_at"])),
     })))
 }
 
@@ -188,5 +208,23 @@ mod tests {
             panic!()
         };
         assert_eq!(e.author, Author::Agent);
+    }
+
+    #[test]
+    fn the_notification_is_dated_by_its_created_at() {
+        let body = br#"{"topic": "conversation.user.created", "created_at": 1709888401,
+            "data": {"item": {"id": "1", "source": {"id": "2", "body": "hi", "created_at": 1,
+            "author": {"type": "user", "email": "a@x.test"}}}}}"#;
+        let Parsed::Event(e) = parse(body).unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!(e.occurred_at, DateTime::from_timestamp(1_709_888_401, 0));
+        let undated = br#"{"topic": "conversation.user.created", "delivered_at": 0,
+            "data": {"item": {"id": "1", "source": {"id": "2", "body": "hi",
+            "author": {"type": "user"}}}}}"#;
+        let Parsed::Event(e) = parse(undated).unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!(e.occurred_at, None);
     }
 }

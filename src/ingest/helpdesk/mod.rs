@@ -9,6 +9,8 @@ pub mod intercom;
 pub mod native;
 pub mod template;
 
+use chrono::{DateTime, Utc};
+
 use super::text::{html_to_text, strip_reply, tidy};
 use super::{Context, Ignored, IngestError, Outcome};
 use crate::domain::{
@@ -50,6 +52,10 @@ pub struct HelpdeskEvent {
     pub html: bool,
     /// Attachments, listed.
     pub attachments: Vec<Attachment>,
+    /// When the vendor created the event, from a payload whose signature
+    /// covers no timestamp (Intercom, Help Scout); older than
+    /// `inbound.max_event_age_hours` is refused as a replay.
+    pub occurred_at: Option<DateTime<Utc>>,
 }
 
 /// What a vendor payload holds.
@@ -99,6 +105,17 @@ pub fn normalize(
     event: HelpdeskEvent,
     ctx: &Context<'_>,
 ) -> Result<Outcome, IngestError> {
+    if let Some(at) = event.occurred_at {
+        let max = ctx.settings.max_event_age_hours;
+        let age = (ctx.now - at).num_seconds();
+        if age > i64::try_from(max.saturating_mul(3600)).unwrap_or(i64::MAX) {
+            return Err(IngestError::StaleTimestamp(format!(
+                "the {provider} event was created {} h ago; events older than \
+                 inbound.max_event_age_hours ({max} h) are refused as replays",
+                age / 3600
+            )));
+        }
+    }
     match event.author {
         Author::Agent => {
             return Ok(Outcome::Ignored(Ignored::new(

@@ -162,6 +162,7 @@ pub fn parse(
                 size: a.size.unwrap_or(0),
             })
             .collect(),
+        occurred_at: None,
     })))
 }
 
