@@ -504,13 +504,24 @@ fn quote_content(line: &str) -> &str {
         .trim_end()
 }
 
+/// Width past which a mail client wraps a line (72 to 80 in practice).
+const WRAP_WIDTH: usize = 70;
+
 /// Whether `line` (not quoted) is the hard-wrapped tail of the quoted line
-/// `above`: that one is long and stops mid-sentence, and this one goes on
-/// in lower case or is itself followed by more quoted lines.
+/// `above`: that one stops mid-sentence where the tail's first word would
+/// have run past the wrap width, and the tail goes on in lower case or is
+/// itself followed by more quoted lines. (A customer's answer typed right
+/// under a short quoted question is not a tail.)
 fn is_continuation(above: &str, line: &str, sandwiched: bool) -> bool {
-    let above = quote_content(above);
-    let cut_mid_sentence = above.chars().count() >= 40
-        && !above.ends_with(['.', '?', '!', ':', ';', '。', '？', '！']);
+    let width = above.trim_end().chars().count();
+    let content = quote_content(above);
+    let first_word = line
+        .split_whitespace()
+        .next()
+        .map_or(0, |w| w.chars().count());
+    let cut_mid_sentence = content.chars().count() >= 40
+        && width + 1 + first_word > WRAP_WIDTH
+        && !content.ends_with(['.', '?', '!', ':', ';', '。', '？', '！']);
     let lower = line
         .trim()
         .chars()
@@ -866,5 +877,8 @@ mod tests {
         // The same block under an attribution is history.
         let reply = "Hi\n\nOn Mon, 1 Jan 2024 at 10:00 A <a@b.co> wrote:\n> rows are capped\n\nok";
         assert_eq!(strip_reply(reply, None), "Hi\n\nok");
+        // An answer typed right under a quoted question is not its wrapped tail.
+        let inline = "On Mon, 1 Jan 2024 at 10:00 A <a@b.co> wrote:\n> Which plan are you on and how many seats do you need\nwe are on pro, 5 seats\n> Anything else";
+        assert_eq!(strip_reply(inline, None), "we are on pro, 5 seats");
     }
 }
