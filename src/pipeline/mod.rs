@@ -11,7 +11,9 @@
 //! its lease expires; a crash after it but before the escalation was
 //! published is repaired by the next delivery, which publishes again.
 
+pub mod acts;
 pub mod decide;
+pub mod language;
 pub mod rules;
 
 use std::sync::Arc;
