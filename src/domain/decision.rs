@@ -28,6 +28,13 @@ named_enum!(
         DeliveryFailed = "delivery_failed",
         /// A customer wrote again in a conversation a human already owns.
         FollowUp = "follow_up",
+        /// The customer said the bot's answer did not help.
+        Unhelpful = "unhelpful",
+        /// The question is about the customer's own account (a balance, a
+        /// charge, an order), which no knowledge base holds.
+        NeedsAccountData = "needs_account_data",
+        /// Written in a language the generator cannot answer in.
+        UnsupportedLanguage = "unsupported_language",
     }
 );
 
@@ -52,7 +59,10 @@ impl ReasonCode {
             | ReasonCode::LowConfidence
             | ReasonCode::NoKnowledge
             | ReasonCode::ModelRefused
-            | ReasonCode::FollowUp => Priority::Normal,
+            | ReasonCode::FollowUp
+            | ReasonCode::Unhelpful
+            | ReasonCode::NeedsAccountData
+            | ReasonCode::UnsupportedLanguage => Priority::Normal,
         }
     }
 }
@@ -151,5 +161,21 @@ named_enum!(
         Forwarded = "forwarded",
         /// Given up after retries; a human was notified.
         DeadLettered = "dead_lettered",
+        /// The message was only a greeting, thanks, acknowledgement or
+        /// goodbye: answered in kind, neither a resolution nor an escalation.
+        Acknowledged = "acknowledged",
+        /// The customer thanked the bot after its answer: that answer is
+        /// confirmed (nobody else is needed).
+        Confirmed = "confirmed",
     }
 );
+
+impl Outcome {
+    /// Whether a person had to be told about the ticket.
+    pub fn needs_person(self) -> bool {
+        matches!(
+            self,
+            Outcome::Escalated | Outcome::Forwarded | Outcome::DeadLettered
+        )
+    }
+}
