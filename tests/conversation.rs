@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{TestApp, with_role};
 use deskhand::config::{Config, Secret};
+use deskhand::eval;
 use deskhand::knowledge::TantivyIndex;
 use deskhand::knowledge::tantivy::load_documents;
 use deskhand::pipeline::{Responder, Rules, Settings, acts};
@@ -242,4 +243,48 @@ async fn a_sensitive_subject_line_escalates_a_harmless_question() {
         attack.generation.is_none(),
         "the generator was asked anyway"
     );
+}
+
+/// The conversation case set (`fixtures/eval/conversation.jsonl`, over the
+/// demo KB): acts, questions wrapped in pleasantries, dissatisfaction,
+/// account questions, sensitive topics in other words and other languages.
+#[tokio::test]
+async fn the_conversation_case_set_meets_its_thresholds() {
+    let root = common::root();
+    let config = Config {
+        kb_dir: root.join("fixtures/kb"),
+        ..Config::default()
+    };
+    let docs = load_documents(&config.kb_dir, &mut |_, _| {}).unwrap();
+    let responder = Responder::new(
+        Arc::new(TantivyIndex::in_memory(&docs).unwrap()),
+        deskhand::local::generator(&config).unwrap(),
+        Rules::new(&config.pipeline).unwrap(),
+        Settings::from_config(&config),
+    );
+    let cases = eval::load_cases(&root.join("fixtures/eval/conversation.jsonl")).unwrap();
+    let r = eval::run(&responder, &cases).await.unwrap();
+    let shown = r.render();
+    assert!(r.total >= 70, "{shown}");
+    // A pleasantry is never escalated, and never answered from the KB.
+    for c in r.cases.iter().filter(|c| c.expected_act.is_some()) {
+        assert_eq!(c.reason, None, "{}: escalated\n{shown}", c.id);
+        assert!(
+            c.cited.is_empty(),
+            "{}: answered from the KB\n{shown}",
+            c.id
+        );
+    }
+    for reason in [
+        "unhelpful",
+        "needs_account_data",
+        "sensitive_topic",
+        "asked_for_human",
+        "unsupported_language",
+    ] {
+        let c = &r.reasons[reason];
+        assert!(c.expected >= 4, "the set must exercise {reason}");
+        assert!(c.matched * 10 >= c.expected * 9, "{reason}: {shown}");
+    }
+    assert!(r.cases_correct * 20 >= r.total * 19, "{shown}");
 }

@@ -36,7 +36,8 @@ const FUNCTION_WORDS: &[(&str, &[&str])] = &[
             "el", "la", "los", "las", "del", "que", "qué", "cómo", "como", "por", "para", "con",
             "una", "mi", "mis", "es", "está", "estoy", "quiero", "puedo", "hablar", "gracias",
             "no", "y", "se", "su", "lo", "al", "muy", "pero", "más", "eso", "esto", "me", "tengo",
-            "hay", "mí", "cuál", "dónde", "cuándo", "porque", "usted", "ustedes",
+            "hay", "mí", "cuál", "dónde", "cuándo", "porque", "usted", "ustedes", "cada", "sus",
+            "unos", "unas", "desde", "hasta", "también", "este", "esta", "ese",
         ],
     ),
     (
@@ -45,7 +46,8 @@ const FUNCTION_WORDS: &[(&str, &[&str])] = &[
             "le", "la", "les", "des", "du", "je", "j", "vous", "est", "et", "pour", "pas", "une",
             "un", "ne", "mon", "ma", "mes", "avec", "sur", "ce", "c", "qu", "que", "comment",
             "suis", "veux", "voudrais", "à", "d", "l", "n", "m", "ça", "cela", "il", "elle",
-            "nous", "votre", "mais", "où", "quand", "pourquoi", "ai", "au",
+            "nous", "votre", "mais", "où", "quand", "pourquoi", "ai", "au", "chaque", "aussi",
+            "sans", "cette", "ou", "vos", "leur",
         ],
     ),
     (
@@ -55,7 +57,8 @@ const FUNCTION_WORDS: &[(&str, &[&str])] = &[
             "einen", "einer", "mein", "meine", "meinem", "meinen", "wie", "kann", "zu", "auf",
             "für", "sie", "wir", "bitte", "habe", "hat", "wurde", "den", "dem", "von", "im",
             "auch", "wird", "möchte", "mir", "mich", "warum", "wo", "wann", "kein", "keine",
-            "noch", "aber", "oder", "sich", "geht", "es",
+            "noch", "aber", "oder", "sich", "geht", "es", "jede", "jeden", "ohne", "über",
+            "dieser", "diese", "meiner",
         ],
     ),
     (
@@ -64,7 +67,8 @@ const FUNCTION_WORDS: &[(&str, &[&str])] = &[
             "o", "os", "as", "da", "dos", "não", "com", "um", "uma", "eu", "meu", "minha", "é",
             "está", "que", "para", "por", "como", "isso", "isto", "faço", "quero", "falar",
             "obrigado", "obrigada", "você", "na", "no", "em", "ao", "me", "mas", "porque", "onde",
-            "quando", "tenho", "posso", "seu", "sua", "nos", "ele", "ela",
+            "quando", "tenho", "posso", "seu", "sua", "nos", "ele", "ela", "cada", "também", "sem",
+            "este", "esta", "esse", "essa", "meus", "minhas",
         ],
     ),
     (
@@ -128,7 +132,7 @@ pub fn english_or_unknown(language: Option<&Language>) -> bool {
 }
 
 /// The function-word vote: a word in `k` lists gives each `1/k`; the
-/// winner needs 1.5 votes and twice the runner-up's.
+/// winner needs 1.5 votes and 1.5 times the runner-up's.
 fn vote(text: &str) -> Option<Language> {
     let lower = text.to_lowercase();
     let mut scores = [0.0f64; FUNCTION_WORDS.len()];
@@ -149,7 +153,7 @@ fn vote(text: &str) -> Option<Language> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
     let (best, second) = (scores[order[0]], scores[order[1]]);
-    (best >= 1.5 && best >= 2.0 * second).then(|| {
+    (best >= 1.5 && best >= 1.5 * second).then(|| {
         let code = FUNCTION_WORDS[order[0]].0;
         Language {
             code,
@@ -207,6 +211,8 @@ mod tests {
                 "pt",
             ),
             ("Ich möchte mit einem Menschen sprechen", "de"),
+            ("¿Puedo enviar facturas recurrentes cada mes?", "es"),
+            ("Wie kann ich meine Daten exportieren?", "de"),
         ] {
             assert_eq!(lang(text), Some(want), "{text}: {:?}", detect(text));
         }
