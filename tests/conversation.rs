@@ -9,15 +9,25 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
 
 use common::{TestApp, with_role};
 use deskhand::config::{Config, Secret};
+use deskhand::domain::{
+    ConversationId, Customer, EmailAddress, MessageText, Outcome, Provider, ReasonCode, Role,
+    Thread, Ticket, TicketId,
+};
 use deskhand::eval;
 use deskhand::knowledge::TantivyIndex;
 use deskhand::knowledge::tantivy::load_documents;
-use deskhand::pipeline::{Responder, Rules, Settings, acts};
+use deskhand::notify::{EscalateError, Escalation, Escalator};
+use deskhand::pipeline::{Pipeline, Processed, Responder, Rules, Settings, acts};
+use deskhand::sqlite::Db;
+use deskhand::store::{SqliteStore, Store};
 use serde_json::{Value, json};
 
 const AGENT: &str = "agent-key-for-tests-0123456789";
@@ -213,22 +223,120 @@ async fn dissatisfaction_offers_a_person_instead_of_another_guess() {
     app.stop().await;
 }
 
-/// Security finding #14.9: the rules read only the body, so a legal threat
-/// in the subject line over a harmless question was answered.
-#[tokio::test]
-async fn a_sensitive_subject_line_escalates_a_harmless_question() {
+fn responder() -> Responder {
     let root = common::root();
     let config = Config {
         kb_dir: root.join("fixtures/kb"),
         ..Config::default()
     };
     let docs = load_documents(&config.kb_dir, &mut |_, _| {}).unwrap();
-    let responder = Responder::new(
+    Responder::new(
         Arc::new(TantivyIndex::in_memory(&docs).unwrap()),
         deskhand::local::generator(&config).unwrap(),
         Rules::new(&config.pipeline).unwrap(),
         Settings::from_config(&config),
+    )
+}
+
+#[derive(Default)]
+struct Told(Mutex<Vec<ReasonCode>>);
+
+#[async_trait]
+impl Escalator for Told {
+    async fn escalate(&self, e: &Escalation) -> Result<(), EscalateError> {
+        self.0.lock().unwrap().push(e.reason);
+        Ok(())
+    }
+}
+
+/// An email in the thread rooted at `root`.
+fn email(root: &str, subject: &str, text: &str) -> Ticket {
+    let ticket_id = TicketId::new();
+    Ticket {
+        ticket_id,
+        conversation_id: ConversationId::derive(Provider::Mime, root),
+        provider: Provider::Mime,
+        customer: Customer {
+            email: EmailAddress::parse("ann@example.com"),
+            name: Some("Ann Lee".into()),
+        },
+        subject: Some(subject.into()),
+        text: MessageText::parse(text, 4000).unwrap(),
+        attachments: vec![],
+        thread: Thread {
+            root: Some(root.into()),
+            message_id: Some(format!("<{ticket_id}@example.com>")),
+            references: vec![root.into()],
+            reply_message_id: Some(format!("<{ticket_id}@deskhand.acme.test>")),
+        },
+        received_at: Utc::now(),
+    }
+}
+
+/// Email is not a chat: thanks are recorded without a "you're welcome"
+/// mail, a question under a real subject is a question whatever the body's
+/// pleasantries, and an escalated thread stays with the person.
+#[tokio::test]
+async fn email_threads_get_no_pleasantry_mail_and_stay_with_a_person() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::new(
+        Db::open(&data.path().join("db.sqlite")).unwrap(),
+    ));
+    let told = Arc::new(Told::default());
+    let pipeline = Pipeline::new(store.clone(), told.clone(), responder());
+    let record = |t: &Ticket| {
+        let store = store.clone();
+        let id = t.ticket_id;
+        async move { store.ticket(id).await.unwrap().unwrap() }
+    };
+
+    let first = email("<a-1@example.com>", "Two-factor", TWO_FA);
+    assert_eq!(pipeline.process(&first).await.unwrap(), Processed::Answered);
+    let thanks = email(
+        "<a-1@example.com>",
+        "Re: Two-factor",
+        "Thanks, that worked!\n\nAnn",
     );
+    assert_eq!(
+        pipeline.process(&thanks).await.unwrap(),
+        Processed::Acknowledged
+    );
+    assert_eq!(record(&thanks).await.outcome, Outcome::Confirmed);
+    let history = store.history(first.conversation_id, 10).await.unwrap();
+    let roles: Vec<Role> = history.iter().map(|m| m.body.role).collect();
+    assert_eq!(
+        roles,
+        [Role::Customer, Role::Assistant, Role::Customer],
+        "a reply to the thanks was written"
+    );
+
+    // The question is in the subject; the body is only pleasantries.
+    let wrapped = email("<b-1@example.com>", TWO_FA, "Hi team,\n\nThanks,\nMaria");
+    assert_eq!(
+        pipeline.process(&wrapped).await.unwrap(),
+        Processed::Answered
+    );
+
+    // An escalated email thread is a person's, even for no_knowledge.
+    let odd = email(
+        "<c-1@example.com>",
+        "Furniture",
+        "Do you sell garden furniture?",
+    );
+    assert!(matches!(
+        pipeline.process(&odd).await.unwrap(),
+        Processed::Escalated(_)
+    ));
+    let next = email("<c-1@example.com>", "Re: Furniture", TWO_FA);
+    assert_eq!(pipeline.process(&next).await.unwrap(), Processed::Forwarded);
+    assert_eq!(told.0.lock().unwrap().last(), Some(&ReasonCode::FollowUp));
+}
+
+/// Security finding #14.9: the rules read only the body, so a legal threat
+/// in the subject line over a harmless question was answered.
+#[tokio::test]
+async fn a_sensitive_subject_line_escalates_a_harmless_question() {
+    let responder = responder();
     let question = "How do I reset my password?";
     let plain = responder.think(question, Some("Password")).await.unwrap();
     assert_eq!(plain.decision.reason(), None, "{:?}", plain.decision);
@@ -250,19 +358,8 @@ async fn a_sensitive_subject_line_escalates_a_harmless_question() {
 /// account questions, sensitive topics in other words and other languages.
 #[tokio::test]
 async fn the_conversation_case_set_meets_its_thresholds() {
-    let root = common::root();
-    let config = Config {
-        kb_dir: root.join("fixtures/kb"),
-        ..Config::default()
-    };
-    let docs = load_documents(&config.kb_dir, &mut |_, _| {}).unwrap();
-    let responder = Responder::new(
-        Arc::new(TantivyIndex::in_memory(&docs).unwrap()),
-        deskhand::local::generator(&config).unwrap(),
-        Rules::new(&config.pipeline).unwrap(),
-        Settings::from_config(&config),
-    );
-    let cases = eval::load_cases(&root.join("fixtures/eval/conversation.jsonl")).unwrap();
+    let responder = responder();
+    let cases = eval::load_cases(&common::root().join("fixtures/eval/conversation.jsonl")).unwrap();
     let r = eval::run(&responder, &cases).await.unwrap();
     let shown = r.render();
     assert!(r.total >= 70, "{shown}");
