@@ -2,8 +2,9 @@
 //! generation and the gate (no HTTP, no store) and measures them.
 //!
 //! Case format, one JSON object a line:
-//! `{"id":"c1","question":"…","expect":{"decision":"answer"|"escalate","reason":"<code>","docs":["path.md"]}}`
-//! (`reason` and `docs` optional).
+//! `{"id":"c1","question":"…","subject":"…","expect":{"decision":"answer"|"escalate","reason":"<code>","docs":["path.md"],"act":"greeting"}}`
+//! (`subject`, `reason`, `docs` and `act` optional; `act` expects the reply
+//! to a greeting, thanks, acknowledgement or goodbye rather than an answer).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Decision, ReasonCode};
 use crate::knowledge::Retriever;
 use crate::llm::extractive::{Calibration, Extractive};
-use crate::pipeline::Responder;
+use crate::pipeline::{ActKind, Responder};
 
 /// Expected outcome of a case.
 #[derive(Debug, Clone, Deserialize)]
@@ -28,6 +29,9 @@ pub struct Expect {
     /// Documents that hold the answer.
     #[serde(default)]
     pub docs: Vec<String>,
+    /// The conversation act the message is (then the answer is its reply).
+    #[serde(default)]
+    pub act: Option<ActKind>,
 }
 
 /// The expected decision.
@@ -48,6 +52,9 @@ pub struct Case {
     pub id: String,
     /// The customer's message.
     pub question: String,
+    /// Its subject line, if it has one.
+    #[serde(default)]
+    pub subject: Option<String>,
     /// What should happen.
     pub expect: Expect,
 }
@@ -65,6 +72,10 @@ pub struct CaseResult {
     pub expected_reason: Option<ReasonCode>,
     /// Expected documents.
     pub expected_docs: Vec<String>,
+    /// Expected conversation act.
+    pub expected_act: Option<ActKind>,
+    /// The conversation act recognised, if any.
+    pub act: Option<ActKind>,
     /// `answer` or `escalate`.
     pub decision: ExpectedDecision,
     /// The reason, if escalated.
@@ -176,7 +187,7 @@ pub async fn run(responder: &Responder, cases: &[Case]) -> anyhow::Result<Report
     let mut results = Vec::with_capacity(cases.len());
     for case in cases {
         let thought = responder
-            .think(&case.question, None)
+            .think(&case.question, case.subject.as_deref())
             .await
             .with_context(|| format!("case {}", case.id))?;
         let top_docs: Vec<String> = thought
@@ -207,9 +218,12 @@ pub async fn run(responder: &Responder, cases: &[Case]) -> anyhow::Result<Report
         };
         let cites_expected =
             case.expect.docs.is_empty() || cited.iter().any(|d| case.expect.docs.contains(d));
+        let act = thought.act.map(|a| a.kind);
         let correct = decision == case.expect.decision
             && match decision {
-                ExpectedDecision::Answer => cites_expected,
+                ExpectedDecision::Answer => {
+                    cites_expected && (case.expect.act.is_none() || case.expect.act == act)
+                }
                 ExpectedDecision::Escalate => {
                     case.expect.reason.is_none() || case.expect.reason == reason
                 }
@@ -220,6 +234,8 @@ pub async fn run(responder: &Responder, cases: &[Case]) -> anyhow::Result<Report
             expected: case.expect.decision,
             expected_reason: case.expect.reason,
             expected_docs: case.expect.docs.clone(),
+            expected_act: case.expect.act,
+            act,
             decision,
             reason,
             confidence,
@@ -450,9 +466,10 @@ impl Report {
         if !failing.is_empty() {
             out.push_str(&format!("\nfailing cases ({})\n", failing.len()));
             for c in failing {
-                let got = match c.reason {
-                    Some(r) => format!("escalate/{r}"),
-                    None => format!(
+                let got = match (c.reason, c.act) {
+                    (Some(r), _) => format!("escalate/{r}"),
+                    (None, Some(a)) => format!("reply to {}", a.as_str()),
+                    (None, None) => format!(
                         "answer (conf {:.2}, cited {})",
                         c.confidence,
                         c.cited.join(",")
@@ -461,9 +478,10 @@ impl Report {
                 let want = match (c.expected, c.expected_reason) {
                     (ExpectedDecision::Escalate, Some(r)) => format!("escalate/{r}"),
                     (ExpectedDecision::Escalate, None) => "escalate".into(),
-                    (ExpectedDecision::Answer, _) => {
-                        format!("answer from {}", c.expected_docs.join(","))
-                    }
+                    (ExpectedDecision::Answer, _) => match c.expected_act {
+                        Some(a) => format!("reply to {}", a.as_str()),
+                        None => format!("answer from {}", c.expected_docs.join(",")),
+                    },
                 };
                 let q: String = c.question.chars().take(90).collect();
                 out.push_str(&format!(

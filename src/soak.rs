@@ -599,7 +599,7 @@ impl Harness {
                     // Judged by what reached a person, not by the `notified`
                     // flag: a flag write that failed after a successful
                     // publish only means the escalation may be sent again.
-                    let needs_person = record.outcome != Outcome::Answered;
+                    let needs_person = record.outcome.needs_person();
                     let told = notified
                         .get(&Some(t.ticket_id))
                         .is_some_and(|r| !r.is_empty());

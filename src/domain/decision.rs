@@ -31,6 +31,13 @@ named_enum!(
         /// The email's sender failed authentication (DMARC, or SPF without
         /// DKIM): held for a person, nothing is sent to the forged address.
         UnverifiedSender = "unverified_sender",
+        /// The customer said the bot's answer did not help.
+        Unhelpful = "unhelpful",
+        /// The question is about the customer's own account (a balance, a
+        /// charge, an order), which no knowledge base holds.
+        NeedsAccountData = "needs_account_data",
+        /// Written in a language the generator cannot answer in.
+        UnsupportedLanguage = "unsupported_language",
     }
 );
 
@@ -56,7 +63,10 @@ impl ReasonCode {
             | ReasonCode::NoKnowledge
             | ReasonCode::ModelRefused
             | ReasonCode::FollowUp
-            | ReasonCode::UnverifiedSender => Priority::Normal,
+            | ReasonCode::UnverifiedSender
+            | ReasonCode::Unhelpful
+            | ReasonCode::NeedsAccountData
+            | ReasonCode::UnsupportedLanguage => Priority::Normal,
         }
     }
 }
@@ -155,5 +165,21 @@ named_enum!(
         Forwarded = "forwarded",
         /// Given up after retries; a human was notified.
         DeadLettered = "dead_lettered",
+        /// The message was only a greeting, thanks, acknowledgement or
+        /// goodbye: answered in kind, neither a resolution nor an escalation.
+        Acknowledged = "acknowledged",
+        /// The customer thanked the bot after its answer: that answer is
+        /// confirmed (nobody else is needed).
+        Confirmed = "confirmed",
     }
 );
+
+impl Outcome {
+    /// Whether a person had to be told about the ticket.
+    pub fn needs_person(self) -> bool {
+        matches!(
+            self,
+            Outcome::Escalated | Outcome::Forwarded | Outcome::DeadLettered
+        )
+    }
+}

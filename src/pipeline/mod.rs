@@ -2,16 +2,44 @@
 //!
 //! claim (idempotency lease) → append the customer message → if a person
 //! owns the conversation, forward and stop → history ‖ retrieval → rules →
-//! generate → decide → write reply, status, usage and the outbox records
-//! owed to the ticket's channel atomically → publish the escalation → mark
-//! it notified.
+//! conversation acts → generate → decide → write reply, status, usage and
+//! the outbox records owed to the ticket's channel atomically → publish the
+//! escalation → mark it notified.
 //!
 //! A duplicate delivery finds the ticket done and calls no model; a crash
 //! anywhere before the atomic write leaves the ticket claimable again once
 //! its lease expires; a crash after it but before the escalation was
 //! published is repaired by the next delivery, which publishes again.
+//!
+//! **Conversation acts.** A message that is only a greeting, thanks, an
+//! acknowledgement or a goodbye ([`acts`]) gets a short reply in its
+//! language and never escalates (outcome `acknowledged`, or `confirmed` for
+//! thanks right after a bot answer); it leaves the conversation's status as
+//! it is. A greeting around a question is the question.
+//!
+//! **When the bot falls silent.** An escalated conversation is silent
+//! (each new message is forwarded to the person, `follow_up`) with one
+//! exception: in a chat (widget) escalated for `no_knowledge`,
+//! `low_confidence` or `unsupported_language`, the bot goes on answering
+//! the customer's next questions until a person has replied there. Why:
+//! those reasons say only that the bot could not answer *that* question.
+//! The customer did not ask for a person, and is still in the chat, waiting;
+//! a bot gone dumb for good after "hi" or one odd question is what made
+//! customers give up. The person still gets that question (the escalation
+//! is published, the status stays `escalated` until they close or hand it
+//! back). Every other reason asks for a person (asked_for_human,
+//! sensitive_topic, negative_sentiment, unhelpful, needs_account_data,
+//! model_refused, delivery_failed…), and once an agent has replied (their
+//! message is the last non-customer one in the recent history; none in
+//! sight counts as a person on it) the bot must not talk over them. Email
+//! and helpdesk threads are not chats: an escalated thread goes to a
+//! person whole, and the bot does not interleave replies in a customer's
+//! mailbox. The decision reads only what the stores already keep (status,
+//! escalation reason, messages), so neither store changes.
 
+pub mod acts;
 pub mod decide;
+pub mod language;
 pub mod rules;
 
 use std::sync::Arc;
@@ -20,9 +48,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::{Instrument, info_span, warn};
 
-use crate::config::Config;
+use crate::config::{Config, GeneratorKind};
 use crate::domain::{
-    ConversationStatus, Decision, Message, NewMessage, Outcome, ReasonCode, Role, Ticket, Usage,
+    Channel, ConversationStatus, Decision, Message, NewMessage, Outcome, ReasonCode, Reply, Role,
+    Ticket, Usage,
 };
 use crate::knowledge::{Passage, RetrieveError, Retriever};
 use crate::llm::{GenerateError, GenerateRequest, Generation, Generator};
@@ -30,8 +59,10 @@ use crate::notify::{Escalation, Escalator, TranscriptLine};
 use crate::outbox::OutboundPolicy;
 use crate::store::{Claim, ClaimToken, Completed, Completion, Store, StoreError, TicketRecord};
 
+pub use acts::{Act, ActKind, ActReplies};
 pub use decide::{Gate, decide};
-pub use rules::{RuleHit, Rules};
+pub use language::Language;
+pub use rules::{Assessment, RuleHit, Rules};
 
 /// Turns of transcript sent with an escalation.
 const TRANSCRIPT_TURNS: usize = 6;
@@ -53,6 +84,13 @@ pub struct Settings {
     pub min_relevance: f32,
     /// What the customer sees on escalation.
     pub holding_message: String,
+    /// What a chat customer sees when the bot stays on after escalating.
+    pub chat_holding_message: String,
+    /// Replies to conversation acts, by language.
+    pub act_replies: std::collections::BTreeMap<String, ActReplies>,
+    /// The generator is the extractive one: it answers only in the
+    /// knowledge base's own words, so it cannot answer another language.
+    pub extractive: bool,
 }
 
 impl Settings {
@@ -67,6 +105,9 @@ impl Settings {
             },
             min_relevance: c.pipeline.min_relevance,
             holding_message: c.pipeline.holding_message.clone(),
+            chat_holding_message: c.pipeline.chat_holding_message.clone(),
+            act_replies: c.pipeline.act_replies.clone(),
+            extractive: c.generator.kind == GeneratorKind::Extractive,
         }
     }
 }
@@ -80,6 +121,8 @@ pub enum Processed {
     Escalated(ReasonCode),
     /// Stored and forwarded to the person who owns the conversation.
     Forwarded,
+    /// A greeting, thanks or goodbye, answered in kind.
+    Acknowledged,
     /// Finished by an earlier delivery; nothing done.
     AlreadyDone,
     /// Finished earlier but its escalation was not yet out; published now.
@@ -146,8 +189,12 @@ pub struct Thought {
     pub decision: Decision,
     /// Model usage.
     pub usage: Usage,
-    /// The message's sentiment (VADER compound, -1..=1).
+    /// The message's sentiment (VADER compound, -1..=1; 0 if not English).
     pub sentiment: f64,
+    /// The conversation act the message was, if it was nothing else.
+    pub act: Option<Act>,
+    /// The message's language, when it is clear.
+    pub language: Option<Language>,
 }
 
 impl Thought {
@@ -165,6 +212,8 @@ impl Thought {
             }),
             usage: Usage::default(),
             sentiment: 0.0,
+            act: None,
+            language: None,
         }
     }
 }
@@ -221,26 +270,19 @@ impl Responder {
         question: &str,
         subject: Option<&str>,
     ) -> Result<Thought, ProcessError> {
-        let query = match subject {
-            Some(s) => format!("{s}\n{question}"),
-            None => question.to_owned(),
-        };
-        let passages = self.retriever.retrieve(&query, self.settings.top_k).await?;
-        self.think_with(
-            question,
-            subject,
-            crate::domain::Channel::Widget,
-            Vec::new(),
-            passages,
-        )
-        .await
+        let passages = self
+            .retriever
+            .retrieve(&query(question, subject), self.settings.top_k)
+            .await?;
+        self.think_with(question, subject, Channel::Widget, Vec::new(), passages)
+            .await
     }
 
     async fn think_with(
         &self,
-        question: &str,
+        text: &str,
         subject: Option<&str>,
-        channel: crate::domain::Channel,
+        channel: Channel,
         history: Vec<Message>,
         passages: Vec<Passage>,
     ) -> Result<Thought, ProcessError> {
@@ -252,35 +294,80 @@ impl Responder {
                 draft: None,
             })
         };
-        let sentiment = self.rules.sentiment(question);
-        if let Some(hit) = self.rules.check(question) {
+        let assessment = self.rules.assess(text, subject, after_answer(&history));
+        let (sentiment, language) = (assessment.sentiment, assessment.language);
+        let thought = |passages, rule, generation, decision, usage, act| Thought {
+            passages,
+            rule,
+            generation,
+            decision,
+            usage,
+            sentiment,
+            act,
+            language,
+        };
+        if let Some(hit) = assessment.hit {
             let decision = escalate(hit.reason, hit.detail.clone());
-            return Ok(Thought {
+            return Ok(thought(
                 passages,
-                rule: Some(hit),
-                generation: None,
+                Some(hit),
+                None,
                 decision,
-                usage: Usage::default(),
-                sentiment,
-            });
+                Usage::default(),
+                None,
+            ));
         }
+        let parsed = acts::parse(text);
+        if let Some(act) = parsed.act.filter(|_| subject_is_no_question(subject)) {
+            let reply = Reply {
+                text: acts::reply(&self.settings.act_replies, &act),
+                sources: Vec::new(),
+                confidence: 1.0,
+            };
+            return Ok(thought(
+                passages,
+                None,
+                None,
+                Decision::Answer(reply),
+                Usage::default(),
+                Some(act),
+            ));
+        }
+        let question = if parsed.question.is_empty() {
+            text
+        } else {
+            parsed.question
+        };
+        // The extractive generator quotes the knowledge base: it cannot
+        // answer in another language, and saying so is the honest reason.
+        let foreign = language.filter(|l| self.settings.extractive && !l.is_english());
+        let unanswerable = |reason: ReasonCode, detail: String| match foreign {
+            Some(l) if matches!(reason, ReasonCode::NoKnowledge | ReasonCode::LowConfidence) => (
+                ReasonCode::UnsupportedLanguage,
+                format!(
+                    "written in {}; the extractive generator answers only in the knowledge base's words ({detail})",
+                    l.name
+                ),
+            ),
+            _ => (reason, detail),
+        };
         let best = passages.first().map_or(0.0, |p| p.relevance);
         if best < self.settings.min_relevance {
-            let decision = escalate(
+            let (reason, detail) = unanswerable(
                 ReasonCode::NoKnowledge,
                 format!(
                     "best passage relevance {best:.2} < {:.2}",
                     self.settings.min_relevance
                 ),
             );
-            return Ok(Thought {
+            return Ok(thought(
                 passages,
-                rule: None,
-                generation: None,
-                decision,
-                usage: Usage::default(),
-                sentiment,
-            });
+                None,
+                None,
+                escalate(reason, detail),
+                Usage::default(),
+                None,
+            ));
         }
         let request = GenerateRequest {
             question: question.to_owned(),
@@ -296,15 +383,19 @@ impl Responder {
             match self.generator.generate(&request).await {
                 Ok(generation) => {
                     usage.add(&generation.usage);
-                    let decision = decide(self.settings.gate, &generation, &request.passages);
-                    return Ok(Thought {
-                        passages: request.passages,
-                        rule: None,
-                        generation: Some(generation),
+                    let mut decision = decide(self.settings.gate, &generation, &request.passages);
+                    if let Decision::Escalate(e) = &mut decision {
+                        (e.reason, e.detail) =
+                            unanswerable(e.reason, std::mem::take(&mut e.detail));
+                    }
+                    return Ok(thought(
+                        request.passages,
+                        None,
+                        Some(generation),
                         decision,
                         usage,
-                        sentiment,
-                    });
+                        None,
+                    ));
                 }
                 Err(GenerateError::Malformed {
                     detail,
@@ -331,15 +422,75 @@ impl Responder {
             "model output unusable twice: {}",
             malformed.unwrap_or_default()
         );
-        Ok(Thought {
-            passages: request.passages,
-            rule: None,
-            generation: None,
-            decision: escalate(ReasonCode::ModelRefused, detail),
+        Ok(thought(
+            request.passages,
+            None,
+            None,
+            escalate(ReasonCode::ModelRefused, detail),
             usage,
-            sentiment,
-        })
+            None,
+        ))
     }
+}
+
+/// The retrieval query: the subject and the question without the
+/// greetings and thanks around it.
+fn query(text: &str, subject: Option<&str>) -> String {
+    let question = acts::parse(text).question;
+    let question = if question.is_empty() { text } else { question };
+    match subject {
+        Some(s) => format!("{s}\n{question}"),
+        None => question.to_owned(),
+    }
+}
+
+/// A subject that asks nothing itself: none, a reply's ("Re: …", whose
+/// question was answered in the thread), or a pleasantry. Under any other
+/// ("How do I export?") a body of "Hi, thanks" is no act: the question is
+/// the subject.
+fn subject_is_no_question(subject: Option<&str>) -> bool {
+    let Some(s) = subject.map(str::trim).filter(|s| !s.is_empty()) else {
+        return true;
+    };
+    let lower = s.to_lowercase();
+    [
+        "re:", "aw:", "sv:", "antw:", "r:", "res:", "rv:", "wg:", "fw:", "fwd:", "tr:",
+    ]
+    .iter()
+    .any(|p| lower.starts_with(p))
+        || acts::parse(s).act.is_some()
+}
+
+/// Whether the bot's last message in `history` was an answer from the
+/// knowledge base (it cites sources), not an act's reply or a notice.
+fn after_answer(history: &[Message]) -> bool {
+    history
+        .iter()
+        .rev()
+        .find(|m| m.body.role != Role::Customer)
+        .is_some_and(|m| m.body.role == Role::Assistant && !m.body.sources.is_empty())
+}
+
+/// Escalations after which the bot keeps answering a chat: it could not
+/// answer *this* question, but nothing says the customer wants a person
+/// for the next one (see [`Pipeline`]).
+fn bot_stays_on(reason: ReasonCode) -> bool {
+    matches!(
+        reason,
+        ReasonCode::NoKnowledge | ReasonCode::LowConfidence | ReasonCode::UnsupportedLanguage
+    )
+}
+
+/// In a conversation escalated for a [`bot_stays_on`] reason, whether a
+/// person has taken over since: the last message not from the customer is
+/// an agent's (or there is none in sight: then a person is assumed to be on
+/// it, the safe side).
+fn person_took_over(history: &[Message]) -> bool {
+    history
+        .iter()
+        .rev()
+        .find(|m| m.body.role != Role::Customer)
+        .is_none_or(|m| m.body.role == Role::Agent)
 }
 
 impl Pipeline {
@@ -422,50 +573,29 @@ impl Pipeline {
             status = ConversationStatus::Open;
         }
 
-        if status == ConversationStatus::Escalated {
-            // A person owns this conversation: the bot stays silent and the
-            // person hears about the new message.
-            let written = self
-                .store
-                .complete(Completion {
-                    ticket_id: ticket.ticket_id,
-                    conversation_id: conv,
-                    token: Some(token),
-                    outcome: Outcome::Forwarded,
-                    reason: Some(ReasonCode::FollowUp),
-                    confidence: 0.0,
-                    message: None,
-                    status: None,
-                    usage: Usage::default(),
-                    needs_notification: true,
-                    outbox: Vec::new(),
-                })
-                .await?;
-            lost_claim(written)?;
-            let history = self.store.history(conv, TRANSCRIPT_TURNS).await?;
-            let e = self.escalation(
-                ticket,
-                ReasonCode::FollowUp,
-                0.0,
-                "customer wrote again".into(),
-                None,
-                &history,
-            );
-            self.publish(ticket, &e).await?;
-            return Ok(Processed::Forwarded);
+        // After an escalation the bot stays silent, except in a chat
+        // escalated only because the bot could not answer, until a person
+        // has replied there (see the module docs).
+        let chat = ticket.channel() == Channel::Widget;
+        let stays_on = status == ConversationStatus::Escalated
+            && chat
+            && escalated_for.is_some_and(bot_stays_on);
+        if status == ConversationStatus::Escalated && !stays_on {
+            return self.forward(ticket, token).await;
         }
 
-        let query = match &ticket.subject {
-            Some(s) => format!("{s}\n{}", ticket.text.as_str()),
-            None => ticket.text.as_str().to_owned(),
-        };
         let r = &self.responder;
+        let query = query(ticket.text.as_str(), ticket.subject.as_deref());
         let (history, passages) = tokio::join!(
             self.store.history(conv, r.settings.history_turns + 1),
             r.retriever.retrieve(&query, r.settings.top_k),
         );
         let mut history = history?;
         history.retain(|m| m.body.ticket_id != Some(ticket.ticket_id));
+        if stays_on && person_took_over(&history) {
+            return self.forward(ticket, token).await;
+        }
+        let confirms = after_answer(&history);
         let thought = match held_sender(ticket) {
             // A forged sender is answered by nobody but a person.
             Some(detail) => Thought::escalation(ReasonCode::UnverifiedSender, detail, passages?),
@@ -481,41 +611,70 @@ impl Pipeline {
             }
         };
 
-        let (outcome, reason, confidence, message, new_status) = match &thought.decision {
-            Decision::Answer(reply) => (
-                Outcome::Answered,
-                None,
-                reply.confidence,
-                NewMessage::reply_to(
-                    ticket.ticket_id,
-                    Role::Assistant,
-                    &reply.text,
-                    reply.sources.clone(),
+        let reopen =
+            (status == ConversationStatus::Closed || resumed).then_some(ConversationStatus::Open);
+        let (outcome, reason, confidence, message, new_status) =
+            match (&thought.decision, thought.act) {
+                // A pleasantry is answered in kind and changes nothing; thanks
+                // after an answer confirm it. Outside a chat only a greeting
+                // gets a reply: a "you're welcome" email to a "thanks" email is
+                // noise.
+                (Decision::Answer(reply), Some(act)) => (
+                    if act.thanks && confirms {
+                        Outcome::Confirmed
+                    } else {
+                        Outcome::Acknowledged
+                    },
+                    None,
+                    reply.confidence,
+                    (chat || act.kind == ActKind::Greeting).then(|| {
+                        NewMessage::reply_to(
+                            ticket.ticket_id,
+                            Role::Assistant,
+                            &reply.text,
+                            Vec::new(),
+                        )
+                    }),
+                    resumed.then_some(ConversationStatus::Open),
                 ),
-                (status == ConversationStatus::Closed || resumed)
-                    .then_some(ConversationStatus::Open),
-            ),
-            Decision::Escalate(e) => (
-                Outcome::Escalated,
-                Some(e.reason),
-                e.confidence,
-                NewMessage::reply_to(
-                    ticket.ticket_id,
-                    Role::System,
-                    &self.settings().holding_message,
-                    Vec::new(),
+                (Decision::Answer(reply), None) => (
+                    Outcome::Answered,
+                    None,
+                    reply.confidence,
+                    Some(NewMessage::reply_to(
+                        ticket.ticket_id,
+                        Role::Assistant,
+                        &reply.text,
+                        reply.sources.clone(),
+                    )),
+                    reopen,
                 ),
-                Some(ConversationStatus::Escalated),
-            ),
-        };
-        let outbox = match &thought.decision {
-            Decision::Answer(reply) => {
+                (Decision::Escalate(e), _) => (
+                    Outcome::Escalated,
+                    Some(e.reason),
+                    e.confidence,
+                    Some(NewMessage::reply_to(
+                        ticket.ticket_id,
+                        Role::System,
+                        if chat && bot_stays_on(e.reason) {
+                            &self.settings().chat_holding_message
+                        } else {
+                            &self.settings().holding_message
+                        },
+                        Vec::new(),
+                    )),
+                    Some(ConversationStatus::Escalated),
+                ),
+            };
+        let outbox = match (&thought.decision, &message) {
+            (_, None) => Vec::new(),
+            (Decision::Answer(reply), Some(m)) => {
                 self.outbound
-                    .answer(ticket, &message.id, &reply.text, &reply.sources)
+                    .answer(ticket, &m.id, &reply.text, &reply.sources)
             }
-            Decision::Escalate(e) => self.outbound.escalation(
+            (Decision::Escalate(e), Some(m)) => self.outbound.escalation(
                 ticket,
-                Some((&message.id, &message.text)),
+                Some((&m.id, &m.text)),
                 e.reason,
                 &e.detail,
                 e.draft.as_ref().map(|d| d.text.as_str()),
@@ -530,7 +689,7 @@ impl Pipeline {
                 outcome,
                 reason,
                 confidence,
-                message: Some(message),
+                message,
                 status: new_status,
                 usage: thought.usage.clone(),
                 needs_notification: reason.is_some(),
@@ -540,6 +699,7 @@ impl Pipeline {
         lost_claim(written)?;
         self.outbound.nudge();
         match thought.decision {
+            Decision::Answer(_) if thought.act.is_some() => Ok(Processed::Acknowledged),
             Decision::Answer(_) => Ok(Processed::Answered),
             Decision::Escalate(e) => {
                 history.push(Message {
@@ -557,6 +717,40 @@ impl Pipeline {
                 Ok(Processed::Escalated(e.reason))
             }
         }
+    }
+
+    /// A person owns this conversation: the bot stays silent, the message
+    /// is stored (it was appended) and the person hears about it.
+    async fn forward(&self, ticket: &Ticket, token: ClaimToken) -> Result<Processed, ProcessError> {
+        let conv = ticket.conversation_id;
+        let written = self
+            .store
+            .complete(Completion {
+                ticket_id: ticket.ticket_id,
+                conversation_id: conv,
+                token: Some(token),
+                outcome: Outcome::Forwarded,
+                reason: Some(ReasonCode::FollowUp),
+                confidence: 0.0,
+                message: None,
+                status: None,
+                usage: Usage::default(),
+                needs_notification: true,
+                outbox: Vec::new(),
+            })
+            .await?;
+        lost_claim(written)?;
+        let history = self.store.history(conv, TRANSCRIPT_TURNS).await?;
+        let e = self.escalation(
+            ticket,
+            ReasonCode::FollowUp,
+            0.0,
+            "customer wrote again".into(),
+            None,
+            &history,
+        );
+        self.publish(ticket, &e).await?;
+        Ok(Processed::Forwarded)
     }
 
     /// The last attempt failed (or the failure is permanent): mark the
