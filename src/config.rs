@@ -200,6 +200,11 @@ pub struct PipelineSettings {
     pub sensitive_topics: BTreeMap<String, Vec<String>>,
     /// What the customer sees when a ticket goes to a person.
     pub holding_message: String,
+    /// Use internal (agent-facing) KB content in answers: documents marked
+    /// `audience: internal` or titled so, internal sections, and text in an
+    /// agent's voice ("Instruct the customer…"). Off: they never reach a
+    /// customer.
+    pub answer_from_internal: bool,
 }
 
 impl Default for PipelineSettings {
@@ -283,6 +288,7 @@ impl Default for PipelineSettings {
                 .map(|(t, ws)| (t.to_string(), ws.iter().map(|w| w.to_string()).collect()))
                 .collect(),
             holding_message: "Thanks for your patience. I've passed this to our support team, and a person will follow up here.".into(),
+            answer_from_internal: false,
         }
     }
 }
