@@ -70,8 +70,9 @@ static OUR_TAG: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 
-/// What stands for the `<` of one of our delimiters found inside content.
-const NEUTRAL_LT: &str = "&lt;";
+/// What stands for the `<` of one of our delimiters found inside content:
+/// not a look-alike of `<`, not a letter (the words stay readable).
+const NEUTRAL_LT: &str = "«";
 
 /// A character NFKC leaves alone, as the ASCII it imitates in a tag.
 fn lookalike(c: char) -> Option<char> {
@@ -233,7 +234,7 @@ mod tests {
         assert_eq!(out.matches("</knowledge_base>").count(), 1);
         assert_eq!(out.matches("</passage>").count(), 1);
         assert!(!out.contains("<system>"));
-        assert!(out.contains("&lt;/customer_message>"), "{out}");
+        assert!(out.contains("«/customer_message>"), "{out}");
         assert!(out.contains("id=\"a&quot;.md\" title=\"T&lt;x&gt;\""));
     }
 
