@@ -700,6 +700,7 @@ impl Extractive {
                     + 0.25 * task
                     + type_weight * typ
                     - 0.02 * u.passage as f32
+                    - 0.0002 * len
                     - 0.0004 * (len - 200.0).max(0.0)
                     - if len > max_chars as f32 { 1.0 } else { 0.0 };
                 (score, own, ctx)
