@@ -251,6 +251,11 @@ pub struct PipelineSettings {
     /// language (`en`, `es`, `fr`, `de`, `pt`, `it`, `nl`); a missing text
     /// falls back to English.
     pub act_replies: BTreeMap<String, crate::pipeline::acts::ActReplies>,
+    /// Use internal (agent-facing) KB content in answers: documents marked
+    /// `audience: internal` or titled so, internal sections, and text in an
+    /// agent's voice ("Instruct the customer…"). Off: they never reach a
+    /// customer.
+    pub answer_from_internal: bool,
 }
 
 impl Default for PipelineSettings {
@@ -476,6 +481,7 @@ impl Default for PipelineSettings {
             holding_message: "Thanks for your patience. I've passed this to our support team, and a person will follow up here.".into(),
             chat_holding_message: "I couldn't find an answer to that, so I've passed it to our support team, and a person will follow up here. In the meantime, feel free to ask me something else.".into(),
             act_replies: crate::pipeline::acts::default_replies(),
+            answer_from_internal: false,
         }
     }
 }

@@ -2,9 +2,16 @@
 //! generation and the gate (no HTTP, no store) and measures them.
 //!
 //! Case format, one JSON object a line:
-//! `{"id":"c1","question":"…","subject":"…","expect":{"decision":"answer"|"escalate","reason":"<code>","docs":["path.md"],"act":"greeting"}}`
-//! (`subject`, `reason`, `docs` and `act` optional; `act` expects the reply
-//! to a greeting, thanks, acknowledgement or goodbye rather than an answer).
+//! `{"id":"c1","question":"…","subject":"…","expect":{"decision":"answer"|"escalate","reason":"<code>","docs":["path.md"],"act":"greeting","facts":[["3 to 6 business days","3-6 business days"],["$75"]]}}`
+//! (`subject`, `reason`, `docs`, `act` and `facts` optional; `act` expects
+//! the reply to a greeting, thanks, acknowledgement or goodbye rather than
+//! an answer).
+//!
+//! `facts` are groups of alternatives: a case is *answered correctly* only
+//! when it is answered, cites an expected document, and every group has an
+//! alternative in the answer (case-insensitive). The reliability table
+//! groups generated answers by confidence and shows the share answered
+//! correctly in each group.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +39,26 @@ pub struct Expect {
     /// The conversation act the message is (then the answer is its reply).
     #[serde(default)]
     pub act: Option<ActKind>,
+    /// What the answer must say: every group needs one of its alternatives.
+    #[serde(default)]
+    pub facts: Vec<Vec<String>>,
+}
+
+/// Whether `answer` states every group of `facts` (case-insensitive, white
+/// space and dashes normalized).
+pub fn states_facts(answer: &str, facts: &[Vec<String>]) -> bool {
+    let norm = |s: &str| {
+        s.to_lowercase()
+            .replace(['–', '—', '‑'], "-")
+            .replace(['’', '‘'], "'")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let a = norm(answer);
+    facts
+        .iter()
+        .all(|group| group.iter().any(|alt| a.contains(&norm(alt))))
 }
 
 /// The expected decision.
@@ -76,6 +103,9 @@ pub struct CaseResult {
     pub expected_act: Option<ActKind>,
     /// The conversation act recognised, if any.
     pub act: Option<ActKind>,
+    /// Expected facts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expected_facts: Vec<Vec<String>>,
     /// `answer` or `escalate`.
     pub decision: ExpectedDecision,
     /// The reason, if escalated.
@@ -95,7 +125,12 @@ pub struct CaseResult {
     /// One of the expected docs among the top three passages (`None`
     /// without expected docs).
     pub hit_at_3: Option<bool>,
-    /// Decision, reason and (for answers) citation all as expected.
+    /// The answer (or draft) states every expected fact (`None` without facts
+    /// or without an answer).
+    pub facts_ok: Option<bool>,
+    /// An answer was generated (not stopped by a rule or retrieval).
+    pub generated: bool,
+    /// Decision, reason and (for answers) citation and facts all as expected.
     pub correct: bool,
 }
 
@@ -110,7 +145,8 @@ pub struct Bin {
     pub count: usize,
     /// Mean confidence in the bin.
     pub mean_confidence: f64,
-    /// Share of them citing an expected document.
+    /// Share of them answered correctly: an answer was expected, an
+    /// expected document is cited and every fact is stated.
     pub accuracy: f64,
 }
 
@@ -136,10 +172,15 @@ pub struct Report {
     pub escalation_precision: f64,
     /// Of the cases that should have been escalated, the share that were.
     pub escalation_recall: f64,
-    /// Answer cases answered, citing an expected document.
+    /// Answer cases answered, citing an expected document and stating every
+    /// expected fact.
     pub answered_correct: usize,
     /// Answer cases.
     pub answer_cases: usize,
+    /// Answer cases with facts answered correctly.
+    pub facts_correct: usize,
+    /// Answer cases with facts.
+    pub facts_cases: usize,
     /// Escalation cases escalated with the expected reason.
     pub reason_correct: usize,
     /// Cases fully as expected.
@@ -199,6 +240,7 @@ pub async fn run(responder: &Responder, cases: &[Case]) -> anyhow::Result<Report
         let hit_at_3 = (!case.expect.docs.is_empty())
             .then(|| top_docs.iter().any(|d| case.expect.docs.contains(d)));
         let confidence = thought.generation.as_ref().map_or(0.0, |g| g.confidence);
+        let generated = thought.generation.is_some();
         let (decision, reason, answer, cited): (_, _, _, Vec<String>) = match &thought.decision {
             Decision::Answer(r) => (
                 ExpectedDecision::Answer,
@@ -219,10 +261,19 @@ pub async fn run(responder: &Responder, cases: &[Case]) -> anyhow::Result<Report
         let cites_expected =
             case.expect.docs.is_empty() || cited.iter().any(|d| case.expect.docs.contains(d));
         let act = thought.act.map(|a| a.kind);
+        let facts_ok = (!case.expect.facts.is_empty())
+            .then(|| {
+                answer
+                    .as_deref()
+                    .map(|a| states_facts(a, &case.expect.facts))
+            })
+            .flatten();
         let correct = decision == case.expect.decision
             && match decision {
                 ExpectedDecision::Answer => {
-                    cites_expected && (case.expect.act.is_none() || case.expect.act == act)
+                    cites_expected
+                        && facts_ok != Some(false)
+                        && (case.expect.act.is_none() || case.expect.act == act)
                 }
                 ExpectedDecision::Escalate => {
                     case.expect.reason.is_none() || case.expect.reason == reason
@@ -236,6 +287,7 @@ pub async fn run(responder: &Responder, cases: &[Case]) -> anyhow::Result<Report
             expected_docs: case.expect.docs.clone(),
             expected_act: case.expect.act,
             act,
+            expected_facts: case.expect.facts.clone(),
             decision,
             reason,
             confidence,
@@ -245,6 +297,8 @@ pub async fn run(responder: &Responder, cases: &[Case]) -> anyhow::Result<Report
             top_relevance: thought.passages.first().map_or(0.0, |p| p.relevance),
             sentiment: thought.sentiment,
             hit_at_3,
+            facts_ok,
+            generated,
             correct,
         });
     }
@@ -294,19 +348,28 @@ fn report(cases: Vec<CaseResult>) -> Report {
             }
         }
     }
-    // Calibration over answers the generator produced for answerable cases:
-    // "right" means it cited an expected document.
+    let facts_cases = cases
+        .iter()
+        .filter(|c| !esc(c.expected) && !c.expected_facts.is_empty())
+        .count();
+    let facts_correct = cases
+        .iter()
+        .filter(|c| !esc(c.expected) && !c.expected_facts.is_empty() && c.correct)
+        .count();
+    // Reliability over every answer the generator produced (answered or
+    // escalated with a draft): "right" means an answer was expected, and
+    // it cites an expected document and states every expected fact.
     let scored: Vec<(f32, bool)> = cases
         .iter()
-        .filter(|c| c.answer.is_some() && !c.expected_docs.is_empty())
+        .filter(|c| c.generated && c.answer.is_some())
         .map(|c| {
-            (
-                c.confidence,
-                c.cited.iter().any(|d| c.expected_docs.contains(d)),
-            )
+            let right = !esc(c.expected)
+                && c.cited.iter().any(|d| c.expected_docs.contains(d))
+                && c.facts_ok != Some(false);
+            (c.confidence, right)
         })
         .collect();
-    let edges = [0.0, 0.5, 0.7, 0.85, 1.0001];
+    let edges = [0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001];
     let calibration = edges
         .windows(2)
         .map(|w| {
@@ -341,6 +404,8 @@ fn report(cases: Vec<CaseResult>) -> Report {
         escalation_recall: ratio(tp, actual),
         answered_correct,
         answer_cases,
+        facts_correct,
+        facts_cases,
         reason_correct,
         cases_correct: cases.iter().filter(|c| c.correct).count(),
         reasons,
@@ -351,10 +416,11 @@ fn report(cases: Vec<CaseResult>) -> Report {
 }
 
 /// Fits the extractive generator's calibration: the logistic curve (grid
-/// search, log-loss) from its raw coverage score to "the answer is right",
-/// where an answer is right when the case expects an answer and the chosen
-/// passage is an expected document, and never right when the case expects
-/// `no_knowledge`. Rule-driven cases are left out: no answer is generated.
+/// search, log-loss) from its raw evidence score to "the answer is right",
+/// where an answer is right when the case expects an answer, the chosen
+/// passage is an expected document and the answer states every expected
+/// fact, and never right when the case expects `no_knowledge`. Rule-driven
+/// cases are left out: no answer is generated.
 pub async fn calibrate(
     retriever: &dyn Retriever,
     top_k: usize,
@@ -368,8 +434,10 @@ pub async fn calibrate(
             continue;
         }
         let passages = retriever.retrieve(&case.question, top_k).await?;
-        if let Some(x) = Extractive::extract(&case.question, &passages, usize::MAX) {
-            let right = answerable && case.expect.docs.contains(&passages[x.passage].doc_id);
+        if let Some(x) = Extractive::extract(&case.question, &passages, 600) {
+            let right = answerable
+                && case.expect.docs.contains(&passages[x.passage].doc_id)
+                && states_facts(&x.text(), &case.expect.facts);
             points.push((x.raw(), right));
         }
     }
@@ -429,6 +497,10 @@ impl Report {
             self.answered_correct, self.answer_cases
         ));
         out.push_str(&format!(
+            "facts correct         {} of {}\n",
+            self.facts_correct, self.facts_cases
+        ));
+        out.push_str(&format!(
             "escalation reason ok  {} of {}\n",
             self.reason_correct,
             self.total - self.answer_cases
@@ -444,10 +516,10 @@ impl Report {
                 c.expected, c.predicted, c.matched
             ));
         }
-        out.push_str("\nconfidence   answers  mean conf  cited right\n");
+        out.push_str("\nreliability: confidence  answers  mean conf  answered correctly\n");
         for b in &self.calibration {
             out.push_str(&format!(
-                "{:.2}–{:.2}  {:>8}  {:>9.2}  {:>11}\n",
+                "             {:.2}–{:.2}  {:>7}  {:>9.2}  {:>18}\n",
                 b.from,
                 b.to,
                 b.count,
@@ -469,6 +541,11 @@ impl Report {
                 let got = match (c.reason, c.act) {
                     (Some(r), _) => format!("escalate/{r}"),
                     (None, Some(a)) => format!("reply to {}", a.as_str()),
+                    (None, None) if c.facts_ok == Some(false) => format!(
+                        "answer without the facts (conf {:.2}, cited {})",
+                        c.confidence,
+                        c.cited.join(",")
+                    ),
                     (None, None) => format!(
                         "answer (conf {:.2}, cited {})",
                         c.confidence,
@@ -490,8 +567,114 @@ impl Report {
                     c.top_docs.first().map_or("-", |s| s.as_str()),
                     c.top_relevance
                 ));
+                if c.facts_ok == Some(false)
+                    && let Some(a) = &c.answer
+                {
+                    let missing: Vec<String> = c
+                        .expected_facts
+                        .iter()
+                        .filter(|g| !states_facts(a, std::slice::from_ref(g)))
+                        .map(|g| g.join(" | "))
+                        .collect();
+                    let a: String = a.replace('\n', " / ").chars().take(160).collect();
+                    out.push_str(&format!(
+                        "      missing [{}] in: {a}\n",
+                        missing.join("], [")
+                    ));
+                }
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(groups: &[&[&str]]) -> Vec<Vec<String>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn facts_need_one_alternative_of_every_group() {
+        let f = facts(&[&["3 to 6 business days", "3-6 business days"], &["$75"]]);
+        assert!(states_facts(
+            "Refunds take 3–6 Business Days and cost $75.",
+            &f
+        ));
+        assert!(states_facts(
+            "It costs $75; allow 3 to 6 business days.",
+            &f
+        ));
+        assert!(!states_facts("Refunds take 3 to 6 business days.", &f));
+        assert!(!states_facts("It costs $75.", &f));
+        assert!(states_facts("anything", &[]));
+    }
+
+    fn result(
+        expected: ExpectedDecision,
+        cited: &[&str],
+        facts_ok: Option<bool>,
+        conf: f32,
+    ) -> CaseResult {
+        let decision = if cited.is_empty() {
+            ExpectedDecision::Escalate
+        } else {
+            ExpectedDecision::Answer
+        };
+        let cites = cited.contains(&"a.md");
+        CaseResult {
+            id: "x".into(),
+            question: "q".into(),
+            expected,
+            expected_reason: None,
+            expected_docs: vec!["a.md".into()],
+            expected_facts: if facts_ok.is_some() {
+                facts(&[&["f"]])
+            } else {
+                vec![]
+            },
+            expected_act: None,
+            act: None,
+            decision,
+            reason: None,
+            confidence: conf,
+            answer: Some("text".into()),
+            cited: cited.iter().map(|s| s.to_string()).collect(),
+            top_docs: vec![],
+            top_relevance: 0.5,
+            sentiment: 0.0,
+            hit_at_3: Some(true),
+            facts_ok,
+            generated: true,
+            correct: decision == expected && cites && facts_ok != Some(false),
+        }
+    }
+
+    #[test]
+    fn an_answer_without_its_facts_is_not_answered_correctly() {
+        let r = report(vec![
+            result(ExpectedDecision::Answer, &["a.md"], Some(true), 0.95),
+            result(ExpectedDecision::Answer, &["a.md"], Some(false), 0.92),
+            result(ExpectedDecision::Answer, &["a.md"], None, 0.75),
+            result(ExpectedDecision::Answer, &["b.md"], None, 0.55),
+            result(ExpectedDecision::Escalate, &["a.md"], None, 0.3),
+        ]);
+        assert_eq!(r.answer_cases, 4);
+        assert_eq!(r.answered_correct, 2);
+        assert_eq!((r.facts_correct, r.facts_cases), (1, 2));
+        let bin = |from: f32| r.calibration.iter().find(|b| b.from == from).unwrap();
+        assert_eq!((bin(0.9).count, bin(0.9).accuracy), (2, 0.5));
+        assert_eq!((bin(0.7).count, bin(0.7).accuracy), (1, 1.0));
+        assert_eq!((bin(0.5).count, bin(0.5).accuracy), (1, 0.0));
+        // An answer to a case that wanted a person is never right.
+        assert_eq!((bin(0.0).count, bin(0.0).accuracy), (1, 0.0));
+        let shown = r.render();
+        assert!(shown.contains("facts correct         1 of 2"), "{shown}");
+        assert!(shown.contains("answered correctly"), "{shown}");
     }
 }

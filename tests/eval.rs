@@ -38,7 +38,13 @@ async fn dev_set_meets_its_thresholds() {
     assert!(r.retrieval_hit_at_3 >= 0.75, "{shown}");
     assert!(r.escalation_recall >= 0.90, "{shown}");
     assert!(r.escalation_precision >= 0.60, "{shown}");
-    assert!(r.answered_correct >= 17, "{shown}");
+    // Answered correctly: cites an expected document and states every
+    // expected fact (20 of 46 before facts could be checked: 9 of 30).
+    assert!(r.answered_correct >= 20, "{shown}");
+    assert!(r.facts_cases >= 40, "the dev set must check facts");
+    // Confidence means something: the most confident answers are mostly right.
+    let top = r.calibration.last().unwrap();
+    assert!(top.count >= 10 && top.accuracy >= 0.75, "{shown}");
     // Rule-driven reasons must be named right.
     for reason in ["asked_for_human", "sensitive_topic", "negative_sentiment"] {
         let c = &r.reasons[reason];
@@ -67,6 +73,10 @@ async fn hold_out_knowledge_base_meets_its_thresholds() {
     let shown = r.render();
     assert!(r.retrieval_hit_at_3 >= 0.80, "{shown}");
     assert!(r.escalation_recall >= 0.80, "{shown}");
-    assert!(r.escalation_precision >= 0.75, "{shown}");
-    assert!(r.answered_correct >= 10, "{shown}");
+    // Escalating wrong answers (low_confidence) counts against precision:
+    // 0.72 with facts-aware confidence (0.86 before, when confident wrong
+    // answers went out).
+    assert!(r.escalation_precision >= 0.70, "{shown}");
+    // Now with facts (the code before this measure: 6 of 17).
+    assert!(r.answered_correct >= 7, "{shown}");
 }

@@ -1,9 +1,25 @@
 //! Splits Markdown and plain-text documents into passages by heading and
-//! paragraph, keeping each passage's document id, title, section and link.
+//! paragraph, keeping each passage's document id, title, section and link,
+//! and marks what is written for agents rather than customers.
+//!
+//! The passage text keeps the structure an answer needs: a paragraph is one
+//! line however it was wrapped, each list item is a line of its own that
+//! starts with `- ` or its number (`1. `), and a table row reads as
+//! `header: cell; header: cell.` Inline Markdown and HTML are removed.
+//!
+//! A document is internal when its front matter says `audience: internal`
+//! (or `agents`, `staff`; `visibility: internal`; `internal: true`) or its
+//! title says so ("Internal: …", "… (agents only)"); a section is internal
+//! when its heading says so, until the next heading of the same or a higher
+//! level; a paragraph is internal when it is written to an agent ("Instruct
+//! the customer…", "Agents should…", "(internal)"), and so is the list it
+//! introduces. Internal text goes into chunks of its own, flagged
+//! [`Chunk::internal`], so a retriever can keep it out of customer answers.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
+use unicode_segmentation::UnicodeSegmentation;
 
 /// Passages shorter than this are merged with the next paragraph.
 const TARGET_CHARS: usize = 600;
@@ -19,6 +35,8 @@ pub struct Document {
     pub title: String,
     /// Front-matter `url`.
     pub url: Option<String>,
+    /// Written for agents, not customers (front matter or title).
+    pub internal: bool,
     /// The passages, in document order.
     pub chunks: Vec<Chunk>,
 }
@@ -30,6 +48,51 @@ pub struct Chunk {
     pub section: Option<String>,
     /// Plain text, Markdown markup removed.
     pub text: String,
+    /// Written for agents: the document, its section or the paragraphs are
+    /// internal. Never part of a customer answer unless allowed.
+    pub internal: bool,
+}
+
+/// Headings and titles that mark agent-only content.
+static INTERNAL_HEADING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)
+        ^\s*[\[(]\s*internal\s*[\])]
+        | ^\s*internal\s*(?:[:|–—-]|$)
+        | \(\s*internal\s*\)
+        | \binternal[\s-]+(?:only|use|procedures?|process|notes?|guide|guidance|playbook|runbook|policy|documentation|faq|reference|escalations?)\b
+        | \b(?:agents?|staff|employees?|support\s+team|team\s+members?)[\s-]+only\b
+        | \bfor\s+(?:support\s+)?(?:agents|staff|employees)\b
+        | \bagent[\s-]+(?:facing|guide|guidance|notes?|playbook|script|procedures?|instructions)\b
+        | \bnot\s+for\s+(?:customers|public|external)\b
+        | \bconfidential\b",
+    )
+    .expect("static regex")
+});
+
+/// Sentences written to an agent about the customer.
+static AGENT_VOICE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)
+        \b(?:instruct|advise|tell|ask|remind|inform|offer|direct|walk|guide|transfer|escalate|reassure|assure|warn|notify|explain\s+to|confirm\s+with|check\s+with|verify|apologi[sz]e\s+to)\s+the\s+(?:customer|caller|member|subscriber|account\s+holder)s?\b
+        | \b(?:the\s+)?(?:agents?|reps?|representatives?|advisors?|staff)\s+(?:should|must|shall|need\s+to|needs\s+to|are\s+to|are\s+required\s+to)\b
+        | \bdo\s+not\s+(?:tell|share\s+with|disclose\s+to|inform|mention\s+to|promise)\s+(?:the\s+)?(?:customer|caller)s?\b
+        | \bnever\s+(?:tell|share\s+with|disclose\s+to|promise)\s+(?:the\s+)?(?:customer|caller)s?\b
+        | \(\s*internal(?:\s+only)?\s*\)
+        | \bexplain\s*:
+        | ^\s*(?:agent|internal|staff)\s*(?:note|tip|only)?\s*:",
+    )
+    .expect("static regex")
+});
+
+/// Whether `heading` (a title or section heading) marks agent-only content.
+pub fn is_internal_heading(heading: &str) -> bool {
+    INTERNAL_HEADING.is_match(heading)
+}
+
+/// Whether `text` is written to an agent rather than to the customer.
+pub fn is_agent_voice(text: &str) -> bool {
+    AGENT_VOICE.is_match(text)
 }
 
 /// Parses `source`, the content of the file at `doc_id`.
@@ -43,29 +106,28 @@ pub fn parse(doc_id: &str, source: &str) -> Document {
     };
     let is_markdown = !doc_id.to_ascii_lowercase().ends_with(".txt");
     let mut title = field("title");
-    let mut chunks = Vec::new();
-    let mut section: Option<String> = None;
-    let mut paragraph = String::new();
-    let mut pending = String::new();
+    let front_internal = ["audience", "visibility", "access", "internal"]
+        .iter()
+        .filter_map(|k| field(k))
+        .any(|v| {
+            let v = v.to_ascii_lowercase();
+            [
+                "internal",
+                "agent",
+                "agents",
+                "staff",
+                "employees",
+                "private",
+                "true",
+            ]
+            .iter()
+            .any(|w| v.split([',', ' ', '[', ']']).any(|x| x == *w))
+        });
+    let mut state = State::default();
+    let mut lines: Vec<String> = Vec::new();
     let mut in_fence = false;
-
-    let flush_paragraph = |paragraph: &mut String,
-                           pending: &mut String,
-                           section: &Option<String>,
-                           chunks: &mut Vec<Chunk>| {
-        let p = clean_inline(paragraph.trim());
-        paragraph.clear();
-        if p.is_empty() {
-            return;
-        }
-        if !pending.is_empty() {
-            pending.push_str("\n\n");
-        }
-        pending.push_str(&p);
-        if pending.chars().count() >= TARGET_CHARS {
-            push_chunk(chunks, section, pending);
-        }
-    };
+    // The level of the internal heading we are under, if any.
+    let mut internal_level: Option<usize> = None;
 
     for line in body.lines() {
         let trimmed = line.trim();
@@ -75,80 +137,178 @@ pub fn parse(doc_id: &str, source: &str) -> Document {
         }
         if is_markdown
             && !in_fence
-            && let Some(heading) = heading(trimmed)
+            && let Some((level, heading)) = heading(trimmed)
         {
-            flush_paragraph(&mut paragraph, &mut pending, &section, &mut chunks);
-            push_chunk(&mut chunks, &section, &mut pending);
+            state.paragraph(&mut lines);
+            state.flush();
             if title.is_none() {
                 title = Some(heading);
             } else {
-                section = Some(heading);
+                if internal_level.is_some_and(|l| level <= l) {
+                    internal_level = None;
+                }
+                if internal_level.is_none() && is_internal_heading(&heading) {
+                    internal_level = Some(level);
+                }
+                state.section = Some(heading);
             }
+            state.section_internal = internal_level.is_some();
             continue;
         }
         if trimmed.is_empty() && !in_fence {
-            flush_paragraph(&mut paragraph, &mut pending, &section, &mut chunks);
+            state.paragraph(&mut lines);
             continue;
         }
-        if !paragraph.is_empty() {
-            paragraph.push('\n');
+        let hard_break = line.ends_with("  ") || line.ends_with('\\');
+        let trimmed = trimmed.trim_end_matches('\\').trim_end();
+        let trimmed = trimmed.strip_prefix('>').map_or(trimmed, str::trim_start);
+        match lines.last_mut() {
+            Some(last)
+                if !in_fence
+                    && !starts_block(trimmed)
+                    && !last.starts_with('|')
+                    && !last.ends_with('\n') =>
+            {
+                // A wrapped line continues its paragraph or list item.
+                last.push(' ');
+                last.push_str(trimmed);
+            }
+            _ => lines.push(trimmed.to_owned()),
         }
-        paragraph.push_str(trimmed);
+        if hard_break && let Some(last) = lines.last_mut() {
+            last.push('\n');
+        }
     }
-    flush_paragraph(&mut paragraph, &mut pending, &section, &mut chunks);
-    push_chunk(&mut chunks, &section, &mut pending);
+    state.paragraph(&mut lines);
+    state.flush();
 
+    let title = title.unwrap_or_else(|| title_from_path(doc_id));
+    let internal = front_internal || is_internal_heading(&title);
+    let mut chunks = state.chunks;
+    if internal {
+        for c in &mut chunks {
+            c.internal = true;
+        }
+    }
     Document {
         doc_id: doc_id.to_owned(),
-        title: title.unwrap_or_else(|| title_from_path(doc_id)),
+        title,
         url: field("url"),
+        internal,
         chunks,
     }
 }
 
-fn push_chunk(chunks: &mut Vec<Chunk>, section: &Option<String>, pending: &mut String) {
-    if pending.trim().is_empty() {
-        pending.clear();
+/// A line that starts a block of its own: a list item or a table row.
+fn starts_block(line: &str) -> bool {
+    LIST_MARK.is_match(line) || line.starts_with('|')
+}
+
+#[derive(Default)]
+struct State {
+    section: Option<String>,
+    section_internal: bool,
+    /// Customer-facing paragraphs not yet in a chunk.
+    pending: String,
+    /// Agent-facing paragraphs not yet in a chunk.
+    pending_internal: String,
+    /// The last internal paragraph introduced a list (ends with `:`).
+    carry_internal: bool,
+    chunks: Vec<Chunk>,
+}
+
+impl State {
+    /// Ends the paragraph made of `lines`.
+    fn paragraph(&mut self, lines: &mut Vec<String>) {
+        let raw = lines.join("\n");
+        lines.clear();
+        let p = clean_inline(raw.trim());
+        if p.is_empty() {
+            return;
+        }
+        let is_list = p.lines().all(|l| LIST_MARK.is_match(l));
+        let internal =
+            self.section_internal || is_agent_voice(&p) || (self.carry_internal && is_list);
+        self.carry_internal = internal && p.trim_end().ends_with(':');
+        let pending = if internal {
+            &mut self.pending_internal
+        } else {
+            &mut self.pending
+        };
+        if !pending.is_empty() {
+            pending.push_str("\n\n");
+        }
+        pending.push_str(&p);
+        if pending.chars().count() >= TARGET_CHARS {
+            let text = std::mem::take(pending);
+            push_chunk(&mut self.chunks, &self.section, &text, internal);
+        }
+    }
+
+    /// Ends the section: what is pending becomes chunks.
+    fn flush(&mut self) {
+        let text = std::mem::take(&mut self.pending);
+        push_chunk(&mut self.chunks, &self.section, &text, false);
+        let text = std::mem::take(&mut self.pending_internal);
+        push_chunk(&mut self.chunks, &self.section, &text, true);
+        self.carry_internal = false;
+    }
+}
+
+fn push_chunk(chunks: &mut Vec<Chunk>, section: &Option<String>, text: &str, internal: bool) {
+    if text.trim().is_empty() {
         return;
     }
-    for piece in split_long(pending.trim()) {
+    for piece in split_long(text.trim()) {
         chunks.push(Chunk {
             section: section.clone(),
             text: piece,
+            internal,
         });
     }
-    pending.clear();
 }
 
-/// Splits text above `MAX_CHARS` at sentence ends (or, failing that, at
-/// word boundaries) into pieces of at most `MAX_CHARS`.
+/// Splits text above `MAX_CHARS` at paragraph, line or sentence ends (or,
+/// failing that, at word boundaries) into pieces of at most `MAX_CHARS`.
 fn split_long(text: &str) -> Vec<String> {
     if text.chars().count() <= MAX_CHARS {
         return vec![text.to_owned()];
     }
     let mut out = Vec::new();
     let mut current = String::new();
-    for sentence in crate::knowledge::markdown::sentences(text) {
-        if !current.is_empty() && current.chars().count() + sentence.chars().count() + 1 > MAX_CHARS
-        {
-            out.push(std::mem::take(&mut current));
-        }
-        if sentence.chars().count() > MAX_CHARS {
-            for word in sentence.split_whitespace() {
-                if current.chars().count() + word.chars().count() + 1 > MAX_CHARS {
-                    out.push(std::mem::take(&mut current));
-                }
-                if !current.is_empty() {
-                    current.push(' ');
-                }
-                current.push_str(word);
-            }
-            continue;
+    let push = |current: &mut String, piece: &str, sep: &str, out: &mut Vec<String>| {
+        if !current.is_empty() && current.chars().count() + piece.chars().count() + 2 > MAX_CHARS {
+            out.push(std::mem::take(current));
         }
         if !current.is_empty() {
-            current.push(' ');
+            current.push_str(sep);
         }
-        current.push_str(sentence);
+        current.push_str(piece);
+    };
+    for (pi, para) in text.split("\n\n").enumerate() {
+        for (li, line) in para.lines().enumerate() {
+            let sep = if li > 0 {
+                "\n"
+            } else if pi > 0 {
+                "\n\n"
+            } else {
+                ""
+            };
+            if line.chars().count() <= MAX_CHARS {
+                push(&mut current, line, sep, &mut out);
+                continue;
+            }
+            for (si, sentence) in sentences(line).into_iter().enumerate() {
+                let sep = if si == 0 { sep } else { " " };
+                if sentence.chars().count() <= MAX_CHARS {
+                    push(&mut current, sentence, sep, &mut out);
+                    continue;
+                }
+                for word in sentence.split_whitespace() {
+                    push(&mut current, word, " ", &mut out);
+                }
+            }
+        }
     }
     if !current.is_empty() {
         out.push(current);
@@ -156,54 +316,101 @@ fn split_long(text: &str) -> Vec<String> {
     out
 }
 
-/// Splits text into sentences: at `.`, `!` or `?` followed by white space,
-/// and at line breaks (list items, table rows).
+/// Abbreviations after which a sentence never ends.
+const ABBREVIATIONS: &[&str] = &[
+    "e.g.", "i.e.", "p.o.", "u.s.", "u.s.a.", "u.k.", "e.u.", "vs.", "mr.", "mrs.", "ms.", "dr.",
+    "prof.", "st.", "approx.", "appx.", "est.", "dept.", "apt.", "fig.", "cf.", "inc.", "ltd.",
+    "co.", "corp.", "jr.", "sr.", "a.m.", "p.m.", "min.", "max.", "incl.", "excl.",
+];
+/// Abbreviations that end a sentence unless a number follows ("No. 5").
+const BEFORE_NUMBERS: &[&str] = &[
+    "no.", "nos.", "nr.", "ext.", "tel.", "vol.", "ch.", "p.", "pp.", "art.", "sec.", "jan.",
+    "feb.", "mar.", "apr.", "jun.", "jul.", "aug.", "sep.", "sept.", "oct.", "nov.", "dec.",
+];
+
+/// Splits text into sentences: Unicode sentence boundaries (UAX #29) within
+/// each line, kept together after abbreviations (`e.g.`, `P.O.`, `No. 5`),
+/// initials and list numbers; decimals, versions, links and e-mail
+/// addresses never end a sentence. Line breaks (list items, table rows)
+/// always do.
 pub fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     for line in text.lines() {
-        let mut start = 0;
-        let bytes = line.as_bytes();
-        for (i, c) in line.char_indices() {
-            if matches!(c, '.' | '!' | '?')
-                && bytes.get(i + 1).is_none_or(|b| b.is_ascii_whitespace())
-                && !is_abbreviation(&line[start..=i])
-            {
-                let s = line[start..=i].trim();
-                if !s.is_empty() {
-                    out.push(s);
+        let base = line.as_ptr() as usize;
+        let mut start: Option<usize> = None;
+        let mut end = 0;
+        let segments: Vec<&str> = line.split_sentence_bounds().collect();
+        for (i, seg) in segments.iter().enumerate() {
+            let off = seg.as_ptr() as usize - base;
+            if start.is_none() {
+                if seg.trim().is_empty() {
+                    continue;
                 }
-                start = i + 1;
+                start = Some(off);
             }
+            end = off + seg.len();
+            let s = start.unwrap_or(0);
+            let so_far = line[s..end].trim_end();
+            let next = segments.get(i + 1).map_or("", |n| n.trim_start());
+            if next.is_empty() && i + 1 < segments.len() {
+                continue;
+            }
+            if i + 1 < segments.len() && keeps_going(so_far, next) {
+                continue;
+            }
+            let sentence = so_far.trim();
+            if !sentence.is_empty() {
+                out.push(sentence);
+            }
+            start = None;
         }
-        let rest = line[start..].trim();
-        if !rest.is_empty() {
-            out.push(rest);
+        if let Some(s) = start {
+            let sentence = line[s..end].trim();
+            if !sentence.is_empty() {
+                out.push(sentence);
+            }
         }
     }
     out
 }
 
-fn is_abbreviation(sentence: &str) -> bool {
-    let last = sentence
+/// Whether the sentence so far does not end before `next`.
+fn keeps_going(so_far: &str, next: &str) -> bool {
+    let last = so_far
         .split_whitespace()
         .last()
         .unwrap_or("")
-        .to_ascii_lowercase();
-    matches!(
-        last.as_str(),
-        "e.g." | "i.e." | "etc." | "vs." | "mr." | "mrs." | "dr." | "no." | "approx."
-    ) || (last.len() <= 3
-        && last.ends_with('.')
-        && last[..last.len() - 1].chars().all(|c| c.is_ascii_digit()))
+        .trim_start_matches(['(', '"', '\'', '“', '‘']);
+    let lower = last.to_lowercase();
+    if ABBREVIATIONS.contains(&lower.as_str()) {
+        return true;
+    }
+    let next_is_number = next.starts_with(|c: char| c.is_ascii_digit() || c == '#');
+    if next_is_number && BEFORE_NUMBERS.contains(&lower.as_str()) {
+        return true;
+    }
+    // A list number ("1.") or an initial ("J.") alone.
+    let word = last.trim_end_matches('.');
+    if last.ends_with('.')
+        && !word.is_empty()
+        && (word.chars().all(|c| c.is_ascii_digit()) && word.len() <= 3
+            || word.chars().count() == 1 && word.chars().all(char::is_uppercase))
+        && so_far.split_whitespace().count() <= 2
+    {
+        return true;
+    }
+    // A closing mark UAX #29 set apart, or text that continues in lower case.
+    next.starts_with(|c: char| c.is_lowercase() || matches!(c, ')' | ']' | ',' | ';'))
 }
 
-fn heading(line: &str) -> Option<String> {
+fn heading(line: &str) -> Option<(usize, String)> {
     let hashes = line.chars().take_while(|c| *c == '#').count();
     if !(1..=6).contains(&hashes) || !line[hashes..].starts_with(' ') {
         return None;
     }
     let text = clean_inline(line[hashes..].trim().trim_end_matches('#').trim());
-    (!text.is_empty()).then_some(text)
+    let text = text.trim_start_matches("- ").to_owned();
+    (!text.is_empty()).then_some((hashes, text))
 }
 
 /// Reads a leading `---` block of `key: value` lines.
@@ -233,50 +440,136 @@ fn front_matter(source: &str) -> (Vec<(String, String)>, &str) {
     (fields, after.split_once('\n').map_or("", |(_, b)| b))
 }
 
+static IMAGE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"!\[[^\]]*\]\([^)]*\)").expect("static regex"));
 static LINK: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"!?\[([^\]]*)\]\([^)]*\)").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"\[([^\]]*)\](?:\([^)]*\)|\[[^\]]*\])").expect("static regex"));
+static LINK_DEFINITION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^\s*\[[^\]]+\]:\s*\S+.*$").expect("static regex"));
+static AUTOLINK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"<((?:https?://|mailto:)[^>\s]+|[^>\s@]+@[^>\s@]+)>").expect("static regex")
+});
+static BREAK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)<br\s*/?>").expect("static regex"));
 static HTML_TAG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"</?[a-zA-Z][^>]*>").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"</?[a-zA-Z][^>]*>|<!--.*?-->").expect("static regex"));
 static EMPHASIS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(\*\*|__|\*|`)").expect("static regex"));
-static LIST_MARK: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?m)^\s*(?:[-*+]|\d+[.)])\s+").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"(\*\*|__|\*|`|~~)").expect("static regex"));
+/// A list item's marker: a bullet (`-`, `*`, `+`, `•`…) or a number.
+static LIST_MARK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:[-*+•◦▪‣●○■□–]|\d{1,3}[.)]|[a-z][.)])\s+").expect("static regex")
+});
 static TABLE_RULE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?m)^\|?[\s:|-]+\|[\s:|-]*$").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"^\|?[\s:|-]+\|[\s:|-]*$").expect("static regex"));
 
-/// Removes inline Markdown (links keep their text) and HTML tags; list
-/// items and table rows become lines of their own, a row reading
-/// "first cell: other cells; …".
+/// Removes inline Markdown (links keep their text, images go) and HTML
+/// tags; list items keep a plain marker (`- ` or `1. `); table rows read
+/// "header: cell; header: cell."
 fn clean_inline(text: &str) -> String {
-    let t = LINK.replace_all(text, "$1");
+    let t = LINK_DEFINITION.replace_all(text, "");
+    let t = IMAGE.replace_all(&t, "");
+    let t = LINK.replace_all(&t, "$1");
+    let t = AUTOLINK.replace_all(&t, "$1");
+    let t = BREAK.replace_all(&t, "\u{1}");
     let t = HTML_TAG.replace_all(&t, "");
-    let t = EMPHASIS.replace_all(&t, "");
-    let t = TABLE_RULE.replace_all(&t, "");
-    let t = LIST_MARK.replace_all(&t, "");
-    t.lines()
-        .map(|l| {
-            let l = l.trim().trim_start_matches("> ").trim();
-            if l.contains('|') {
-                let cells: Vec<&str> = l
-                    .trim_matches('|')
-                    .split('|')
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .collect();
-                match cells.split_first() {
-                    Some((first, rest)) if !rest.is_empty() => {
-                        format!("{first}: {}.", rest.join("; "))
-                    }
-                    Some((first, _)) => first.to_string(),
-                    None => String::new(),
-                }
-            } else {
-                l.split_whitespace().collect::<Vec<_>>().join(" ")
+    let t = decode_entities(&t);
+    let lines: Vec<&str> = t.lines().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut header: Option<Vec<String>> = None;
+    for (i, raw) in lines.iter().enumerate() {
+        let l = raw.trim();
+        if l.contains('|') {
+            if TABLE_RULE.is_match(l) {
+                continue;
             }
-        })
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
+            let cells: Vec<String> = l
+                .trim_matches('|')
+                .split('|')
+                .map(|c| tidy(&c.replace('\u{1}', "; ")))
+                .collect();
+            let is_header = lines
+                .get(i + 1)
+                .is_some_and(|n| TABLE_RULE.is_match(n.trim()));
+            if is_header {
+                header = Some(cells);
+                continue;
+            }
+            let row: Vec<String> = cells
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.is_empty())
+                .map(|(j, c)| match header.as_ref().and_then(|h| h.get(j)) {
+                    Some(h) if !h.is_empty() && h != c => format!("{h}: {c}"),
+                    _ => c.clone(),
+                })
+                .collect();
+            match row.as_slice() {
+                [] => {}
+                [one] => out.push(one.clone()),
+                [first, rest @ ..] if header.is_none() => {
+                    out.push(format!("{first}: {}.", rest.join("; ")))
+                }
+                all => out.push(format!("{}.", all.join("; "))),
+            }
+            continue;
+        }
+        header = None;
+        for piece in l.split('\u{1}') {
+            let piece = piece.trim();
+            let (mark, rest) = match LIST_MARK.find(piece) {
+                Some(m) => {
+                    let m_text = m.as_str().trim();
+                    let mark = if m_text.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                        format!("{}. ", m_text.trim_end_matches(['.', ')']))
+                    } else {
+                        "- ".to_owned()
+                    };
+                    (mark, &piece[m.end()..])
+                }
+                None => (String::new(), piece),
+            };
+            let body = tidy(rest);
+            if !body.is_empty() {
+                out.push(format!("{mark}{body}"));
+            }
+        }
+    }
+    out.join("\n")
+}
+
+/// Emphasis marks gone, white space collapsed.
+fn tidy(text: &str) -> String {
+    let t = EMPHASIS.replace_all(text, "");
+    t.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn decode_entities(text: &str) -> String {
+    if !text.contains('&') {
+        return text.to_owned();
+    }
+    let mut t = text.to_owned();
+    for (e, c) in [
+        ("&nbsp;", " "),
+        ("&amp;", "&"),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&quot;", "\""),
+        ("&#39;", "'"),
+        ("&apos;", "'"),
+        ("&rsquo;", "’"),
+        ("&lsquo;", "‘"),
+        ("&ldquo;", "“"),
+        ("&rdquo;", "”"),
+        ("&mdash;", "—"),
+        ("&ndash;", "–"),
+        ("&rarr;", "→"),
+        ("&hellip;", "…"),
+        ("&euro;", "€"),
+        ("&pound;", "£"),
+    ] {
+        t = t.replace(e, c);
+    }
+    t
 }
 
 fn title_from_path(doc_id: &str) -> String {
@@ -301,6 +594,7 @@ mod tests {
         );
         assert_eq!(doc.title, "Refunds");
         assert_eq!(doc.url.as_deref(), Some("https://help.example/refunds"));
+        assert!(!doc.internal);
         assert_eq!(doc.chunks.len(), 2);
         assert_eq!(doc.chunks[0].section, None);
         assert_eq!(doc.chunks[0].text, "Intro bold and a link.");
@@ -308,11 +602,27 @@ mod tests {
         assert!(
             doc.chunks[1]
                 .text
-                .starts_with("Refunds take 5 days.\nCards only."),
+                .starts_with("- Refunds take 5 days.\n- Cards only."),
             "{:?}",
             doc.chunks[1].text
         );
         assert!(doc.chunks[1].text.contains("code here"));
+    }
+
+    #[test]
+    fn wrapped_lines_join_and_list_items_stay_apart() {
+        let doc = parse(
+            "a.md",
+            "# T\n\nWe cannot ship to P.O.\nboxes with expedited or\novernight service.\n\nTo reset it:\n1) Open **Settings**.\n2. Click\n   *Reset*.\n* First bullet\n+ Second bullet\n• Third bullet\n\nLine one<br>line two &amp; more.  \nHard break.\n\n![screenshot](x.png) See [the guide][1] or <https://help.example/a>.\n\n[1]: https://help.example/guide\n",
+        );
+        let text = &doc.chunks[0].text;
+        assert_eq!(
+            text,
+            "We cannot ship to P.O. boxes with expedited or overnight service.\n\n\
+             To reset it:\n1. Open Settings.\n2. Click Reset.\n- First bullet\n- Second bullet\n- Third bullet\n\n\
+             Line one\nline two & more.\nHard break.\n\n\
+             See the guide or https://help.example/a."
+        );
     }
 
     #[test]
@@ -323,8 +633,21 @@ mod tests {
         );
         assert_eq!(
             doc.chunks[0].text,
-            "Plan: Monthly; Annual.\nSolo: $12; $120.\nTeam: $29."
+            "Plan: Solo; Monthly: $12; Annual: $120.\nPlan: Team; Monthly: $29."
         );
+        // Without a header row, the first cell leads.
+        let doc = parse(
+            "p.md",
+            "# Plans\n\n| Solo | $12 | $120 |\n| Team | $29 |  |\n",
+        );
+        assert_eq!(doc.chunks[0].text, "Solo: $12; $120.\nTeam: $29.");
+        // `<br>` inside a cell and stray rules leave no debris.
+        let doc = parse(
+            "p.md",
+            "# P\n\n| Step | What |\n|---|---|\n| 1 | Open<br>Settings |\n",
+        );
+        assert_eq!(doc.chunks[0].text, "Step: 1; What: Open; Settings.");
+        assert!(!doc.chunks[0].text.contains('|'));
     }
 
     #[test]
@@ -369,6 +692,168 @@ mod tests {
     }
 
     #[test]
+    fn each_abbreviation_keeps_its_sentence_whole() {
+        for (text, first) in [
+            (
+                "We cannot ship to P.O. boxes with expedited service. Other text.",
+                "We cannot ship to P.O. boxes with expedited service.",
+            ),
+            (
+                "Ships to the U.S. Virgin Islands in 5 days. Other text.",
+                "Ships to the U.S. Virgin Islands in 5 days.",
+            ),
+            (
+                "Use a card, e.g. Visa or Mastercard. Other text.",
+                "Use a card, e.g. Visa or Mastercard.",
+            ),
+            (
+                "Use the owner account, i.e. The one that pays. Other text.",
+                "Use the owner account, i.e. The one that pays.",
+            ),
+            (
+                "Bring ID, a bill, etc. and a pen. Other text.",
+                "Bring ID, a bill, etc. and a pen.",
+            ),
+            (
+                "Quote invoice No. 1234 when you call. Other text.",
+                "Quote invoice No. 1234 when you call.",
+            ),
+            (
+                "Ask for Mr. Smith at the desk. Other text.",
+                "Ask for Mr. Smith at the desk.",
+            ),
+            (
+                "Dr. Jones signs the form. Other text.",
+                "Dr. Jones signs the form.",
+            ),
+            (
+                "Compare Solo vs. Team before you buy. Other text.",
+                "Compare Solo vs. Team before you buy.",
+            ),
+            (
+                "It takes approx. 3 days. Other text.",
+                "It takes approx. 3 days.",
+            ),
+            (
+                "The fee is 3.5 percent of the total. Other text.",
+                "The fee is 3.5 percent of the total.",
+            ),
+            (
+                "Update to v1.2.3 or later. Other text.",
+                "Update to v1.2.3 or later.",
+            ),
+            (
+                "See https://help.example.com/a.b?x=1.2 for more. Other text.",
+                "See https://help.example.com/a.b?x=1.2 for more.",
+            ),
+            (
+                "Write to help.desk@example.co.uk today. Other text.",
+                "Write to help.desk@example.co.uk today.",
+            ),
+        ] {
+            let s = sentences(text);
+            assert_eq!(s, [first, "Other text."], "{text}");
+        }
+        // A sentence that ends in an abbreviation before a new one ends there
+        // when the abbreviation can end one.
+        assert_eq!(
+            sentences("We reply in 2 days. No. We never call."),
+            ["We reply in 2 days.", "No.", "We never call."]
+        );
+        assert_eq!(
+            sentences("1. Open Settings. Then click Save."),
+            ["1. Open Settings.", "Then click Save."]
+        );
+    }
+
+    #[test]
+    fn internal_documents_sections_and_paragraphs_are_marked() {
+        let doc = parse(
+            "a.md",
+            "---\naudience: internal\n---\n# Refund procedure\n\nApprove refunds under $50.",
+        );
+        assert!(doc.internal);
+        assert!(doc.chunks.iter().all(|c| c.internal));
+        for title in [
+            "Internal: bypass codes",
+            "[Internal] Verification",
+            "Refund playbook (agents only)",
+            "Escalations - staff only",
+        ] {
+            let doc = parse("a.md", &format!("# {title}\n\nSome text."));
+            assert!(doc.internal, "{title}");
+        }
+        // A customer title that merely contains the word is not internal.
+        let doc = parse(
+            "a.md",
+            "# Internal transfers between accounts\n\nMove money.",
+        );
+        assert!(!doc.internal);
+        assert!(!doc.chunks[0].internal);
+
+        let doc = parse(
+            "b.md",
+            "# Resetting your PIN\n\nOpen the app and tap Reset PIN.\n\nAfter enhanced verification, explain: the PIN can be reset once a day.\n\nInstruct the customer to restart the phone. Agents should check:\n\n- the account status\n- the last reset\n\nThe new PIN works at once.\n\n## Agent notes\n\nUse the bypass code 1234.\n\n### Details\n\nMore internal detail.\n\n## Still stuck?\n\nContact us any time.",
+        );
+        assert!(!doc.internal);
+        let public: Vec<&str> = doc
+            .chunks
+            .iter()
+            .filter(|c| !c.internal)
+            .map(|c| c.text.as_str())
+            .collect();
+        let internal: String = doc
+            .chunks
+            .iter()
+            .filter(|c| c.internal)
+            .map(|c| c.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            public,
+            [
+                "Open the app and tap Reset PIN.\n\nThe new PIN works at once.",
+                "Contact us any time."
+            ]
+        );
+        for s in [
+            "explain:",
+            "Instruct the customer",
+            "- the account status",
+            "bypass code",
+            "More internal detail",
+        ] {
+            assert!(internal.contains(s), "{s} not internal: {internal}");
+        }
+    }
+
+    #[test]
+    fn agent_voice_is_recognized() {
+        for s in [
+            "Instruct the customer to restart the device.",
+            "Advise the customer that refunds take 5 days.",
+            "Tell the customer we are looking into it.",
+            "Ask the customer to confirm their date of birth.",
+            "Agents should verify the last four digits.",
+            "Do not tell the customer about the bypass code.",
+            "Refunds over $100 need approval (internal).",
+            "After enhanced verification, explain: the code is valid once.",
+            "Verify the caller's identity first.",
+        ] {
+            assert!(is_agent_voice(s), "{s}");
+        }
+        for s in [
+            "Tell us what went wrong and we will help.",
+            "Ask your bank to allow the payment.",
+            "You can ask the Owner to remove you.",
+            "Our agents can help you 24/7.",
+            "The caller hears your greeting.",
+        ] {
+            assert!(!is_agent_voice(s), "{s}");
+        }
+    }
+
+    #[test]
     fn garbage_does_not_panic() {
         for src in [
             "",
@@ -382,10 +867,14 @@ mod tests {
             "[](",
             "|---|",
             "# \n## \n",
+            "| a |\n|---|\n",
+            "- \n1. \n<br>",
+            "a  \n  \n\\",
         ] {
             let _ = parse("x.md", src);
         }
         let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
         let _ = parse("x.md", &String::from_utf8_lossy(&bytes));
+        let _ = sentences("..... ?! . 1. a. P.O.");
     }
 }

@@ -1,5 +1,9 @@
 //! The embedded knowledge base: a tantivy (BM25) index over a folder of
 //! Markdown and text files, rebuilt when the folder's content changes.
+//!
+//! Internal passages (agent-facing documents, sections and paragraphs, see
+//! [`markdown`]) are indexed but never retrieved unless the index is told
+//! to include them ([`TantivyIndex::including_internal`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -61,6 +65,7 @@ struct Fields {
     section: Field,
     body: Field,
     url: Field,
+    audience: Field,
 }
 
 /// What a build read.
@@ -72,12 +77,16 @@ pub struct BuildStats {
     pub passages: usize,
 }
 
+/// The `audience` value of internal passages.
+const INTERNAL: &str = "internal";
+
 /// The embedded index.
 #[derive(Clone)]
 pub struct TantivyIndex {
     reader: IndexReader,
     fields: Fields,
     passages: u64,
+    include_internal: bool,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -95,6 +104,7 @@ fn schema() -> (Schema, Fields) {
         section: b.add_text_field("section", text.clone()),
         body: b.add_text_field("body", text),
         url: b.add_text_field("url", STORED),
+        audience: b.add_text_field("audience", STRING),
     };
     (b.build(), fields)
 }
@@ -171,7 +181,7 @@ pub fn kb_files(kb: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 /// when it changes.
 pub fn fingerprint(kb: &Path) -> anyhow::Result<String> {
     let mut h = Sha256::new();
-    h.update(b"deskhand-kb-v1\0");
+    h.update(b"deskhand-kb-v2\0");
     for (id, path) in kb_files(kb)? {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         h.update(id.as_bytes());
@@ -274,7 +284,15 @@ impl TantivyIndex {
             reader,
             fields,
             passages,
+            include_internal: false,
         })
+    }
+
+    /// Whether internal (agent-facing) passages may be retrieved; off by
+    /// default, so they never reach a customer answer.
+    pub fn including_internal(mut self, include: bool) -> Self {
+        self.include_internal = include;
+        self
     }
 
     /// Indexes `docs` into the empty `directory` as one segment, on this
@@ -313,6 +331,7 @@ impl TantivyIndex {
                     f.section => c.section.as_deref().unwrap_or(""),
                     f.body => c.text.as_str(),
                     f.url => d.url.as_deref().unwrap_or(""),
+                    f.audience => if c.internal { INTERNAL } else { "public" },
                 ))?;
             }
         }
@@ -369,8 +388,18 @@ impl TantivyIndex {
             .collect();
         let total: f32 = weights.iter().sum();
 
-        let query = BooleanQuery::new(clauses);
-        let hits = searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?;
+        let mut query: Box<dyn Query> = Box::new(BooleanQuery::new(clauses));
+        if !self.include_internal {
+            let internal = TermQuery::new(
+                Term::from_field_text(f.audience, INTERNAL),
+                IndexRecordOption::Basic,
+            );
+            query = Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query),
+                (Occur::MustNot, Box::new(internal)),
+            ]));
+        }
+        let hits = searcher.search(&*query, &TopDocs::with_limit(k).order_by_score())?;
         let mut out = Vec::with_capacity(hits.len());
         for (score, address) in hits {
             let d: TantivyDocument = searcher.doc(address)?;
@@ -515,6 +544,32 @@ mod tests {
         let (idx, built) = TantivyIndex::open_or_build(kb.path(), &dir, &mut |_, _| {}).unwrap();
         assert_eq!(built.map(|b| b.documents), Some(2));
         assert_eq!(idx.search("beta", 1).unwrap()[0].doc_id, "b.md");
+    }
+
+    #[test]
+    fn internal_passages_are_retrieved_only_when_allowed() {
+        let docs = vec![
+            markdown::parse(
+                "agents/bypass.md",
+                "---\naudience: internal\n---\n# Bypass codes\n\nThe bypass code for a locked account is 4242.",
+            ),
+            markdown::parse(
+                "account/locked.md",
+                "# Locked account\n\nA locked account opens again after 15 minutes.\n\n## Agent notes\n\nRead the bypass code to a verified caller.\n\nAdvise the customer that the bypass code works once.",
+            ),
+        ];
+        let idx = TantivyIndex::in_memory(&docs).unwrap();
+        let hits = idx.search("bypass code locked account", 5).unwrap();
+        assert!(!hits.is_empty());
+        for h in &hits {
+            assert!(!h.text.contains("bypass"), "internal text retrieved: {h:?}");
+        }
+        let all = idx
+            .including_internal(true)
+            .search("bypass code locked account", 5)
+            .unwrap();
+        assert!(all.iter().any(|h| h.doc_id == "agents/bypass.md"));
+        assert!(all.iter().any(|h| h.text.contains("Advise the customer")));
     }
 
     #[test]

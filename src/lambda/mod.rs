@@ -130,7 +130,10 @@ impl AwsRuntime {
                             self.config.kb_dir.display()
                         )
                     })?;
-                Ok(Arc::new(TantivyIndex::in_memory(&docs)?))
+                Ok(Arc::new(
+                    TantivyIndex::in_memory(&docs)?
+                        .including_internal(self.config.pipeline.answer_from_internal),
+                ))
             }
         }
     }

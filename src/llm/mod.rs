@@ -11,9 +11,11 @@ pub mod extractive;
 pub mod openai;
 pub mod prompt;
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Channel, Message, Usage};
@@ -92,7 +94,7 @@ pub trait Generator: Send + Sync {
 /// Parses the model's JSON answer object (from a tool call's input or a
 /// message's content), tolerating code fences and clamping confidence.
 /// Sources not among `passages` are dropped: a model cannot cite what it
-/// was not given.
+/// was not given. Then [`ground`] holds the answer to its inputs.
 pub fn parse_answer(value: &serde_json::Value, passages: &[Passage]) -> Result<Generation, String> {
     let obj = value.as_object().ok_or("the answer is not a JSON object")?;
     let answer = match obj.get("answer") {
@@ -135,14 +137,94 @@ pub fn parse_answer(value: &serde_json::Value, passages: &[Passage]) -> Result<G
     if answer.is_empty() && !needs_human {
         return Err("`answer` is empty and `needs_human` is false".into());
     }
-    Ok(Generation {
-        answer,
-        confidence: (confidence as f32).clamp(0.0, 1.0),
-        needs_human,
-        reason,
-        sources,
-        usage: Usage::default(),
-    })
+    Ok(ground(
+        Generation {
+            answer,
+            confidence: (confidence as f32).clamp(0.0, 1.0),
+            needs_human,
+            reason,
+            sources,
+            usage: Usage::default(),
+        },
+        passages,
+    ))
+}
+
+static URL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?ix)
+        \b(?:https?|ftp)://[^\s<>()\[\]{}"'`]+
+        | \bwww\.[^\s<>()\[\]{}"'`]+
+        | \b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:com|net|org|io|co|info|biz|app|dev|xyz|me|ly|link|site|online|top|click|help|support|live|shop|store|page|gl|to|sh|cc|ru|cn|tk|ml|ga|cf|gq|us|uk|eu|de|fr|ca|au)\b(?:/[^\s<>()\[\]{}"'`]*)?"#,
+    )
+    .expect("static regex")
+});
+
+/// A link as compared: lower-case, without scheme, `www.`, trailing
+/// punctuation or slash.
+fn link_key(url: &str) -> String {
+    let u = url
+        .trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '\'', '"'])
+        .to_lowercase();
+    let u = u.split_once("://").map_or(u.as_str(), |(_, rest)| rest);
+    let u = u.strip_prefix("www.").unwrap_or(u);
+    u.trim_end_matches('/').to_owned()
+}
+
+fn host(key: &str) -> &str {
+    key.split(['/', '?', '#']).next().unwrap_or(key)
+}
+
+/// Holds a model's answer to its inputs, whatever an injection told the
+/// model:
+/// * an answer that cites none of the given passages is not sent: it goes
+///   to a person (`model_refused`, "answer cites no knowledge-base
+///   passage"); it used to go out with the top passage as its source;
+/// * links are allowed only when they appear in the passages (their text
+///   or their document's link) or point at the help centre the passages
+///   link to; any other link is replaced by "[link removed]" and the answer
+///   goes to a person as a draft, not to the customer.
+pub fn ground(mut g: Generation, passages: &[Passage]) -> Generation {
+    if g.needs_human {
+        return g;
+    }
+    let mut allowed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut sites: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for p in passages {
+        for m in URL.find_iter(&p.text) {
+            allowed.insert(link_key(m.as_str()));
+        }
+        if let Some(u) = &p.url {
+            let k = link_key(u);
+            sites.insert(host(&k).to_owned());
+            allowed.insert(k);
+        }
+    }
+    let mut refused = Vec::new();
+    let answer = URL
+        .replace_all(&g.answer, |c: &regex::Captures<'_>| {
+            let k = link_key(&c[0]);
+            if allowed.contains(&k) || sites.contains(host(&k)) {
+                c[0].to_owned()
+            } else {
+                refused.push(host(&k).to_owned());
+                "[link removed]".to_owned()
+            }
+        })
+        .into_owned();
+    if !refused.is_empty() {
+        refused.dedup();
+        g.answer = answer;
+        g.needs_human = true;
+        g.reason = Some(format!(
+            "answer links outside the knowledge base: {}",
+            refused.join(", ")
+        ));
+    } else if g.sources.is_empty() {
+        g.needs_human = true;
+        g.reason = Some("answer cites no knowledge-base passage".into());
+    }
+    g
 }
 
 /// Extracts a JSON object from model text: bare, fenced, or with prose around it.
@@ -216,6 +298,48 @@ mod tests {
         )
         .unwrap();
         assert!(g.needs_human);
+    }
+
+    #[test]
+    fn answers_are_held_to_their_inputs() {
+        let mut given = passages();
+        given[0].text = "See https://help.example/refunds or www.example.com/faq.".into();
+        given[0].url = Some("https://help.example/articles/a".into());
+        // Links from the passages, or on the help centre's site, pass.
+        let g = parse_answer(
+            &json!({"answer":"See https://help.example/refunds, www.example.com/faq/ or https://help.example/articles/b.","confidence":0.9,"needs_human":false,"sources":["a.md"]}),
+            &given,
+        )
+        .unwrap();
+        assert!(!g.needs_human, "{g:?}");
+        // Any other link is removed and the answer goes to a person.
+        for link in [
+            "https://help-example.verify-login.com/x",
+            "http://evil.example/refunds",
+            "evil-site.com/login",
+            "www.phish.co",
+        ] {
+            let g = parse_answer(
+                &json!({"answer": format!("Confirm your card at {link} today."),"confidence":0.9,"needs_human":false,"sources":["a.md"]}),
+                &given,
+            )
+            .unwrap();
+            assert!(g.needs_human, "{link}");
+            assert!(!g.answer.contains(link), "{}", g.answer);
+            assert!(g.answer.contains("[link removed]"), "{}", g.answer);
+            assert!(g.reason.unwrap().contains("links outside"));
+        }
+        // An answer citing nothing goes to a person.
+        let g = parse_answer(
+            &json!({"answer":"Yes.","confidence":0.9,"needs_human":false,"sources":["other.md"]}),
+            &given,
+        )
+        .unwrap();
+        assert!(g.needs_human);
+        assert_eq!(
+            g.reason.as_deref(),
+            Some("answer cites no knowledge-base passage")
+        );
     }
 
     #[test]

@@ -40,7 +40,10 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 /// The generator the configuration asks for.
 pub fn generator(config: &Config) -> anyhow::Result<Arc<dyn Generator>> {
     Ok(match config.generator.kind {
-        GeneratorKind::Extractive => Arc::new(Extractive::new(config.generator.extractive)),
+        GeneratorKind::Extractive => Arc::new(
+            Extractive::new(config.generator.extractive)
+                .allowing_internal(config.pipeline.answer_from_internal),
+        ),
         GeneratorKind::Openai => {
             let s = config
                 .generator
@@ -68,9 +71,13 @@ pub fn generator(config: &Config) -> anyhow::Result<Arc<dyn Generator>> {
 /// folder indexed in memory, or a Bedrock Knowledge Base (eval, ask).
 pub fn retriever_in_memory(config: &Config) -> anyhow::Result<Arc<dyn Retriever>> {
     Ok(match config.retriever.kind {
-        RetrieverKind::Tantivy => Arc::new(TantivyIndex::in_memory(
-            &crate::knowledge::tantivy::load_documents(&config.kb_dir, &mut |_, _| {})?,
-        )?),
+        RetrieverKind::Tantivy => Arc::new(
+            TantivyIndex::in_memory(&crate::knowledge::tantivy::load_documents(
+                &config.kb_dir,
+                &mut |_, _| {},
+            )?)?
+            .including_internal(config.pipeline.answer_from_internal),
+        ),
         RetrieverKind::BedrockKb => {
             let kb = config
                 .retriever
@@ -137,6 +144,7 @@ impl Local {
                     &config.data_dir.join("index"),
                     progress,
                 )?;
+                let index = index.including_internal(config.pipeline.answer_from_internal);
                 (Arc::new(index), built)
             }
             RetrieverKind::BedrockKb => {
