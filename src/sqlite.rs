@@ -225,19 +225,16 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<R, DbError> + Send + 'static,
         R: Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.durable_writes.fetch_add(1, Ordering::Relaxed);
+        self.write(move |conn| {
             conn.pragma_update(None, "synchronous", "FULL")?;
-            inner.durable_writes.fetch_add(1, Ordering::Relaxed);
-            let result = f(&mut conn);
+            let result = f(conn);
             // Back to NORMAL whatever `f` did (if this fails, or `f`
             // panicked, the writer stays FULL: slower, never less safe).
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             result
         })
         .await
-        .map_err(|e| DbError::Other(anyhow::anyhow!("database task failed: {e}")))?
     }
 
     /// Calls of [`Self::write_durable`] so far (what the durability tests

@@ -163,9 +163,7 @@ mod tests {
                     Json(Value::Array(items))
                 }),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let base = crate::knowledge::import::tests::serve_double(app).await;
         let source = Source {
             base_url: base.clone(),
             api_key: "key".into(),

@@ -162,9 +162,7 @@ mod tests {
                                             "updatedAt": "2026-01-01T00:00:00Z", "keywords": ["k"]}}))
                 }),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let base = crate::knowledge::import::tests::serve_double(app).await;
         let source = Source {
             base_url: base,
             api_key: "key".into(),

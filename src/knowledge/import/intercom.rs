@@ -170,9 +170,7 @@ mod tests {
                 get(|| async { Json(json!({"type": "list", "data": [{"id": "9", "name": "Billing"}], "pages": {}})) }),
             )
             .route("/articles", get(articles));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let base = crate::knowledge::import::tests::serve_double(app).await;
         let source = Source {
             base_url: base.clone(),
             token: "tok".into(),

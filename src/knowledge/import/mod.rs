@@ -354,8 +354,16 @@ pub async fn send_json(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Serves a vendor's API double on a free 127.0.0.1 port; its base URL.
+    pub(crate) async fn serve_double(app: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
 
     fn article(id: &str, title: &str, updated: &str) -> Article {
         Article {

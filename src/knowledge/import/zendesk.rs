@@ -297,10 +297,8 @@ mod tests {
             )
             .route("/api/v2/help_center/en-us/articles.json", get(articles))
             .with_state(d.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let base = crate::knowledge::import::tests::serve_double(app).await;
         d.base.set(base.clone()).unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
         (d, base)
     }
 
