@@ -112,6 +112,31 @@ async fn a_greeting_gets_a_greeting_and_the_next_question_an_answer() {
     app.stop().await;
 }
 
+/// A follow-up is retrieved in the conversation's context: "and what if I
+/// lose my phone?" after the two-factor question is answered from the
+/// two-factor article (on its own it retrieved the team-members article).
+#[tokio::test]
+async fn a_follow_up_is_read_with_the_question_it_follows() {
+    let app = app().await;
+    let (id, token) = app.conversation().await;
+    say(&app, &id, &token, TWO_FA, 1).await;
+    let (poll, _) = say(&app, &id, &token, "and what if I lose my phone?", 2).await;
+    let answers = with_role(&poll, "assistant");
+    assert_eq!(answers.len(), 2, "{poll}");
+    assert_eq!(
+        answers[1]["sources"][0]["doc_id"], "security/two-factor-authentication.md",
+        "{poll}"
+    );
+    assert!(
+        !answers[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Remove from team"),
+        "{poll}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn thanks_after_an_answer_confirm_it() {
     let app = app().await;

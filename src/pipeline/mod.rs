@@ -39,6 +39,7 @@
 
 pub mod acts;
 pub mod decide;
+pub mod followup;
 pub mod language;
 pub mod rules;
 
@@ -595,6 +596,12 @@ impl Pipeline {
         if stays_on && person_took_over(&history) {
             return self.forward(ticket, token).await;
         }
+        // A follow-up is retrieved with the question it follows (a second
+        // lookup, only for such messages).
+        let passages = match followup::query(ticket.text.as_str(), &history) {
+            Some(q) => r.retriever.retrieve(&q, r.settings.top_k).await,
+            None => passages,
+        };
         let confirms = after_answer(&history);
         let thought = match held_sender(ticket) {
             // A forged sender is answered by nobody but a person.
