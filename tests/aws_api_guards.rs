@@ -83,18 +83,7 @@ async fn a_mailgun_signature_replayed_with_another_message_is_401_on_dynamodb() 
 async fn the_conversation_limit_holds_across_lambda_instances() {
     let (a, b) = two_instances(|c| c.limits.per_conversation_per_minute = 3).await;
     let http = reqwest::Client::new();
-    let conv: Value = http
-        .post(format!("{a}/v1/conversations"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (id, token) = (
-        conv["conversation_id"].as_str().unwrap().to_owned(),
-        conv["token"].as_str().unwrap().to_owned(),
-    );
+    let (id, token) = common::open_conversation(&http, &a).await;
     let send = |base: String| {
         let (http, id, token) = (http.clone(), id.clone(), token.clone());
         async move {
@@ -129,20 +118,10 @@ async fn the_conversation_limit_holds_across_lambda_instances() {
     assert_eq!(body["error"]["code"], "rate_limited");
     assert_eq!(send(a.clone()).await.status(), 429);
     // Another conversation is not affected.
-    let other: Value = http
-        .post(format!("{b}/v1/conversations"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (other, other_token) = common::open_conversation(&http, &b).await;
     let res = http
-        .post(format!(
-            "{b}/v1/conversations/{}/messages",
-            other["conversation_id"].as_str().unwrap()
-        ))
-        .bearer_auth(other["token"].as_str().unwrap())
+        .post(format!("{b}/v1/conversations/{other}/messages"))
+        .bearer_auth(&other_token)
         .json(&json!({"text": "hello"}))
         .send()
         .await

@@ -401,6 +401,21 @@ async fn a_failure_holds_back_the_rest_of_its_conversation_but_not_others() {
 }
 
 /// Receives one conversation's `n` records as one batch (FIFO: in order).
+/// Three questions posted into one new conversation and received (hidden
+/// for 180 s) as one batch: (id, token, batch).
+async fn three_received(s: &Stack) -> (String, String, Vec<Received>) {
+    let (id, token) = s.conversation().await;
+    for text in [
+        "How do I turn on two-factor authentication?",
+        "And how do I reset my password?",
+        "Can I export my invoices?",
+    ] {
+        s.post(&id, &token, text).await;
+    }
+    let batch = receive_n(s, 3).await;
+    (id, token, batch)
+}
+
 async fn receive_n(s: &Stack, n: usize) -> Vec<Received> {
     let mut batch = Vec::new();
     for _ in 0..10 {
@@ -449,15 +464,7 @@ async fn assert_each_answered_once(s: &Stack, id: &str, token: &str, n: usize) {
 #[tokio::test]
 async fn a_batch_whose_deadline_is_near_returns_its_records_unstarted_and_loses_none() {
     let s = Stack::start().await;
-    let (id, token) = s.conversation().await;
-    for text in [
-        "How do I turn on two-factor authentication?",
-        "And how do I reset my password?",
-        "Can I export my invoices?",
-    ] {
-        s.post(&id, &token, text).await;
-    }
-    let batch = receive_n(&s, 3).await;
+    let (id, token, batch) = three_received(&s).await;
     let mut ctx = s.ctx.clone();
     ctx.budget = worker::Budget {
         reserve: Duration::from_secs(2),
@@ -509,15 +516,7 @@ async fn records_that_would_outlast_the_invocation_are_not_started() {
         Duration::from_secs(4),
         Reply::Fixture("converse_tool_use.json"),
     )]);
-    let (id, token) = s.conversation().await;
-    for text in [
-        "How do I turn on two-factor authentication?",
-        "And how do I reset my password?",
-        "Can I export my invoices?",
-    ] {
-        s.post(&id, &token, text).await;
-    }
-    let batch = receive_n(&s, 3).await;
+    let (id, token, batch) = three_received(&s).await;
     let mut ctx = s.ctx.clone();
     ctx.budget = worker::Budget {
         reserve: Duration::from_millis(500),

@@ -362,52 +362,36 @@ async fn statuses_with_forwarded_for(app: &TestApp, hops: &[String]) -> Vec<u16>
 
 #[tokio::test]
 async fn a_forged_left_most_forwarded_for_entry_gets_no_fresh_budget() {
-    // One proxy (the peer) appends the real client; the client forges
-    // entries in front of it.
-    let app = TestApp::spawn_with(|c| {
-        c.limits.per_ip_per_minute = 3;
-        c.limits.trust_forwarded_for = true;
-    })
-    .await;
-    let forged: Vec<String> = (1..=5)
-        .map(|i| format!("198.51.100.{i}, 203.0.113.9"))
-        .collect();
-    assert_eq!(
-        statuses_with_forwarded_for(&app, &forged).await,
-        [200, 200, 200, 429, 429]
-    );
-    app.stop().await;
-
-    // A chain of trusted proxies: the right-most hop not among them.
-    let app = TestApp::spawn_with(|c| {
-        c.limits.per_ip_per_minute = 3;
-        c.limits.trust_forwarded_for = true;
-        c.limits.trusted_proxies = vec!["127.0.0.1".into(), "10.0.0.0/8".into()];
-    })
-    .await;
-    let forged: Vec<String> = (1..=5)
-        .map(|i| format!("198.51.100.{i}, 203.0.113.9, 10.1.2.{i}"))
-        .collect();
-    assert_eq!(
-        statuses_with_forwarded_for(&app, &forged).await,
-        [200, 200, 200, 429, 429]
-    );
-    app.stop().await;
-
-    // A connection from outside the trusted proxies speaks for itself,
-    // whatever it claims.
-    let app = TestApp::spawn_with(|c| {
-        c.limits.per_ip_per_minute = 3;
-        c.limits.trust_forwarded_for = true;
-        c.limits.trusted_proxies = vec!["10.0.0.0/8".into()];
-    })
-    .await;
-    let forged: Vec<String> = (1..=5).map(|i| format!("203.0.113.{i}")).collect();
-    assert_eq!(
-        statuses_with_forwarded_for(&app, &forged).await,
-        [200, 200, 200, 429, 429]
-    );
-    app.stop().await;
+    // (trusted proxies, the header of request i): each time the client
+    // forges new entries, and the address that counts stays the same.
+    type Case = (&'static [&'static str], fn(u32) -> String);
+    let cases: [Case; 3] = [
+        // One proxy (the peer) appends the real client; the client forges
+        // entries in front of it.
+        (&[], |i| format!("198.51.100.{i}, 203.0.113.9")),
+        // A chain of trusted proxies: the right-most hop not among them.
+        (&["127.0.0.1", "10.0.0.0/8"], |i| {
+            format!("198.51.100.{i}, 203.0.113.9, 10.1.2.{i}")
+        }),
+        // A connection from outside the trusted proxies speaks for itself,
+        // whatever it claims.
+        (&["10.0.0.0/8"], |i| format!("203.0.113.{i}")),
+    ];
+    for (proxies, header) in cases {
+        let app = TestApp::spawn_with(|c| {
+            c.limits.per_ip_per_minute = 3;
+            c.limits.trust_forwarded_for = true;
+            c.limits.trusted_proxies = proxies.iter().map(|p| p.to_string()).collect();
+        })
+        .await;
+        let forged: Vec<String> = (1..=5).map(header).collect();
+        assert_eq!(
+            statuses_with_forwarded_for(&app, &forged).await,
+            [200, 200, 200, 429, 429],
+            "trusted proxies {proxies:?}"
+        );
+        app.stop().await;
+    }
 }
 
 #[tokio::test]

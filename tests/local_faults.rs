@@ -85,18 +85,8 @@ async fn kill_9_mid_ticket_then_restart_answers_it_once() {
     let http = reqwest::Client::new();
 
     let (mut first, base) = spawn_binary(data.path(), &model);
-    let conv: Value = http
-        .post(format!("{base}/v1/conversations"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (id, token) = (
-        conv["conversation_id"].as_str().unwrap(),
-        conv["token"].as_str().unwrap(),
-    );
+    let (id, token) = common::open_conversation(&http, &base).await;
+    let (id, token) = (id.as_str(), token.as_str());
     let res = http
         .post(format!("{base}/v1/conversations/{id}/messages"))
         .bearer_auth(token)

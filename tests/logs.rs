@@ -93,18 +93,7 @@ async fn logs_hold_no_secrets_and_no_personal_data() {
     });
 
     let http = reqwest::Client::new();
-    let conv: serde_json::Value = http
-        .post(format!("{base}/v1/conversations"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (id, token) = (
-        conv["conversation_id"].as_str().unwrap().to_owned(),
-        conv["token"].as_str().unwrap().to_owned(),
-    );
+    let (id, token) = common::open_conversation(&http, &base).await;
     let post = |text: String| {
         http.post(format!("{base}/v1/conversations/{id}/messages"))
             .bearer_auth(&token)

@@ -97,18 +97,7 @@ impl TestApp {
 
     /// A new conversation: (id, token).
     pub async fn conversation(&self) -> (String, String) {
-        let res = self
-            .http
-            .post(self.url("/v1/conversations"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
-        let v: Value = res.json().await.unwrap();
-        (
-            v["conversation_id"].as_str().unwrap().to_owned(),
-            v["token"].as_str().unwrap().to_owned(),
-        )
+        open_conversation(&self.http, &self.url("")).await
     }
 
     /// Posts a customer message; returns (status, body).
@@ -156,6 +145,21 @@ impl TestApp {
         )
         .await
     }
+}
+
+/// Opens a conversation on the API at `base`: (id, token).
+pub async fn open_conversation(http: &reqwest::Client, base: &str) -> (String, String) {
+    let res = http
+        .post(format!("{base}/v1/conversations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    (
+        v["conversation_id"].as_str().unwrap().to_owned(),
+        v["token"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// Polls `base` until the conversation holds a non-customer message after

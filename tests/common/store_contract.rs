@@ -615,46 +615,77 @@ pub async fn outbox_lifecycle(s: &dyn Store, o: &dyn deskhand::store::OutboxStor
 pub async fn replay_guard_contract(g: &dyn deskhand::store::ReplayGuard) {
     use deskhand::store::TokenUse;
     let token = format!("tok-{}", uuid::Uuid::new_v4());
-    let until = Utc::now() + chrono::Duration::minutes(6);
-    let (mine, other) = ([1u8; 32], [2u8; 32]);
-    assert_eq!(
-        g.use_token("mailgun", &token, mine, until).await.unwrap(),
-        TokenUse::First
-    );
-    assert_eq!(
-        g.use_token("mailgun", &token, mine, until).await.unwrap(),
-        TokenUse::Retry
-    );
-    assert_eq!(
-        g.use_token("mailgun", &token, other, until).await.unwrap(),
-        TokenUse::Reused,
-        "a token carried another message"
-    );
-    // The retry is still a retry after the refused replay.
-    assert_eq!(
-        g.use_token("mailgun", &token, mine, until).await.unwrap(),
-        TokenUse::Retry
-    );
-    assert_eq!(
-        g.use_token("other", &token, other, until).await.unwrap(),
-        TokenUse::First,
-        "scopes are apart"
-    );
     // A token whose signature has left the window is forgotten.
     let gone = format!("tok-{}", uuid::Uuid::new_v4());
+    let until = Utc::now() + chrono::Duration::minutes(6);
     let past = Utc::now() - chrono::Duration::seconds(5);
-    assert_eq!(
-        g.use_token("mailgun", &gone, mine, past).await.unwrap(),
-        TokenUse::First
-    );
-    assert_eq!(
-        g.use_token("mailgun", &gone, other, until).await.unwrap(),
-        TokenUse::First
-    );
-    assert_eq!(
-        g.use_token("mailgun", &gone, mine, until).await.unwrap(),
-        TokenUse::Reused
-    );
+    let (mine, other) = ([1u8; 32], [2u8; 32]);
+    let steps = [
+        ("mailgun", &token, mine, until, TokenUse::First, "first use"),
+        (
+            "mailgun",
+            &token,
+            mine,
+            until,
+            TokenUse::Retry,
+            "the same message again",
+        ),
+        (
+            "mailgun",
+            &token,
+            other,
+            until,
+            TokenUse::Reused,
+            "a token carried another message",
+        ),
+        (
+            "mailgun",
+            &token,
+            mine,
+            until,
+            TokenUse::Retry,
+            "a retry after the refused replay",
+        ),
+        (
+            "other",
+            &token,
+            other,
+            until,
+            TokenUse::First,
+            "scopes are apart",
+        ),
+        (
+            "mailgun",
+            &gone,
+            mine,
+            past,
+            TokenUse::First,
+            "first use, already expired",
+        ),
+        (
+            "mailgun",
+            &gone,
+            other,
+            until,
+            TokenUse::First,
+            "the expired record is forgotten",
+        ),
+        (
+            "mailgun",
+            &gone,
+            mine,
+            until,
+            TokenUse::Reused,
+            "and the new one holds",
+        ),
+    ];
+    for (scope, token, digest, until, expected, what) in steps {
+        assert_eq!(
+            g.use_token(scope, token, digest, until).await.unwrap(),
+            expected,
+            "{what}"
+        );
+    }
 }
 
 /// Of concurrent uses of one token with different messages, exactly one is

@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::{Article, Audience, Fetched, get_json, id_of};
+use super::{Article, Audience, Fetched, get_json, id_of, strings};
 
 /// Articles a page (Freshdesk's maximum).
 const PER_PAGE: usize = 100;
@@ -105,14 +105,7 @@ pub async fn fetch(
                         locale: None,
                         audience,
                         section: section.clone(),
-                        labels: a["tags"]
-                            .as_array()
-                            .map(|t| {
-                                t.iter()
-                                    .filter_map(|v| v.as_str().map(str::to_owned))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
+                        labels: strings(&a["tags"]),
                         html: a["description"].as_str().unwrap_or("").to_owned(),
                     });
                 }

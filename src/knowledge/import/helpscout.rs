@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::{Article, Audience, Fetched, get_json, id_of};
+use super::{Article, Audience, Fetched, get_json, id_of, strings};
 
 /// Most pages of one listing.
 const MAX_PAGES: u64 = 500;
@@ -102,14 +102,7 @@ pub async fn fetch(
                 locale: None,
                 audience,
                 section: section.clone(),
-                labels: a["keywords"]
-                    .as_array()
-                    .map(|k| {
-                        k.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                labels: strings(&a["keywords"]),
                 html: a["text"].as_str().unwrap_or("").to_owned(),
             });
             progress(articles.len());

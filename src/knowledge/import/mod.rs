@@ -87,6 +87,17 @@ pub(crate) fn id_of(v: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// The strings of a JSON array (labels, tags, keywords); none otherwise.
+pub(crate) fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {

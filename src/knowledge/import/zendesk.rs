@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::Context;
 use serde_json::Value;
 
-use super::{Article, Audience, Fetched, get_json, id_of};
+use super::{Article, Audience, Fetched, get_json, id_of, strings};
 
 /// Most pages followed in one listing (100 articles a page).
 const MAX_PAGES: usize = 2_000;
@@ -197,14 +197,7 @@ pub async fn fetch(
             locale: a["locale"].as_str().map(str::to_owned),
             audience,
             section,
-            labels: a["label_names"]
-                .as_array()
-                .map(|l| {
-                    l.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            labels: strings(&a["label_names"]),
             html: a["body"].as_str().unwrap_or("").to_owned(),
         });
     }
