@@ -15,36 +15,21 @@ use deskhand::store::DynamoStore;
 #[tokio::test]
 async fn dynamodb_store_meets_the_contract() {
     let moto = Moto::connect().await;
-    let table = moto.table().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&moto.sdk),
-        &table,
-        Duration::from_secs(86_400),
-    );
+    let store = moto.dynamo_store().await;
     store_contract::run_all(Arc::new(store), false).await;
 }
 
 #[tokio::test]
 async fn dynamodb_store_meets_the_outbox_contract() {
     let moto = Moto::connect().await;
-    let table = moto.table().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&moto.sdk),
-        &table,
-        Duration::from_secs(86_400),
-    );
+    let store = moto.dynamo_store().await;
     store_contract::outbox_lifecycle(&store, &store).await;
 }
 
 #[tokio::test]
 async fn dynamodb_replay_guard_meets_the_contract() {
     let moto = Moto::connect().await;
-    let table = moto.table().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&moto.sdk),
-        &table,
-        Duration::from_secs(86_400),
-    );
+    let store = moto.dynamo_store().await;
     store_contract::replay_guard_contract(&store).await;
 }
 
@@ -52,16 +37,7 @@ async fn dynamodb_replay_guard_meets_the_contract() {
 async fn dynamodb_conversation_limiter_meets_the_contract_across_instances() {
     let moto = Moto::connect().await;
     let table = moto.table().await;
-    let store = |_| {
-        deskhand::store::DynamoConversationLimiter::new(
-            DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&moto.sdk),
-                &table,
-                Duration::from_secs(86_400),
-            ),
-            3,
-        )
-    };
+    let store = |_| deskhand::store::DynamoConversationLimiter::new(moto.store_on(&table), 3);
     store_contract::conversation_limiter_contract(&store(0), 3).await;
     // Two limiters (two instances) over one table share the count.
     use deskhand::store::{Admission, ConversationLimiter};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use common::moto::Moto;
-use common::store_contract::ticket;
+use common::store_contract::{self, ticket};
 use deskhand::config::Config;
 use deskhand::domain::{
     ConversationId, ConversationStatus, NewMessage, Outcome, ReasonCode, Role, Usage,
@@ -20,7 +20,7 @@ use deskhand::llm::{GenerateError, GenerateRequest, Generation, Generator};
 use deskhand::notify::{EscalateError, Escalation, Escalator};
 use deskhand::pipeline::{Pipeline, ProcessError, Responder, Rules, Settings};
 use deskhand::sqlite::Db;
-use deskhand::store::{Claim, Completed, Completion, DynamoStore, SqliteStore, Store};
+use deskhand::store::{Claim, Completed, Completion, SqliteStore, Store};
 
 /// give_up never retrieves or generates.
 struct Unused;
@@ -108,13 +108,7 @@ async fn give_up_waits_out_a_live_lease(store: Arc<dyn Store>) {
         store.complete(answer(&t, a)).await.unwrap(),
         Completed::Written
     );
-    let texts: Vec<String> = store
-        .history(t.conversation_id, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.body.text)
-        .collect();
+    let texts = store_contract::texts_of(store.as_ref(), t.conversation_id).await;
     assert_eq!(texts, ["Go to Settings."]);
     // The deferred give-up comes back and finds the ticket finished.
     p.give_up(&t, "out of attempts").await.unwrap();
@@ -170,11 +164,6 @@ async fn give_up_waits_out_a_live_lease_on_sqlite() {
 #[tokio::test]
 async fn give_up_waits_out_a_live_lease_on_dynamodb() {
     let moto = Moto::connect().await;
-    let table = moto.table().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&moto.sdk),
-        &table,
-        Duration::from_secs(86_400),
-    );
+    let store = moto.dynamo_store().await;
     give_up_waits_out_a_live_lease(Arc::new(store)).await;
 }

@@ -103,6 +103,21 @@ impl Moto {
         }
     }
 
+    /// A DynamoDB store over a new `Table` (one-day retention).
+    pub async fn dynamo_store(&self) -> deskhand::store::DynamoStore {
+        let table = self.table().await;
+        self.store_on(&table)
+    }
+
+    /// A DynamoDB store over `table` (one-day retention).
+    pub fn store_on(&self, table: &str) -> deskhand::store::DynamoStore {
+        deskhand::store::DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            table,
+            std::time::Duration::from_secs(86_400),
+        )
+    }
+
     /// The `Table` resource.
     pub async fn table(&self) -> String {
         let t = template();

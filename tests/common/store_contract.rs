@@ -172,13 +172,7 @@ pub async fn dead_lettered_tickets_are_reclaimable(s: &dyn Store) {
             .unwrap(),
         Completed::Written
     );
-    let texts: Vec<String> = s
-        .history(t.conversation_id, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.body.text)
-        .collect();
+    let texts = texts_of(s, t.conversation_id).await;
     assert_eq!(texts, ["A person will follow up.", "answer"]);
 }
 
@@ -313,13 +307,7 @@ pub async fn escalation_status_and_notification(s: &dyn Store) {
     )
     .await
     .unwrap();
-    let texts: Vec<String> = s
-        .history(t.conversation_id, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.body.text)
-        .collect();
+    let texts = texts_of(s, t.conversation_id).await;
     assert_eq!(
         texts,
         ["A person will follow up.", "Hi, Sam here."],
@@ -369,13 +357,7 @@ pub async fn completion_without_a_token_waits_out_a_live_lease(s: &dyn Store) {
         s.complete(completion(&t, Some(a), "answer")).await.unwrap(),
         Completed::Written
     );
-    let texts: Vec<String> = s
-        .history(t.conversation_id, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.body.text)
-        .collect();
+    let texts = texts_of(s, t.conversation_id).await;
     assert_eq!(texts, ["answer"]);
     let conv = s.conversation(t.conversation_id).await.unwrap().unwrap();
     assert_eq!(conv.status, ConversationStatus::Open);
@@ -754,4 +736,14 @@ pub async fn conversation_limiter_contract(
         l.admit(ConversationId::random()).await.unwrap(),
         Admission::Allowed
     );
+}
+
+/// The texts of a conversation's first ten messages, in order.
+pub async fn texts_of(s: &dyn Store, conversation: ConversationId) -> Vec<String> {
+    s.history(conversation, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body.text)
+        .collect()
 }
