@@ -90,6 +90,12 @@ pub struct Config {
     pub prices: crate::cost::Prices,
     /// Metrics: CloudWatch EMF lines from the worker on Lambda.
     pub metrics: crate::metrics::MetricsSettings,
+    /// Widget identity verification (`identity.secret`).
+    pub identity: crate::actions::IdentitySettings,
+    /// Actions: calls to the business's own systems (`[[actions]]`).
+    pub actions: Vec<crate::actions::ActionSpec>,
+    /// Secrets the actions name as `${secret:NAME}`.
+    pub action_secrets: BTreeMap<String, Secret>,
 }
 
 impl Default for Config {
@@ -114,6 +120,9 @@ impl Default for Config {
             aws: Default::default(),
             prices: Default::default(),
             metrics: Default::default(),
+            identity: Default::default(),
+            actions: Vec::new(),
+            action_secrets: BTreeMap::new(),
         }
     }
 }
@@ -654,6 +663,13 @@ impl Config {
         if let Some(sendgrid) = &self.inbound.sendgrid {
             sendgrid.validate().map_err(anyhow::Error::msg)?;
         }
+        if let Some(s) = &self.identity.secret {
+            anyhow::ensure!(
+                s.expose().len() >= 16,
+                "identity.secret must be at least 16 characters"
+            );
+        }
+        crate::actions::Actions::new(&self.actions, self.action_secrets.clone())?;
         if self.retriever.kind == RetrieverKind::BedrockKb {
             self.retriever
                 .bedrock_kb

@@ -16,6 +16,7 @@
 //! - [`metrics`]: ticket metrics: Prometheus registry locally, CloudWatch EMF on Lambda.
 //! - [`cost`]: model and AWS cost from stored tickets, and the monthly estimate.
 //! - [`domain`]: pure types: tickets, ids, messages, replies, decisions.
+//! - [`actions`]: calls to the business's own systems (order status…) for verified customers.
 //! - [`api`]: the one axum `Router` (widget, poll, health), errors → status codes.
 //! - [`ingest`]: inbound email and helpdesk webhooks: verify, normalize.
 //! - [`aws`]: the shared AWS SDK configuration.
@@ -35,6 +36,7 @@
 //! - [`bench`]: `deskhand bench`: CPU per ticket, local-mode throughput and latency,
 //!   Lambda cold start and memory, retrieval latency — numbers a user can re-run.
 
+pub mod actions;
 pub mod api;
 pub mod aws;
 pub mod bench;

@@ -285,6 +285,7 @@ fn email(root: &str, subject: &str, text: &str) -> Ticket {
             email: EmailAddress::parse("ann@example.com"),
             name: Some("Ann Lee".into()),
             email_auth: None,
+            user_id: None,
         },
         subject: Some(subject.into()),
         text: MessageText::parse(text, 4000).unwrap(),

@@ -1,6 +1,11 @@
 //! Conversation tokens: an HMAC of the conversation id under the server's
 //! secret. Stateless to check (ingest needs no store), compared in
 //! constant time; a token opens exactly one conversation.
+//!
+//! A conversation opened by a verified site user (identity hash) gets a
+//! token with the user appended (`<mac>.<base64url(user JSON)>`) and covered
+//! by the MAC: the user cannot be changed or added to another token, and
+//! ingest stays stateless.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -10,6 +15,7 @@ use sha2::Sha256;
 use axum::http::HeaderMap;
 
 use super::error::ApiError;
+use crate::actions::VerifiedUser;
 use crate::config::Secret;
 use crate::domain::ConversationId;
 use crate::ingest::email::reply_token::ReplyTokens;
@@ -37,6 +43,43 @@ impl Tokens {
         mac
     }
 
+    fn mac_with(&self, id: ConversationId, claims: Option<&str>) -> Hmac<Sha256> {
+        let mut mac = self.mac(id);
+        if let Some(c) = claims {
+            mac.update(b"\0user\0");
+            mac.update(c.as_bytes());
+        }
+        mac
+    }
+
+    /// The token for `id` opened by `user` (or anonymously).
+    pub fn issue_for(&self, id: ConversationId, user: Option<&VerifiedUser>) -> String {
+        let Some(user) = user else {
+            return self.issue(id);
+        };
+        let claims = URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(user).expect("a user serializes"));
+        let mac = URL_SAFE_NO_PAD.encode(self.mac_with(id, Some(&claims)).finalize().into_bytes());
+        format!("{mac}.{claims}")
+    }
+
+    /// The verified user a (valid) token carries.
+    fn user_of(token: &str) -> Option<VerifiedUser> {
+        let (_, claims) = token.trim().split_once('.')?;
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()
+    }
+
+    /// Checks the bearer token for `id` as [`Tokens::authorize`] does and
+    /// returns the verified user it carries, if any.
+    pub fn authorize_user(
+        &self,
+        headers: &HeaderMap,
+        id: ConversationId,
+    ) -> Result<Option<VerifiedUser>, ApiError> {
+        self.authorize(headers, id)?;
+        Ok(bearer(headers).and_then(Self::user_of))
+    }
+
     /// Email reply tags under the same secret (their own domain
     /// separation: a widget token is never a reply tag, nor the reverse).
     pub fn reply_tokens(&self) -> ReplyTokens {
@@ -50,8 +93,12 @@ impl Tokens {
 
     /// Whether `token` opens `id` (constant-time).
     pub fn verify(&self, id: ConversationId, token: &str) -> bool {
-        match URL_SAFE_NO_PAD.decode(token.trim()) {
-            Ok(bytes) => self.mac(id).verify_slice(&bytes).is_ok(),
+        let (mac, claims) = match token.trim().split_once('.') {
+            Some((m, c)) => (m, Some(c)),
+            None => (token.trim(), None),
+        };
+        match URL_SAFE_NO_PAD.decode(mac) {
+            Ok(bytes) => self.mac_with(id, claims).verify_slice(&bytes).is_ok(),
             Err(_) => false,
         }
     }
@@ -102,6 +149,32 @@ mod tests {
         for bad in ["", "x", "!!!", &ta[..ta.len() - 1], &format!("{ta}A")] {
             assert!(!t.verify(a, bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn user_tokens_bind_the_user() {
+        let t = Tokens::new(Secret::new("0123456789abcdef0123"));
+        let id = ConversationId::random();
+        let ann = VerifiedUser {
+            id: "u1".into(),
+            email: crate::domain::EmailAddress::parse("ann@example.com"),
+        };
+        let token = t.issue_for(id, Some(&ann));
+        assert!(t.verify(id, &token));
+        assert!(!t.verify(ConversationId::random(), &token));
+        assert_eq!(Tokens::user_of(&token), Some(ann.clone()));
+        // Another user spliced onto the MAC fails, as does dropping the user.
+        let bob = VerifiedUser {
+            id: "u2".into(),
+            email: crate::domain::EmailAddress::parse("bob@example.com"),
+        };
+        let other = t.issue_for(id, Some(&bob));
+        let (mac, _) = token.split_once('.').unwrap();
+        let (_, bob_claims) = other.split_once('.').unwrap();
+        assert!(!t.verify(id, &format!("{mac}.{bob_claims}")));
+        assert!(!t.verify(id, mac));
+        assert!(!t.verify(id, &format!("{mac}.")));
+        assert_eq!(t.issue_for(id, None), t.issue(id));
     }
 
     #[test]

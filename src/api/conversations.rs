@@ -36,17 +36,42 @@ struct Created {
     token: String,
 }
 
-pub(super) async fn create(State(state): State<ApiState>) -> impl IntoResponse {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    #[serde(default)]
+    user: Option<crate::actions::WidgetUser>,
+}
+
+pub(super) async fn create(
+    State(state): State<ApiState>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    // An empty body (or none) opens an anonymous conversation; `user` with
+    // the site's identity hash opens a verified one (see `actions::identity`).
+    let user = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let parsed: CreateBody = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+        match parsed.user {
+            Some(u) => Some(
+                u.verify(&state.config().identity)
+                    .map_err(|e| ApiError::unauthorized("invalid_user_hash", e.to_string()))?,
+            ),
+            None => None,
+        }
+    };
     // Stateless: nothing is stored until the first message is processed.
     let id = ConversationId::random();
-    let token = state.tokens().issue(id);
-    (
+    let token = state.tokens().issue_for(id, user.as_ref());
+    Ok((
         StatusCode::CREATED,
         Json(Created {
             conversation_id: id,
             token,
         }),
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -71,7 +96,7 @@ pub(super) async fn post_message(
     JsonBody(body): JsonBody<PostMessage>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = super::conversation_id(&id)?;
-    state.tokens().authorize(&headers, id)?;
+    let user = state.tokens().authorize_user(&headers, id)?;
     let text = super::message_text(&body.text, state.limits())?;
     // A client retrying a POST with the same key gets the same ticket, which
     // the queue and the store de-duplicate.
@@ -90,9 +115,10 @@ pub(super) async fn post_message(
         conversation_id: id,
         provider: Provider::Widget,
         customer: Customer {
-            email: None,
+            email: user.as_ref().and_then(|u| u.email.clone()),
             name,
             email_auth: None,
+            user_id: user.map(|u| u.id),
         },
         subject: None,
         text,

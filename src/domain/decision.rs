@@ -38,6 +38,9 @@ named_enum!(
         NeedsAccountData = "needs_account_data",
         /// Written in a language the generator cannot answer in.
         UnsupportedLanguage = "unsupported_language",
+        /// A configured action (an order lookup…) failed, timed out or
+        /// answered 5xx: a person answers from the business's own systems.
+        ActionFailed = "action_failed",
     }
 );
 
@@ -57,7 +60,8 @@ impl ReasonCode {
             | ReasonCode::SensitiveTopic
             | ReasonCode::ProcessingFailed
             | ReasonCode::Unparseable
-            | ReasonCode::DeliveryFailed => Priority::High,
+            | ReasonCode::DeliveryFailed
+            | ReasonCode::ActionFailed => Priority::High,
             ReasonCode::AskedForHuman
             | ReasonCode::LowConfidence
             | ReasonCode::NoKnowledge
@@ -137,6 +141,17 @@ pub struct Usage {
     /// Time spent waiting for the model, in milliseconds.
     #[serde(default)]
     pub model_ms: u64,
+    /// Calls of configured actions (order lookups…), attempted or refused
+    /// by the rate limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub action_calls: u32,
+    /// Time spent waiting for actions, in milliseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub action_ms: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Usage {
@@ -151,6 +166,8 @@ impl Usage {
         self.cache_write_tokens += other.cache_write_tokens;
         self.calls += other.calls;
         self.model_ms += other.model_ms;
+        self.action_calls += other.action_calls;
+        self.action_ms += other.action_ms;
     }
 }
 

@@ -187,6 +187,10 @@ pub struct Customer {
     /// authentication (email tickets only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_auth: Option<EmailAuth>,
+    /// The signed-in site user's id (widget only), present only when the
+    /// site's identity hash verified it; `email` is then that user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 named_enum!(

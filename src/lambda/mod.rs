@@ -165,7 +165,11 @@ impl AwsRuntime {
             self.generator()?,
             Rules::new(&self.config.pipeline)?,
             Settings::from_config(&self.config),
-        );
+        )
+        .with_actions(Arc::new(crate::actions::Actions::new(
+            &self.config.actions,
+            self.config.action_secrets.clone(),
+        )?));
         Ok(Arc::new(
             Pipeline::new(store, self.escalator.clone(), responder)
                 .with_outbound(OutboundPolicy::from_settings(&self.config.outbound)),

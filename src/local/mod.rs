@@ -161,7 +161,11 @@ impl Local {
             generator(&config)?,
             Rules::new(&config.pipeline)?,
             Settings::from_config(&config),
-        );
+        )
+        .with_actions(Arc::new(crate::actions::Actions::new(
+            &config.actions,
+            config.action_secrets.clone(),
+        )?));
         let metrics = Metrics::prometheus();
         let escalator = escalator(&config)?;
         let outbox_ready = Arc::new(tokio::sync::Notify::new());

@@ -37,6 +37,7 @@
 //! mailbox. The decision reads only what the stores already keep (status,
 //! escalation reason, messages), so neither store changes.
 
+pub mod actions;
 pub mod acts;
 pub mod decide;
 pub mod followup;
@@ -239,6 +240,7 @@ pub struct Responder {
     generator: Arc<dyn Generator>,
     rules: Rules,
     settings: Settings,
+    actions: Option<Arc<crate::actions::Actions>>,
 }
 
 /// The ticket processor: a [`Responder`] between the store and the escalator.
@@ -262,7 +264,14 @@ impl Responder {
             generator,
             rules,
             settings,
+            actions: None,
         }
+    }
+
+    /// Answers from the configured actions first (see [`actions`]).
+    pub fn with_actions(mut self, actions: Arc<crate::actions::Actions>) -> Self {
+        self.actions = (!actions.is_empty()).then_some(actions);
+        self
     }
 
     /// Retrieval, rules, generation and the gate for one question.
@@ -606,16 +615,19 @@ impl Pipeline {
         let thought = match held_sender(ticket) {
             // A forged sender is answered by nobody but a person.
             Some(detail) => Thought::escalation(ReasonCode::UnverifiedSender, detail, passages?),
-            None => {
-                r.think_with(
-                    ticket.text.as_str(),
-                    ticket.subject.as_deref(),
-                    ticket.channel(),
-                    history.clone(),
-                    passages?,
-                )
-                .await?
-            }
+            None => match r.act(ticket, &history).await {
+                Some(acted) => acted,
+                None => {
+                    r.think_with(
+                        ticket.text.as_str(),
+                        ticket.subject.as_deref(),
+                        ticket.channel(),
+                        history.clone(),
+                        passages?,
+                    )
+                    .await?
+                }
+            },
         };
 
         let reopen =

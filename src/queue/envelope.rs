@@ -133,6 +133,7 @@ mod tests {
                 email: EmailAddress::parse("ann@example.com"),
                 name: Some("Ann".into()),
                 email_auth: None,
+                user_id: None,
             },
             subject: Some("Refund".into()),
             text: MessageText::parse(text, usize::MAX).unwrap(),

@@ -19,6 +19,7 @@ pub fn ticket(conv: ConversationId, text: &str) -> Ticket {
             email: None,
             name: Some("Ann".into()),
             email_auth: None,
+            user_id: None,
         },
         subject: Some("Subject".into()),
         text: MessageText::parse(text, 1000).unwrap(),

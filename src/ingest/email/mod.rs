@@ -374,6 +374,7 @@ pub fn normalize(
             email: Some(from),
             name,
             email_auth: (!email_auth.is_empty()).then_some(email_auth),
+            user_id: None,
         },
         subject: email.subject.as_deref().and_then(|s| clean_line(s, 300)),
         text,

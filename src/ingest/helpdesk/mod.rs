@@ -184,6 +184,7 @@ pub fn normalize(
                 })
                 .filter(|n| !n.trim().is_empty()),
             email_auth: None,
+            user_id: None,
         },
         subject: event
             .subject
