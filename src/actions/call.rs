@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::identity::Identity;
-use super::spec::{Action, Method, Template, walk_strings};
+use super::spec::{Action, Method, Template};
 use crate::config::Secret;
 
 /// What a call produced.
@@ -128,10 +128,40 @@ impl Action {
         params: &BTreeMap<String, String>,
         who: &Identity,
     ) -> CallResult {
+        // `/*/…` pointers pick the first element of a top-level array that
+        // passes every `require` check (search endpoints answer lists).
+        if let Value::Array(items) = response
+            && self
+                .require
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .chain(self.spec.expose.values().map(String::as_str))
+                .any(|p| p.starts_with("/*/"))
+        {
+            return items
+                .iter()
+                .map(|item| self.extract_one(item, params, who, "/*"))
+                .find(|r| matches!(r, CallResult::Found(_)))
+                .unwrap_or(CallResult::NotFound);
+        }
+        self.extract_one(response, params, who, "")
+    }
+
+    fn extract_one(
+        &self,
+        response: &Value,
+        params: &BTreeMap<String, String>,
+        who: &Identity,
+        strip: &str,
+    ) -> CallResult {
+        let at = |ptr: &str| {
+            let ptr = ptr.strip_prefix(strip).unwrap_or(ptr);
+            response.pointer(ptr).and_then(scalar)
+        };
         let raw = |v: &str| var_value(v, params, who);
         for (ptr, want) in &self.require {
             let want = want.render(&raw, &|_| String::new());
-            match response.pointer(ptr).and_then(scalar) {
+            match at(ptr) {
                 Some(got) if !want.is_empty() && got.eq_ignore_ascii_case(&want) => {}
                 _ => return CallResult::NotFound,
             }
@@ -140,7 +170,7 @@ impl Action {
             .spec
             .expose
             .iter()
-            .filter_map(|(k, ptr)| Some((k.clone(), response.pointer(ptr).and_then(scalar)?)))
+            .filter_map(|(k, ptr)| Some((k.clone(), at(ptr)?)))
             .collect();
         if fields.is_empty() {
             CallResult::NotFound
@@ -277,11 +307,4 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String>
             Err(_) => return Err("the response was cut off".into()),
         }
     }
-}
-
-/// Checks the request body strings parse (used by tests and `compile`).
-pub fn body_strings(v: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    walk_strings(v, &mut |s| out.push(s.to_owned()));
-    out
 }

@@ -249,7 +249,24 @@ impl Actions {
                 }
             }
         }
-        let c = self.actions.iter().find(|c| c.intent.is_match(text))?;
+        // The action matching most of its intent words; then the one with
+        // fewer (more specific); then the first declared.
+        let c = self
+            .actions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let hits: std::collections::HashSet<String> = c
+                    .intent
+                    .find_iter(text)
+                    .map(|m| m.as_str().to_lowercase().trim_end_matches("es").trim_end_matches('s').to_owned())
+                    .collect();
+                (!hits.is_empty()).then(|| {
+                    (std::cmp::Reverse(hits.len()), c.action.intent.len(), i)
+                })
+            })
+            .min()
+            .map(|(_, _, i)| &self.actions[i])?;
         let a = &c.action;
         if !who.satisfies(a.spec.identity) {
             return Some(reply(a, sign_in(ticket.channel()).into()));

@@ -13,8 +13,9 @@
 //! * WooCommerce REST v3 (`GET {shop}/wp-json/wc/v3/orders?search=1001`,
 //!   consumer key and secret as query parameters over HTTPS): an array of
 //!   orders with `number` (a string), `status` and `billing.email`. Search
-//!   matches any field, so the first order must have that number and the
-//!   customer's address (`require`), else it is "not found".
+//!   matches any field (1001 also finds 11001), so the order kept is the
+//!   first whose number and billing address are the customer's
+//!   (`/*/…` pointers with `require`); none → "not found".
 //!   WooCommerce core keeps no tracking link; shipment-tracking plugins
 //!   differ, so only the status is exposed.
 //!
@@ -86,7 +87,7 @@ impl Preset {
                 set(&mut out.headers, "X-Shopify-Access-Token", "${secret:shopify_token}");
                 if out.body.is_none() {
                     out.body = Some(json!({
-                        "query": SHOPIFY_ORDER_QUERY,
+                        "query": SHOPIFY_ORDER_QUERY.replace('{', "{{").replace('}', "}}"),
                         "variables": {"q": "name:#{order_number} AND email:\"{customer.email}\""},
                     }));
                 }
@@ -105,9 +106,9 @@ impl Preset {
                 set(&mut out.query, "search", "{order_number}");
                 set(&mut out.query, "consumer_key", "${secret:woocommerce_key}");
                 set(&mut out.query, "consumer_secret", "${secret:woocommerce_secret}");
-                set(&mut out.expose, "status", "/0/status");
-                set(&mut out.require, "/0/number", "{order_number}");
-                set(&mut out.require, "/0/billing/email", "{customer.email}");
+                set(&mut out.expose, "status", "/*/status");
+                set(&mut out.require, "/*/number", "{order_number}");
+                set(&mut out.require, "/*/billing/email", "{customer.email}");
             }
         }
         if out.reply.template.is_empty() {
