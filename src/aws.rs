@@ -43,6 +43,9 @@ pub struct AwsSettings {
     pub agent_key_secret_id: Option<String>,
     /// Secrets Manager secret holding the admin key (`admin_key`).
     pub admin_key_secret_id: Option<String>,
+    /// Secrets Manager secret holding the actions' secrets as a JSON
+    /// object (`{"shop_token": "…"}`); merged into `action_secrets`.
+    pub action_secrets_secret_id: Option<String>,
     /// Cap on one call of the shared clients (DynamoDB, SQS, SNS, SES,
     /// Secrets Manager), SDK retries included; unset: the SDK's default (no
     /// cap). Bedrock's clients have their own (`read_timeout_secs`).
@@ -66,6 +69,7 @@ impl Default for AwsSettings {
             token_secret_id: None,
             agent_key_secret_id: None,
             admin_key_secret_id: None,
+            action_secrets_secret_id: None,
             operation_timeout_secs: None,
             worker_reserve_secs: 10,
         }
@@ -145,6 +149,41 @@ pub async fn resolve_secrets(
         read(ids[2].0, ids[2].1),
     )?;
     Ok((token, agent, admin))
+}
+
+/// The actions' secrets named by `aws.action_secrets_secret_id` (one
+/// `GetSecretValue`, at cold start): a JSON object of names to strings.
+/// Values never appear in an error.
+pub async fn resolve_action_secrets(
+    sdk: &SdkConfig,
+    settings: &AwsSettings,
+) -> anyhow::Result<std::collections::BTreeMap<String, Secret>> {
+    let Some(id) = &settings.action_secrets_secret_id else {
+        return Ok(Default::default());
+    };
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let raw = read_secret(&client, id, "action_secrets_secret_id").await?;
+    parse_action_secrets(raw.expose())
+        .with_context(|| format!("secret {id} (aws.action_secrets_secret_id)"))
+}
+
+/// `{"name": "value", …}` → secrets; anything else is an error that does
+/// not quote the text.
+pub fn parse_action_secrets(
+    text: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, Secret>> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|_| anyhow::anyhow!("is not a JSON object of names to strings"))?;
+    let obj = value
+        .as_object()
+        .context("is not a JSON object of names to strings")?;
+    obj.iter()
+        .map(|(k, v)| {
+            v.as_str()
+                .map(|s| (k.clone(), Secret::new(s)))
+                .with_context(|| format!("value of {k:?} is not a string"))
+        })
+        .collect()
 }
 
 async fn read_secret(

@@ -669,7 +669,12 @@ impl Config {
                 "identity.secret must be at least 16 characters"
             );
         }
-        crate::actions::Actions::new(&self.actions, self.action_secrets.clone())?;
+        // Secrets read from Secrets Manager at cold start are checked then.
+        crate::actions::Actions::check(
+            &self.actions,
+            &self.action_secrets,
+            self.aws.action_secrets_secret_id.is_none(),
+        )?;
         if self.retriever.kind == RetrieverKind::BedrockKb {
             self.retriever
                 .bedrock_kb

@@ -15,7 +15,13 @@
 
   const load = () => { try { return JSON.parse(localStorage.getItem(KEY)) || {}; } catch { return {}; } };
   const save = () => { try { localStorage.setItem(KEY, JSON.stringify({ conv, open })); } catch {} };
-  let { conv, open } = load(); // conv: {id, token}
+  let { conv, open } = load(); // conv: {id, token, user}
+  // A signed-in user, vouched for by the site's backend (docs/actions.md):
+  // data-user-id, data-user-email, data-user-hash. A stored conversation of
+  // another (or no) user is not reused.
+  const d = me.dataset;
+  const user = d.userId && d.userHash ? { id: d.userId, email: d.userEmail || undefined, hash: d.userHash } : null;
+  if (conv && (conv.user || null) !== (user ? user.id : null)) conv = null;
 
   // Builds elements; string children become text nodes (Node.append), never markup.
   const h = (tag, props, ...kids) => {
@@ -200,8 +206,8 @@ textarea{flex:1;resize:none;height:42px;max-height:120px;padding:10px;border:1px
 
   async function deliver(msg, again) {
     if (!conv) {
-      const c = await call('POST', 'v1/conversations');
-      conv = { id: c.conversation_id, token: c.token };
+      const c = await call('POST', 'v1/conversations', user ? { user } : undefined);
+      conv = { id: c.conversation_id, token: c.token, user: user ? user.id : null };
       save();
     }
     try {

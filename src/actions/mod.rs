@@ -128,6 +128,22 @@ impl Actions {
         })
     }
 
+    /// Checks `specs` as [`Actions::new`] does, without building a client;
+    /// with `secrets_known` false, secret names are not checked.
+    pub fn check(
+        specs: &[ActionSpec],
+        secrets: &BTreeMap<String, Secret>,
+        secrets_known: bool,
+    ) -> anyhow::Result<()> {
+        let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
+        let mut seen = std::collections::HashSet::new();
+        for s in specs {
+            let a = s.compile_with(secrets_known.then_some(names.as_slice()))?;
+            anyhow::ensure!(seen.insert(a.spec.name.clone()), "action {} is declared twice", a.spec.name);
+        }
+        Ok(())
+    }
+
     /// None configured.
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()

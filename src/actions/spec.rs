@@ -303,6 +303,12 @@ impl ActionSpec {
     /// Applies the preset and checks everything (see the module docs).
     /// `secrets` are the configured secret names.
     pub fn compile(&self, secrets: &[&str]) -> anyhow::Result<Action> {
+        self.compile_with(Some(secrets))
+    }
+
+    /// As [`ActionSpec::compile`]; `None` skips the check that secrets exist
+    /// (they arrive later, from Secrets Manager).
+    pub fn compile_with(&self, secrets: Option<&[&str]>) -> anyhow::Result<Action> {
         let spec = match self.preset {
             Some(p) => p.apply(self)?,
             None => self.clone(),
@@ -370,7 +376,7 @@ impl ActionSpec {
             for s in t.secrets() {
                 ensure!(secrets_ok, "{}", ctx(&format!("{what}: secrets belong in headers or query")));
                 ensure!(
-                    secrets.contains(&s),
+                    secrets.is_none_or(|k| k.contains(&s)),
                     "{}",
                     ctx(&format!("{what}: secret {s:?} is not configured (action_secrets.{s})"))
                 );

@@ -81,6 +81,15 @@ impl AwsRuntime {
                 *slot = Some(value);
             }
         }
+        for (name, value) in crate::aws::resolve_action_secrets(&sdk, &config.aws).await? {
+            anyhow::ensure!(
+                !config.action_secrets.contains_key(&name),
+                "action secret {name} is set both in action_secrets and aws.action_secrets_secret_id; keep one"
+            );
+            config.action_secrets.insert(name, value);
+        }
+        // Now every `${secret:…}` must resolve.
+        crate::actions::Actions::new(&config.actions, config.action_secrets.clone())?;
         let aws = &config.aws;
         let table = AwsSettings::require(&aws.table, "table")?;
         let queue_url = AwsSettings::require(&aws.queue_url, "queue_url")?;
