@@ -29,6 +29,7 @@ pub mod call;
 pub mod identity;
 pub mod presets;
 pub mod spec;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -144,6 +145,11 @@ impl Actions {
         Ok(())
     }
 
+    /// Whether `text` names any action's intent words.
+    pub fn intends(&self, text: &str) -> bool {
+        self.actions.iter().any(|c| c.intent.is_match(text))
+    }
+
     /// None configured.
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
@@ -211,7 +217,15 @@ impl Actions {
     /// The action path for `ticket` given the conversation's earlier
     /// messages (oldest first, without this ticket's). `None`: no action
     /// applies; the generator answers as usual.
-    pub async fn respond(&self, ticket: &Ticket, history: &[Message]) -> Option<Response> {
+    ///
+    /// With `fresh` false only a pending question or confirmation is
+    /// handled (the LLM generators call the actions as tools instead).
+    pub async fn respond(
+        &self,
+        ticket: &Ticket,
+        history: &[Message],
+        fresh: bool,
+    ) -> Option<Response> {
         if self.actions.is_empty() {
             return None;
         }
@@ -264,6 +278,9 @@ impl Actions {
                     return Some(self.proceed(a, params, &who, ticket.channel()).await);
                 }
             }
+        }
+        if !fresh {
+            return None;
         }
         // The action matching most of its intent words; then the one with
         // fewer (more specific); then the first declared.
@@ -361,7 +378,7 @@ fn reply(a: &Action, text: String) -> Response {
     }
 }
 
-fn sign_in(channel: Channel) -> &'static str {
+pub(crate) fn sign_in(channel: Channel) -> &'static str {
     match channel {
         Channel::Widget => SIGN_IN_WIDGET,
         Channel::Email | Channel::Helpdesk => SIGN_IN_EMAIL,
@@ -376,7 +393,7 @@ fn extract(a: &Action, texts: &[&str]) -> Option<BTreeMap<String, String>> {
         .collect()
 }
 
-fn render_params(t: &spec::Template, params: &BTreeMap<String, String>) -> String {
+pub(crate) fn render_params(t: &spec::Template, params: &BTreeMap<String, String>) -> String {
     t.render(&|v| params.get(v).cloned().unwrap_or_default(), &|_| String::new())
 }
 

@@ -40,7 +40,8 @@ use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
 use aws_sdk_bedrockruntime::types::{
     AnyToolChoice, CachePointBlock, CachePointType, ContentBlock, ConversationRole,
     InferenceConfiguration, Message, SpecificToolChoice, StopReason, SystemContentBlock, Tool,
-    ToolChoice, ToolConfiguration, ToolInputSchema, ToolSpecification,
+    ToolChoice, ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock,
+    ToolResultStatus, ToolSpecification,
 };
 use aws_smithy_types::{Document, Number};
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,7 @@ use tokio::sync::OnceCell;
 use tracing::info;
 
 use super::prompt::{SYSTEM_PROMPT, TOOL_NAME, answer_schema, neutralize, user_content};
+use super::tools::{MAX_TOOL_ROUNDS, ToolSpec, Tools};
 use super::{GenerateError, GenerateRequest, Generation, Generator, json_in_text, parse_answer};
 use crate::aws::AwsSettings;
 use crate::domain::{Message as HistoryMessage, Role, Usage};
@@ -441,15 +443,16 @@ fn history_turn(m: &HistoryMessage) -> (ConversationRole, String) {
     )
 }
 
-#[async_trait]
-impl Generator for Bedrock {
-    async fn generate(&self, req: &GenerateRequest) -> Result<Generation, GenerateError> {
+impl Bedrock {
+    /// One `Converse` call: the time cap, the fault split, the usage.
+    async fn converse(
+        &self,
+        messages: Vec<Message>,
+        tool_config: ToolConfiguration,
+        usage: &mut Usage,
+    ) -> Result<ConverseOutput, GenerateError> {
         let started = Instant::now();
-        let mut usage = Usage {
-            model_id: Some(self.settings.model_id.clone()),
-            calls: 1,
-            ..Usage::default()
-        };
+        usage.calls += 1;
         let inference = InferenceConfiguration::builder()
             .max_tokens(self.settings.max_tokens.min(i32::MAX as u32) as i32)
             .temperature(self.settings.temperature)
@@ -459,7 +462,7 @@ impl Generator for Bedrock {
             return Err(GenerateError::Transient {
                 detail: NO_TIME_LEFT.into(),
                 retry_after: None,
-                usage,
+                usage: usage.clone(),
             });
         };
         let call = self
@@ -468,8 +471,8 @@ impl Generator for Bedrock {
             .converse()
             .model_id(&self.settings.model_id)
             .set_system(Some(self.system()))
-            .set_messages(Some(messages(req, self.max_passage_chars)))
-            .tool_config(self.tool_config()?)
+            .set_messages(Some(messages))
+            .tool_config(tool_config)
             .inference_config(inference);
         let result = if cap < configured {
             call.customize()
@@ -482,7 +485,7 @@ impl Generator for Bedrock {
         } else {
             call.send().await
         };
-        usage.model_ms = started.elapsed().as_millis() as u64;
+        usage.model_ms += started.elapsed().as_millis() as u64;
         let out = match result {
             Ok(out) => out,
             Err(err) => {
@@ -491,7 +494,7 @@ impl Generator for Bedrock {
                     GenerateError::Transient {
                         detail: fault.detail,
                         retry_after: fault.retry_after,
-                        usage,
+                        usage: usage.clone(),
                     }
                 } else {
                     GenerateError::Permanent(anyhow::anyhow!(
@@ -504,12 +507,141 @@ impl Generator for Bedrock {
         };
         if let Some(u) = out.usage() {
             let n = |v: i32| u64::try_from(v).unwrap_or(0);
-            usage.input_tokens = n(u.input_tokens());
-            usage.output_tokens = n(u.output_tokens());
-            usage.cache_read_tokens = u.cache_read_input_tokens().map_or(0, n);
-            usage.cache_write_tokens = u.cache_write_input_tokens().map_or(0, n);
+            usage.input_tokens += n(u.input_tokens());
+            usage.output_tokens += n(u.output_tokens());
+            usage.cache_read_tokens += u.cache_read_input_tokens().map_or(0, n);
+            usage.cache_write_tokens += u.cache_write_input_tokens().map_or(0, n);
         }
+        Ok(out)
+    }
+
+    /// `answer_ticket` beside `tools`; the model must call one of them
+    /// (`any`), or `answer_ticket` itself when `force` (the last round).
+    fn tool_config_with(
+        &self,
+        tools: &[ToolSpec],
+        force: bool,
+    ) -> Result<ToolConfiguration, GenerateError> {
+        let mut builder = ToolConfiguration::builder().tools(Tool::ToolSpec(
+            ToolSpecification::builder()
+                .name(TOOL_NAME)
+                .description(TOOL_DESCRIPTION)
+                .input_schema(ToolInputSchema::Json(json_to_document(&answer_schema())))
+                .build()
+                .map_err(permanent)?,
+        ));
+        for t in tools {
+            builder = builder.tools(Tool::ToolSpec(
+                ToolSpecification::builder()
+                    .name(&t.name)
+                    .description(&t.description)
+                    .input_schema(ToolInputSchema::Json(json_to_document(&t.schema)))
+                    .build()
+                    .map_err(permanent)?,
+            ));
+        }
+        let choice = if force && self.settings.tool_choice == ToolChoiceMode::Tool {
+            ToolChoice::Tool(
+                SpecificToolChoice::builder()
+                    .name(TOOL_NAME)
+                    .build()
+                    .map_err(permanent)?,
+            )
+        } else {
+            ToolChoice::Any(AnyToolChoice::builder().build())
+        };
+        builder.tool_choice(choice).build().map_err(permanent)
+    }
+}
+
+#[async_trait]
+impl Generator for Bedrock {
+    async fn generate(&self, req: &GenerateRequest) -> Result<Generation, GenerateError> {
+        let mut usage = Usage {
+            model_id: Some(self.settings.model_id.clone()),
+            ..Usage::default()
+        };
+        let out = self
+            .converse(
+                messages(req, self.max_passage_chars),
+                self.tool_config()?,
+                &mut usage,
+            )
+            .await?;
         self.answer(out, req, usage)
+    }
+
+    /// The Converse tool-use loop: the model's `toolUse` blocks for the
+    /// action tools are run and returned as `toolResult` blocks (JSON) in
+    /// the next user turn, at most [`MAX_TOOL_ROUNDS`] times; then
+    /// `answer_ticket` is forced. The answer may cite the tools' results.
+    async fn generate_with_tools(
+        &self,
+        req: &GenerateRequest,
+        tools: &dyn Tools,
+    ) -> Result<Generation, GenerateError> {
+        let specs = tools.specs();
+        if specs.is_empty() {
+            return self.generate(req).await;
+        }
+        let mut usage = Usage {
+            model_id: Some(self.settings.model_id.clone()),
+            ..Usage::default()
+        };
+        let mut turns = messages(req, self.max_passage_chars);
+        for round in 0..=MAX_TOOL_ROUNDS {
+            let config = self.tool_config_with(&specs, round == MAX_TOOL_ROUNDS)?;
+            let out = self.converse(turns.clone(), config, &mut usage).await?;
+            let content = match &out.output {
+                Some(aws_sdk_bedrockruntime::types::ConverseOutput::Message(m)) => m.content.clone(),
+                _ => Vec::new(),
+            };
+            let answered = content
+                .iter()
+                .any(|b| matches!(b, ContentBlock::ToolUse(t) if t.name() == TOOL_NAME));
+            let calls: Vec<_> = content
+                .iter()
+                .filter_map(|b| match b {
+                    ContentBlock::ToolUse(t) if t.name() != TOOL_NAME => Some(t.clone()),
+                    _ => None,
+                })
+                .collect();
+            if answered || calls.is_empty() || round == MAX_TOOL_ROUNDS {
+                let mut grounded = req.clone();
+                grounded.passages.extend(tools.evidence());
+                return self.answer(out, &grounded, usage);
+            }
+            let mut results = Vec::new();
+            for call in &calls {
+                let result = tools.call(call.name(), &document_to_json(call.input())).await;
+                results.push(ContentBlock::ToolResult(
+                    ToolResultBlock::builder()
+                        .tool_use_id(call.tool_use_id())
+                        .content(ToolResultContentBlock::Json(json_to_document(&result)))
+                        .status(ToolResultStatus::Success)
+                        .build()
+                        .map_err(permanent)?,
+                ));
+            }
+            turns.push(
+                Message::builder()
+                    .role(ConversationRole::Assistant)
+                    .set_content(Some(content))
+                    .build()
+                    .map_err(permanent)?,
+            );
+            turns.push(
+                Message::builder()
+                    .role(ConversationRole::User)
+                    .set_content(Some(results))
+                    .build()
+                    .map_err(permanent)?,
+            );
+        }
+        Err(GenerateError::Malformed {
+            detail: "tool-use loop ended without an answer".into(),
+            usage,
+        })
     }
 }
 

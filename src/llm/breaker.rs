@@ -136,6 +136,26 @@ impl<G: Generator> Generator for Breaker<G> {
         self.record(matches!(result, Err(GenerateError::Transient { .. })));
         result
     }
+
+    async fn generate_with_tools(
+        &self,
+        request: &GenerateRequest,
+        tools: &dyn super::tools::Tools,
+    ) -> Result<Generation, GenerateError> {
+        if self.settings.threshold == 0 {
+            return self.inner.generate_with_tools(request, tools).await;
+        }
+        if let Err(wait) = self.admit() {
+            return Err(GenerateError::Transient {
+                detail: "model circuit breaker is open after repeated failures".into(),
+                retry_after: Some(wait),
+                usage: Usage::default(),
+            });
+        }
+        let result = self.inner.generate_with_tools(request, tools).await;
+        self.record(matches!(result, Err(GenerateError::Transient { .. })));
+        result
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod breaker;
 pub mod extractive;
 pub mod openai;
 pub mod prompt;
+pub mod tools;
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -89,6 +90,17 @@ pub enum GenerateError {
 pub trait Generator: Send + Sync {
     /// Answers `request`.
     async fn generate(&self, request: &GenerateRequest) -> Result<Generation, GenerateError>;
+
+    /// Answers `request` with `tools` callable beside `answer_ticket` (see
+    /// [`tools`]). Generators without tool use (extractive) ignore them.
+    async fn generate_with_tools(
+        &self,
+        request: &GenerateRequest,
+        tools: &dyn tools::Tools,
+    ) -> Result<Generation, GenerateError> {
+        let _ = tools;
+        self.generate(request).await
+    }
 }
 
 /// Parses the model's JSON answer object (from a tool call's input or a

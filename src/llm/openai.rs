@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::prompt::{SYSTEM_PROMPT, TOOL_NAME, answer_schema, user_content};
+use super::tools::{MAX_TOOL_ROUNDS, Tools};
 use super::{GenerateError, GenerateRequest, Generation, Generator, json_in_text, parse_answer};
 use crate::config::Secret;
 use crate::domain::Usage;
@@ -84,6 +85,28 @@ struct ChoiceMessage {
     content: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCall>,
+}
+
+#[derive(Deserialize, Serialize, Clone)]
+struct ToolCall {
+    id: String,
+    #[serde(default = "function_type", rename = "type")]
+    kind: String,
+    function: FunctionCall,
+}
+
+fn function_type() -> String {
+    "function".into()
+}
+
+#[derive(Deserialize, Serialize, Clone)]
+struct FunctionCall {
+    name: String,
+    /// JSON text, as the API sends it.
+    #[serde(default)]
+    arguments: String,
 }
 
 #[derive(Deserialize)]
@@ -150,23 +173,23 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-#[async_trait]
-impl Generator for OpenAi {
-    async fn generate(&self, req: &GenerateRequest) -> Result<Generation, GenerateError> {
+impl OpenAi {
+    /// One chat-completions call: status split, usage, the completion.
+    async fn send(
+        &self,
+        body: &serde_json::Value,
+        usage: &mut Usage,
+    ) -> Result<Completion, GenerateError> {
         let url = format!(
             "{}/chat/completions",
             self.settings.base_url.trim_end_matches('/')
         );
         let started = Instant::now();
-        let mut call = self.http.post(&url).json(&self.body(req));
+        usage.calls += 1;
+        let mut call = self.http.post(&url).json(body);
         if let Some(key) = &self.settings.api_key {
             call = call.bearer_auth(key.expose());
         }
-        let mut usage = Usage {
-            model_id: Some(self.settings.model.clone()),
-            calls: 1,
-            ..Usage::default()
-        };
         let response = call.send().await.map_err(|e| {
             // Connection refused, reset, timed out: the server may come back.
             GenerateError::Transient {
@@ -185,12 +208,12 @@ impl Generator for OpenAi {
                 retry_after: None,
                 usage: usage.clone(),
             })?;
-        usage.model_ms = started.elapsed().as_millis() as u64;
+        usage.model_ms += started.elapsed().as_millis() as u64;
         if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
             return Err(GenerateError::Transient {
                 detail: format!("{url} answered {status}"),
                 retry_after: wait,
-                usage,
+                usage: usage.clone(),
             });
         }
         if !status.is_success() {
@@ -204,18 +227,22 @@ impl Generator for OpenAi {
                 detail: format!("not a chat completion: {e}"),
                 usage: usage.clone(),
             })?;
-        if let Some(u) = completion.usage {
-            usage.input_tokens = u.prompt_tokens;
-            usage.output_tokens = u.completion_tokens;
-            usage.cache_read_tokens = u.prompt_tokens_details.map_or(0, |d| d.cached_tokens);
+        if let Some(u) = &completion.usage {
+            usage.input_tokens += u.prompt_tokens;
+            usage.output_tokens += u.completion_tokens;
+            usage.cache_read_tokens += u.prompt_tokens_details.as_ref().map_or(0, |d| d.cached_tokens);
         }
-        let Some(choice) = completion.choices.into_iter().next() else {
-            return Err(GenerateError::Malformed {
-                detail: "no choices".into(),
-                usage,
-            });
-        };
-        if let Some(refusal) = choice.message.refusal.filter(|r| !r.trim().is_empty()) {
+        Ok(completion)
+    }
+
+    /// The answer in `message`: a refusal, an `answer_ticket` call's
+    /// arguments, or JSON in the content.
+    fn answer(
+        message: ChoiceMessage,
+        passages: &[crate::knowledge::Passage],
+        usage: Usage,
+    ) -> Result<Generation, GenerateError> {
+        if let Some(refusal) = message.refusal.filter(|r| !r.trim().is_empty()) {
             return Ok(Generation {
                 answer: String::new(),
                 confidence: 0.0,
@@ -228,14 +255,118 @@ impl Generator for OpenAi {
                 usage,
             });
         }
-        let content = choice.message.content.unwrap_or_default();
-        let parsed = json_in_text(&content).and_then(|v| parse_answer(&v, &req.passages));
-        match parsed {
+        let text = match message.tool_calls.iter().find(|c| c.function.name == TOOL_NAME) {
+            Some(call) => call.function.arguments.clone(),
+            None => message.content.unwrap_or_default(),
+        };
+        match json_in_text(&text).and_then(|v| parse_answer(&v, passages)) {
             Ok(mut g) => {
                 g.usage = usage;
                 Ok(g)
             }
             Err(detail) => Err(GenerateError::Malformed { detail, usage }),
         }
+    }
+}
+
+#[async_trait]
+impl Generator for OpenAi {
+    async fn generate(&self, req: &GenerateRequest) -> Result<Generation, GenerateError> {
+        let mut usage = Usage {
+            model_id: Some(self.settings.model.clone()),
+            ..Usage::default()
+        };
+        let completion = self.send(&self.body(req), &mut usage).await?;
+        let Some(choice) = completion.choices.into_iter().next() else {
+            return Err(GenerateError::Malformed {
+                detail: "no choices".into(),
+                usage,
+            });
+        };
+        Self::answer(choice.message, &req.passages, usage)
+    }
+
+    /// OpenAI function calling: `answer_ticket` and the action tools as
+    /// `tools` with `tool_choice: "required"`; each round's `tool_calls`
+    /// are run and sent back as `role: "tool"` messages, at most
+    /// [`MAX_TOOL_ROUNDS`] times; then `answer_ticket` is forced.
+    async fn generate_with_tools(
+        &self,
+        req: &GenerateRequest,
+        tools: &dyn Tools,
+    ) -> Result<Generation, GenerateError> {
+        let specs = tools.specs();
+        if specs.is_empty() {
+            return self.generate(req).await;
+        }
+        let mut usage = Usage {
+            model_id: Some(self.settings.model.clone()),
+            ..Usage::default()
+        };
+        let mut functions = vec![json!({"type": "function", "function": {
+            "name": TOOL_NAME,
+            "description": "Reply to the customer's message with the answer object.",
+            "parameters": answer_schema(),
+        }})];
+        for t in &specs {
+            functions.push(json!({"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.schema,
+            }}));
+        }
+        let mut messages = vec![
+            json!({"role": "system", "content": SYSTEM_PROMPT}),
+            json!({"role": "user", "content": user_content(req, self.max_passage_chars)}),
+        ];
+        for round in 0..=MAX_TOOL_ROUNDS {
+            let choice = if round == MAX_TOOL_ROUNDS {
+                json!({"type": "function", "function": {"name": TOOL_NAME}})
+            } else {
+                json!("required")
+            };
+            let body = json!({
+                "model": self.settings.model,
+                "messages": messages,
+                "temperature": self.settings.temperature,
+                "max_tokens": self.settings.max_tokens,
+                "tools": functions,
+                "tool_choice": choice,
+                "stream": false,
+            });
+            let completion = self.send(&body, &mut usage).await?;
+            let Some(choice) = completion.choices.into_iter().next() else {
+                return Err(GenerateError::Malformed {
+                    detail: "no choices".into(),
+                    usage,
+                });
+            };
+            let message = choice.message;
+            let calls: Vec<ToolCall> = message
+                .tool_calls
+                .iter()
+                .filter(|c| c.function.name != TOOL_NAME)
+                .cloned()
+                .collect();
+            let answered = message.tool_calls.iter().any(|c| c.function.name == TOOL_NAME);
+            if answered || calls.is_empty() || round == MAX_TOOL_ROUNDS {
+                let mut passages = req.passages.clone();
+                passages.extend(tools.evidence());
+                return Self::answer(message, &passages, usage);
+            }
+            messages.push(json!({"role": "assistant", "content": message.content, "tool_calls": calls}));
+            for call in &calls {
+                let input: serde_json::Value =
+                    serde_json::from_str(&call.function.arguments).unwrap_or_default();
+                let result = tools.call(&call.function.name, &input).await;
+                messages.push(json!({
+                    "role": "tool",
+                    "tool_call_id": call.id,
+                    "content": result.to_string(),
+                }));
+            }
+        }
+        Err(GenerateError::Malformed {
+            detail: "tool-use loop ended without an answer".into(),
+            usage,
+        })
     }
 }

@@ -2,19 +2,46 @@
 //! message an action applies to is answered by that action (or asks for
 //! what it needs, or escalates `action_failed`).
 //!
+//! With an LLM generator, a fresh message that names an action's intent
+//! goes to the model with the actions as tools ([`Acted::WithTools`]);
+//! only pending questions and confirmations are handled here.
+//!
 //! The rules still come first: a customer who asks for a person, is upset
 //! or raises a sensitive topic gets a person, not an order lookup. Only
 //! `needs_account_data` (what actions exist to answer) gives way.
 
+use crate::actions::tools::ActionTools;
+use crate::actions::{Identity, Step};
 use crate::domain::{Decision, Escalate, Message, ReasonCode, Reply, Ticket, Usage};
-use crate::actions::Step;
 
 use super::{Responder, Thought, after_answer};
 
+/// What the action path did with a ticket.
+pub(super) enum Acted {
+    /// Answered (or asked, or escalated): no generator.
+    Answered(Box<Thought>),
+    /// The generator answers, with the actions as tools.
+    WithTools(ActionTools),
+    /// No action applies.
+    Not,
+}
+
+impl Acted {
+    /// The tools for the generator, if any.
+    pub(super) fn tools(&self) -> Option<&ActionTools> {
+        match self {
+            Acted::WithTools(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
 impl Responder {
-    /// The action's answer for `ticket`, if one applies.
-    pub(super) async fn act(&self, ticket: &Ticket, history: &[Message]) -> Option<Thought> {
-        let actions = self.actions.as_ref()?;
+    /// What the actions make of `ticket`.
+    pub(super) async fn act(&self, ticket: &Ticket, history: &[Message]) -> Acted {
+        let Some(actions) = self.actions.as_ref() else {
+            return Acted::Not;
+        };
         let assessment =
             self.rules
                 .assess(ticket.text.as_str(), ticket.subject.as_deref(), after_answer(history));
@@ -23,9 +50,19 @@ impl Responder {
             .as_ref()
             .is_some_and(|h| h.reason != ReasonCode::NeedsAccountData)
         {
-            return None;
+            return Acted::Not;
         }
-        let response = actions.respond(ticket, history).await?;
+        let fresh = self.settings.extractive;
+        let Some(response) = actions.respond(ticket, history, fresh).await else {
+            if !fresh && actions.intends(ticket.text.as_str()) {
+                return Acted::WithTools(ActionTools::new(
+                    actions.clone(),
+                    Identity::of(ticket),
+                    ticket.channel(),
+                ));
+            }
+            return Acted::Not;
+        };
         let usage = Usage {
             action_calls: response.calls.len() as u32,
             action_ms: response
@@ -48,7 +85,7 @@ impl Responder {
                 draft: None,
             }),
         };
-        Some(Thought {
+        Acted::Answered(Box::new(Thought {
             passages: Vec::new(),
             rule: None,
             generation: None,
@@ -57,6 +94,29 @@ impl Responder {
             sentiment: assessment.sentiment,
             act: None,
             language: assessment.language,
-        })
+        }))
+    }
+}
+
+/// After a generation with `tools`: their calls go into `usage`, their
+/// results into `passages` (what the answer may cite), and a failed call
+/// decides `action_failed` whatever the model said.
+pub(super) fn account(
+    tools: &ActionTools,
+    usage: &mut Usage,
+    passages: &mut Vec<crate::knowledge::Passage>,
+    decision: &mut Option<Decision>,
+) {
+    let calls = tools.calls();
+    usage.action_calls += calls.len() as u32;
+    usage.action_ms += calls.iter().map(|c| c.latency.as_millis() as u64).sum::<u64>();
+    passages.extend(crate::llm::tools::Tools::evidence(tools));
+    if let Some(detail) = tools.failure() {
+        *decision = Some(Decision::Escalate(Escalate {
+            reason: ReasonCode::ActionFailed,
+            confidence: 0.0,
+            detail,
+            draft: None,
+        }));
     }
 }

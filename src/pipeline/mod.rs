@@ -284,7 +284,7 @@ impl Responder {
             .retriever
             .retrieve(&query(question, subject), self.settings.top_k)
             .await?;
-        self.think_with(question, subject, Channel::Widget, Vec::new(), passages)
+        self.think_with(question, subject, Channel::Widget, Vec::new(), passages, None)
             .await
     }
 
@@ -295,6 +295,7 @@ impl Responder {
         channel: Channel,
         history: Vec<Message>,
         passages: Vec<Passage>,
+        tools: Option<&crate::actions::tools::ActionTools>,
     ) -> Result<Thought, ProcessError> {
         let escalate = |reason, detail: String| {
             Decision::Escalate(crate::domain::Escalate {
@@ -316,7 +317,11 @@ impl Responder {
             act,
             language,
         };
-        if let Some(hit) = assessment.hit {
+        // With action tools, an account question is what the tools answer.
+        if let Some(hit) = assessment
+            .hit
+            .filter(|h| !(tools.is_some() && h.reason == ReasonCode::NeedsAccountData))
+        {
             let decision = escalate(hit.reason, hit.detail.clone());
             return Ok(thought(
                 passages,
@@ -362,7 +367,7 @@ impl Responder {
             _ => (reason, detail),
         };
         let best = passages.first().map_or(0.0, |p| p.relevance);
-        if best < self.settings.min_relevance {
+        if best < self.settings.min_relevance && tools.is_none() {
             let (reason, detail) = unanswerable(
                 ReasonCode::NoKnowledge,
                 format!(
@@ -390,10 +395,19 @@ impl Responder {
         // Malformed output is retried once, then handed to a person.
         let mut malformed = None;
         for _ in 0..2 {
-            match self.generator.generate(&request).await {
+            let generated = match tools {
+                Some(t) => self.generator.generate_with_tools(&request, t).await,
+                None => self.generator.generate(&request).await,
+            };
+            match generated {
                 Ok(generation) => {
                     usage.add(&generation.usage);
-                    let mut decision = decide(self.settings.gate, &generation, &request.passages);
+                    let (mut request, mut decision) = (request.clone(), None);
+                    if let Some(t) = tools {
+                        actions::account(t, &mut usage, &mut request.passages, &mut decision);
+                    }
+                    let mut decision = decision
+                        .unwrap_or_else(|| decide(self.settings.gate, &generation, &request.passages));
                     if let Decision::Escalate(e) = &mut decision {
                         (e.reason, e.detail) =
                             unanswerable(e.reason, std::mem::take(&mut e.detail));
@@ -432,11 +446,16 @@ impl Responder {
             "model output unusable twice: {}",
             malformed.unwrap_or_default()
         );
+        let mut decision = Some(escalate(ReasonCode::ModelRefused, detail));
+        let mut passages = request.passages;
+        if let Some(t) = tools {
+            actions::account(t, &mut usage, &mut passages, &mut decision);
+        }
         Ok(thought(
-            request.passages,
+            passages,
             None,
             None,
-            escalate(ReasonCode::ModelRefused, detail),
+            decision.expect("set above"),
             usage,
             None,
         ))
@@ -616,14 +635,15 @@ impl Pipeline {
             // A forged sender is answered by nobody but a person.
             Some(detail) => Thought::escalation(ReasonCode::UnverifiedSender, detail, passages?),
             None => match r.act(ticket, &history).await {
-                Some(acted) => acted,
-                None => {
+                actions::Acted::Answered(thought) => *thought,
+                acted => {
                     r.think_with(
                         ticket.text.as_str(),
                         ticket.subject.as_deref(),
                         ticket.channel(),
                         history.clone(),
                         passages?,
+                        acted.tools(),
                     )
                     .await?
                 }
