@@ -98,12 +98,9 @@ async fn open_as(app: &TestApp, user: Option<Value>) -> (u16, Option<(String, St
     let res = req.send().await.unwrap();
     let status = res.status().as_u16();
     let v: Value = res.json().await.unwrap_or(Value::Null);
-    let ids = v["conversation_id"].as_str().map(|id| {
-        (
-            id.to_owned(),
-            v["token"].as_str().unwrap().to_owned(),
-        )
-    });
+    let ids = v["conversation_id"]
+        .as_str()
+        .map(|id| (id.to_owned(), v["token"].as_str().unwrap().to_owned()));
     (status, ids)
 }
 
@@ -169,8 +166,15 @@ async fn an_unverified_visitor_gets_no_order_data() {
     let conv = conv.unwrap();
     let (reply, _) = ask(&app, &conv, "Where's my order #1001?", 1).await;
     assert!(reply.contains("sign in"), "{reply}");
-    assert!(!reply.contains("shipped") && !reply.contains("track.example"), "{reply}");
-    assert!(shop.seen().is_empty(), "the shop was called: {:?}", shop.seen());
+    assert!(
+        !reply.contains("shipped") && !reply.contains("track.example"),
+        "{reply}"
+    );
+    assert!(
+        shop.seen().is_empty(),
+        "the shop was called: {:?}",
+        shop.seen()
+    );
     app.stop().await;
 }
 
@@ -225,7 +229,10 @@ async fn the_shop_down_escalates_action_failed_and_loses_nothing() {
     let esc = hook.wait_for(1).await;
     assert_eq!(esc[0]["reason"], "action_failed", "{}", esc[0]);
     let detail = esc[0]["detail"].as_str().unwrap();
-    assert!(detail.contains("order_status") && detail.contains("503"), "{detail}");
+    assert!(
+        detail.contains("order_status") && detail.contains("503"),
+        "{detail}"
+    );
     // The escalation carries the verified identity and no secret.
     assert_eq!(esc[0]["customer"]["user_id"], "u_ann");
     assert!(!esc[0].to_string().contains(TOKEN));
@@ -240,7 +247,10 @@ async fn a_write_action_does_nothing_without_the_confirmation_turn() {
     // A bare "yes" confirms nothing.
     let _ = ask(&app, &conv, "yes", 1).await;
     let (prompt, _) = ask(&app, &conv, "Please cancel order #1001", 2).await;
-    assert_eq!(prompt, "Shall I cancel order #1001? Reply \"yes\" to confirm.");
+    assert_eq!(
+        prompt,
+        "Shall I cancel order #1001? Reply \"yes\" to confirm."
+    );
     assert!(shop.cancelled().is_empty());
     // Declining leaves it alone.
     let (no, _) = ask(&app, &conv, "no", 3).await;
@@ -282,7 +292,10 @@ shop_url = "{}"
     assert!(other.contains("could not find"), "{other}");
     let seen = shop.seen();
     assert_eq!(seen.len(), 2);
-    assert!(seen.iter().all(|s| s.authorized && s.path.ends_with("/graphql.json")));
+    assert!(
+        seen.iter()
+            .all(|s| s.authorized && s.path.ends_with("/graphql.json"))
+    );
     app.stop().await;
 }
 

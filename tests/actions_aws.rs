@@ -38,12 +38,22 @@ async fn the_worker_reads_action_secrets_once_from_secrets_manager() {
     // Not JSON: an error naming the secret, never its text.
     let bad = create_secret(&moto, "bad", "tok-SECRET-VALUE").await;
     settings.action_secrets_secret_id = Some(bad);
-    let err = format!("{:#}", resolve_action_secrets(&moto.sdk, &settings).await.unwrap_err());
+    let err = format!(
+        "{:#}",
+        resolve_action_secrets(&moto.sdk, &settings)
+            .await
+            .unwrap_err()
+    );
     assert!(err.contains("action_secrets_secret_id"), "{err}");
     assert!(!err.contains("SECRET-VALUE"), "{err}");
     // None configured: no call, nothing.
     settings.action_secrets_secret_id = None;
-    assert!(resolve_action_secrets(&moto.sdk, &settings).await.unwrap().is_empty());
+    assert!(
+        resolve_action_secrets(&moto.sdk, &settings)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

@@ -134,10 +134,16 @@ async fn openai_tools_call_the_action_and_see_only_exposed_fields() {
     assert!(schema["properties"].get("email").is_none(), "{schema}");
     // The tool result the model saw: exposed fields, nothing else.
     let msgs = requests[1]["messages"].as_array().unwrap();
-    let result = msgs.iter().find(|m| m["role"] == "tool").expect("a tool message");
+    let result = msgs
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("a tool message");
     assert_eq!(result["tool_call_id"], "call_1");
     let content = result["content"].as_str().unwrap();
-    assert!(content.contains("shipped") && content.contains("1Z1001"), "{content}");
+    assert!(
+        content.contains("shipped") && content.contains("1Z1001"),
+        "{content}"
+    );
     for private in ["Secret Street", "4242", "ann@example.com", TOKEN] {
         assert!(!content.contains(private), "{private} reached the model");
     }
@@ -181,7 +187,12 @@ async fn openai_tools_for_an_unverified_visitor_never_reach_the_shop() {
     let requests = model.requests();
     let msgs = requests[1]["messages"].as_array().unwrap();
     let result = msgs.iter().find(|m| m["role"] == "tool").unwrap();
-    assert!(result["content"].as_str().unwrap().contains("identity_required"));
+    assert!(
+        result["content"]
+            .as_str()
+            .unwrap()
+            .contains("identity_required")
+    );
     assert!(shop.seen().is_empty());
     assert!(!poll.to_string().contains("shipped"));
     app.stop().await;
@@ -239,7 +250,11 @@ async fn the_bedrock_tool_use_loop_calls_the_action_then_answers() {
         .map(|t| t["toolSpec"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(tools, ["answer_ticket", "order_status"]);
-    assert!(reqs[0].body["toolConfig"]["toolChoice"].get("any").is_some());
+    assert!(
+        reqs[0].body["toolConfig"]["toolChoice"]
+            .get("any")
+            .is_some()
+    );
     // The second call carries the model's toolUse and our toolResult.
     let msgs = reqs[1].body["messages"].as_array().unwrap();
     let last = msgs.last().unwrap();
@@ -251,7 +266,10 @@ async fn the_bedrock_tool_use_loop_calls_the_action_then_answers() {
     for private in ["Secret Street", "4242", "ann@example.com"] {
         assert!(!json.contains(private), "{private} reached the model");
     }
-    assert_eq!(msgs[msgs.len() - 2]["content"][0]["toolUse"]["toolUseId"], "tu_1");
+    assert_eq!(
+        msgs[msgs.len() - 2]["content"][0]["toolUse"]["toolUseId"],
+        "tu_1"
+    );
     assert_eq!(shop.seen()[0].path, "/api/orders/1001");
     app.stop().await;
 }

@@ -87,7 +87,12 @@ impl Action {
         who: &Identity,
         secrets: &BTreeMap<String, Secret>,
     ) -> Request {
-        let secret = |s: &str| secrets.get(s).map(|v| v.expose().to_owned()).unwrap_or_default();
+        let secret = |s: &str| {
+            secrets
+                .get(s)
+                .map(|v| v.expose().to_owned())
+                .unwrap_or_default()
+        };
         let encoded = |v: &str| encode_component(&var_value(v, params, who));
         let raw = |v: &str| var_value(v, params, who);
         let mut url = self.url.render(&encoded, &|_| String::new());
@@ -245,7 +250,10 @@ pub async fn call(
         Err(e) => {
             // reqwest's error text names the URL, which may carry secrets.
             let (status, what) = if e.is_timeout() {
-                ("timeout", format!("timed out after {} s", action.spec.timeout_secs))
+                (
+                    "timeout",
+                    format!("timed out after {} s", action.spec.timeout_secs),
+                )
             } else if e.is_connect() {
                 ("failed", "could not connect".to_owned())
             } else {
@@ -275,7 +283,9 @@ pub async fn call(
         );
     };
     // GraphQL reports failures in a 200 with `errors`.
-    if json.get("errors").is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()))
+    if json
+        .get("errors")
+        .is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()))
         && json.get("data").is_none_or(Value::is_null)
     {
         return (

@@ -86,9 +86,16 @@ impl WidgetUser {
         let secret = settings.secret.as_ref().ok_or(UserError::NotConfigured)?;
         let id = self.id.trim();
         if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
-            return Err(UserError::Malformed("id must be 1–256 printable characters"));
+            return Err(UserError::Malformed(
+                "id must be 1–256 printable characters",
+            ));
         }
-        let email = match self.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        let email = match self
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             Some(e) => Some(
                 EmailAddress::parse(e).ok_or(UserError::Malformed("email is not an address"))?,
             ),
@@ -98,7 +105,8 @@ impl WidgetUser {
             (Some(e), true) => format!("{id}\n{e}"),
             _ => id.to_owned(),
         };
-        let given = hex::decode(self.hash.trim().to_ascii_lowercase()).map_err(|_| UserError::BadHash)?;
+        let given =
+            hex::decode(self.hash.trim().to_ascii_lowercase()).map_err(|_| UserError::BadHash)?;
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
             .expect("HMAC accepts keys of any length");
         mac.update(message.as_bytes());
@@ -200,10 +208,17 @@ mod tests {
         assert_eq!(v.email.unwrap().as_str(), "Ann@example.com");
         assert!(user("u_42", &hash.to_uppercase()).verify(&s).is_ok());
         for bad in ["", "zz", &hash[..10], &user_hash("other", "u_42")] {
-            assert_eq!(user("u_42", bad).verify(&s), Err(UserError::BadHash), "{bad}");
+            assert_eq!(
+                user("u_42", bad).verify(&s),
+                Err(UserError::BadHash),
+                "{bad}"
+            );
         }
         assert_eq!(user("u_43", &hash).verify(&s), Err(UserError::BadHash));
-        assert!(matches!(user("", &hash).verify(&s), Err(UserError::Malformed(_))));
+        assert!(matches!(
+            user("", &hash).verify(&s),
+            Err(UserError::Malformed(_))
+        ));
         assert_eq!(
             user("u_42", &hash).verify(&IdentitySettings::default()),
             Err(UserError::NotConfigured)

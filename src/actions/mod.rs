@@ -89,7 +89,11 @@ impl std::fmt::Debug for Actions {
         f.debug_struct("Actions")
             .field(
                 "actions",
-                &self.actions.iter().map(|c| &c.action.spec.name).collect::<Vec<_>>(),
+                &self
+                    .actions
+                    .iter()
+                    .map(|c| &c.action.spec.name)
+                    .collect::<Vec<_>>(),
             )
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .finish()
@@ -104,7 +108,9 @@ impl Actions {
         for s in specs {
             let action = s.compile(&names)?;
             anyhow::ensure!(
-                !actions.iter().any(|c: &Compiled| c.action.spec.name == action.spec.name),
+                !actions
+                    .iter()
+                    .any(|c: &Compiled| c.action.spec.name == action.spec.name),
                 "action {} is declared twice",
                 action.spec.name
             );
@@ -140,7 +146,11 @@ impl Actions {
         let mut seen = std::collections::HashSet::new();
         for s in specs {
             let a = s.compile_with(secrets_known.then_some(names.as_slice()))?;
-            anyhow::ensure!(seen.insert(a.spec.name.clone()), "action {} is declared twice", a.spec.name);
+            anyhow::ensure!(
+                seen.insert(a.spec.name.clone()),
+                "action {} is declared twice",
+                a.spec.name
+            );
         }
         Ok(())
     }
@@ -292,11 +302,19 @@ impl Actions {
                 let hits: std::collections::HashSet<String> = c
                     .intent
                     .find_iter(text)
-                    .map(|m| m.as_str().to_lowercase().trim_end_matches("es").trim_end_matches('s').to_owned())
+                    .map(|m| {
+                        m.as_str()
+                            .to_lowercase()
+                            .trim_end_matches("es")
+                            .trim_end_matches('s')
+                            .to_owned()
+                    })
                     .collect();
-                (!hits.is_empty()).then(|| {
-                    (std::cmp::Reverse(hits.len()), c.action.intent.len(), i)
-                })
+                (!hits.is_empty()).then_some((
+                    std::cmp::Reverse(hits.len()),
+                    c.action.intent.len(),
+                    i,
+                ))
             })
             .min()
             .map(|(_, _, i)| &self.actions[i])?;
@@ -394,7 +412,9 @@ fn extract(a: &Action, texts: &[&str]) -> Option<BTreeMap<String, String>> {
 }
 
 pub(crate) fn render_params(t: &spec::Template, params: &BTreeMap<String, String>) -> String {
-    t.render(&|v| params.get(v).cloned().unwrap_or_default(), &|_| String::new())
+    t.render(&|v| params.get(v).cloned().unwrap_or_default(), &|_| {
+        String::new()
+    })
 }
 
 fn words(text: &str) -> Vec<String> {
@@ -408,11 +428,30 @@ fn words(text: &str) -> Vec<String> {
 /// A short yes ("yes", "yes please", "go ahead", "confirm").
 pub fn affirmative(text: &str) -> bool {
     let w = words(text);
-    if w.is_empty() || w.len() > 6 || w.iter().any(|x| ["no", "not", "don't", "dont", "nope"].contains(&x.as_str())) {
+    if w.is_empty()
+        || w.len() > 6
+        || w.iter()
+            .any(|x| ["no", "not", "don't", "dont", "nope"].contains(&x.as_str()))
+    {
         return false;
     }
-    let yes = ["yes", "yep", "yeah", "yup", "confirm", "confirmed", "sure", "ok", "okay", "correct", "please", "y"];
-    yes.contains(&w[0].as_str()) || (w.len() >= 2 && w[0] == "go" && w[1] == "ahead") || (w[0] == "do" && w.get(1).is_some_and(|x| x == "it"))
+    let yes = [
+        "yes",
+        "yep",
+        "yeah",
+        "yup",
+        "confirm",
+        "confirmed",
+        "sure",
+        "ok",
+        "okay",
+        "correct",
+        "please",
+        "y",
+    ];
+    yes.contains(&w[0].as_str())
+        || (w.len() >= 2 && w[0] == "go" && w[1] == "ahead")
+        || (w[0] == "do" && w.get(1).is_some_and(|x| x == "it"))
 }
 
 /// A short no ("no", "don't", "cancel that").
@@ -440,7 +479,11 @@ mod tests {
             assert!(negative(n), "{n}");
             assert!(!affirmative(n), "{n}");
         }
-        for neither in ["", "what?", "yes but actually I meant a different order number, not that one at all"] {
+        for neither in [
+            "",
+            "what?",
+            "yes but actually I meant a different order number, not that one at all",
+        ] {
             assert!(!affirmative(neither), "{neither}");
         }
         assert!(!affirmative("ok, do not"));

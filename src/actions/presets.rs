@@ -62,9 +62,11 @@ impl Preset {
             out.description = "Look up an order's status and tracking by order number".into();
         }
         if out.intent.is_empty() {
-            out.intent = ["order", "package", "parcel", "delivery", "tracking", "shipped"]
-                .map(String::from)
-                .into();
+            out.intent = [
+                "order", "package", "parcel", "delivery", "tracking", "shipped",
+            ]
+            .map(String::from)
+            .into();
         }
         if spec.identity == IdentityNeed::None {
             // An order is personal data: a preset never serves it to anyone.
@@ -84,7 +86,11 @@ impl Preset {
                 if out.url.is_empty() {
                     out.url = format!("{shop}/admin/api/{SHOPIFY_API_VERSION}/graphql.json");
                 }
-                set(&mut out.headers, "X-Shopify-Access-Token", "${secret:shopify_token}");
+                set(
+                    &mut out.headers,
+                    "X-Shopify-Access-Token",
+                    "${secret:shopify_token}",
+                );
                 if out.body.is_none() {
                     out.body = Some(json!({
                         "query": SHOPIFY_ORDER_QUERY.replace('{', "{{").replace('}', "}}"),
@@ -92,9 +98,21 @@ impl Preset {
                     }));
                 }
                 let n = "/data/orders/nodes/0";
-                set(&mut out.expose, "status", &format!("{n}/displayFulfillmentStatus"));
-                set(&mut out.expose, "tracking_url", &format!("{n}/fulfillments/0/trackingInfo/0/url"));
-                set(&mut out.expose, "eta", &format!("{n}/fulfillments/0/estimatedDeliveryAt"));
+                set(
+                    &mut out.expose,
+                    "status",
+                    &format!("{n}/displayFulfillmentStatus"),
+                );
+                set(
+                    &mut out.expose,
+                    "tracking_url",
+                    &format!("{n}/fulfillments/0/trackingInfo/0/url"),
+                );
+                set(
+                    &mut out.expose,
+                    "eta",
+                    &format!("{n}/fulfillments/0/estimatedDeliveryAt"),
+                );
                 set(&mut out.require, &format!("{n}/email"), "{customer.email}");
                 set(&mut out.require, &format!("{n}/name"), "#{order_number}");
             }
@@ -105,7 +123,11 @@ impl Preset {
                 }
                 set(&mut out.query, "search", "{order_number}");
                 set(&mut out.query, "consumer_key", "${secret:woocommerce_key}");
-                set(&mut out.query, "consumer_secret", "${secret:woocommerce_secret}");
+                set(
+                    &mut out.query,
+                    "consumer_secret",
+                    "${secret:woocommerce_secret}",
+                );
                 set(&mut out.expose, "status", "/*/status");
                 set(&mut out.require, "/*/number", "{order_number}");
                 set(&mut out.require, "/*/billing/email", "{customer.email}");

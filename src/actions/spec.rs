@@ -230,11 +230,7 @@ impl Template {
     }
 
     /// Fills the template; `var` maps a name to its (already encoded) value.
-    pub fn render(
-        &self,
-        var: &dyn Fn(&str) -> String,
-        secret: &dyn Fn(&str) -> String,
-    ) -> String {
+    pub fn render(&self, var: &dyn Fn(&str) -> String, secret: &dyn Fn(&str) -> String) -> String {
         let mut out = String::new();
         for p in &self.0 {
             match p {
@@ -334,7 +330,11 @@ impl ActionSpec {
             "{}",
             ctx("timeout_secs must be within 1..=60")
         );
-        ensure!(!spec.expose.is_empty(), "{}", ctx("[actions.expose] is empty: nothing would be kept"));
+        ensure!(
+            !spec.expose.is_empty(),
+            "{}",
+            ctx("[actions.expose] is empty: nothing would be kept")
+        );
         for (field, ptr) in &spec.expose {
             ensure!(
                 ptr.is_empty() || ptr.starts_with('/'),
@@ -366,19 +366,27 @@ impl ActionSpec {
                 ask,
             });
         }
-        let request_var = |v: &str| {
-            CUSTOMER_VARS.contains(&v) || spec.params.contains_key(v)
-        };
+        let request_var = |v: &str| CUSTOMER_VARS.contains(&v) || spec.params.contains_key(v);
         let check_request = |what: &str, t: &Template, secrets_ok: bool| -> anyhow::Result<()> {
             for v in t.vars() {
-                ensure!(request_var(v), "{}", ctx(&format!("{what}: unknown placeholder {{{v}}}")));
+                ensure!(
+                    request_var(v),
+                    "{}",
+                    ctx(&format!("{what}: unknown placeholder {{{v}}}"))
+                );
             }
             for s in t.secrets() {
-                ensure!(secrets_ok, "{}", ctx(&format!("{what}: secrets belong in headers or query")));
+                ensure!(
+                    secrets_ok,
+                    "{}",
+                    ctx(&format!("{what}: secrets belong in headers or query"))
+                );
                 ensure!(
                     secrets.is_none_or(|k| k.contains(&s)),
                     "{}",
-                    ctx(&format!("{what}: secret {s:?} is not configured (action_secrets.{s})"))
+                    ctx(&format!(
+                        "{what}: secret {s:?} is not configured (action_secrets.{s})"
+                    ))
                 );
             }
             Ok(())
@@ -410,7 +418,11 @@ impl ActionSpec {
         }
         let mut require = Vec::new();
         for (ptr, v) in &spec.require {
-            ensure!(ptr.starts_with('/'), "{}", ctx(&format!("require key {ptr:?} is not a JSON pointer")));
+            ensure!(
+                ptr.starts_with('/'),
+                "{}",
+                ctx(&format!("require key {ptr:?} is not a JSON pointer"))
+            );
             let t = Template::parse(v).with_context(|| ctx(&format!("require.{ptr}")))?;
             check_request(&format!("require.{ptr}"), &t, false)?;
             require.push((ptr.clone(), t));
@@ -418,14 +430,30 @@ impl ActionSpec {
         let reply_var = |v: &str| spec.params.contains_key(v) || spec.expose.contains_key(v);
         let check_reply = |what: &str, t: &Template, exposed: bool| -> anyhow::Result<()> {
             for v in t.vars() {
-                let ok = if exposed { reply_var(v) } else { spec.params.contains_key(v) };
-                ensure!(ok, "{}", ctx(&format!("{what}: unknown placeholder {{{v}}}")));
+                let ok = if exposed {
+                    reply_var(v)
+                } else {
+                    spec.params.contains_key(v)
+                };
+                ensure!(
+                    ok,
+                    "{}",
+                    ctx(&format!("{what}: unknown placeholder {{{v}}}"))
+                );
             }
-            ensure!(t.secrets().next().is_none(), "{}", ctx(&format!("{what}: a reply never shows a secret")));
+            ensure!(
+                t.secrets().next().is_none(),
+                "{}",
+                ctx(&format!("{what}: a reply never shows a secret"))
+            );
             Ok(())
         };
         let template = if spec.reply.template.is_empty() {
-            let fields: Vec<String> = spec.expose.keys().map(|k| format!("{}: {{{k}}}", k.replace('_', " "))).collect();
+            let fields: Vec<String> = spec
+                .expose
+                .keys()
+                .map(|k| format!("{}: {{{k}}}", k.replace('_', " ")))
+                .collect();
             fields.join("\n")
         } else {
             spec.reply.template.clone()
@@ -440,7 +468,11 @@ impl ActionSpec {
         check_reply("reply.not_found", &not_found, false)?;
         let write = spec.write.unwrap_or(spec.method != Method::Get);
         let default_confirm = {
-            let what = if spec.description.is_empty() { spec.name.replace('_', " ") } else { lower_first(&spec.description) };
+            let what = if spec.description.is_empty() {
+                spec.name.replace('_', " ")
+            } else {
+                lower_first(&spec.description)
+            };
             let given: Vec<String> = spec
                 .params
                 .keys()
@@ -449,7 +481,10 @@ impl ActionSpec {
             if given.is_empty() {
                 format!("Please confirm: shall I {what}? Reply \"yes\" to go ahead.")
             } else {
-                format!("Please confirm: shall I {what} ({})? Reply \"yes\" to go ahead.", given.join(", "))
+                format!(
+                    "Please confirm: shall I {what} ({})? Reply \"yes\" to go ahead.",
+                    given.join(", ")
+                )
             }
         };
         let confirm = Template::parse(spec.reply.confirm.as_deref().unwrap_or(&default_confirm))
@@ -462,7 +497,11 @@ impl ActionSpec {
                 .map(str::to_owned)
                 .collect()
         } else {
-            spec.intent.iter().map(|w| w.trim().to_lowercase()).filter(|w| !w.is_empty()).collect()
+            spec.intent
+                .iter()
+                .map(|w| w.trim().to_lowercase())
+                .filter(|w| !w.is_empty())
+                .collect()
         };
         if intent.is_empty() {
             bail!("{}", ctx("no intent words: set `intent = [\"…\"]`"));
@@ -536,21 +575,50 @@ template = "Order #{order_number} is {status}. Track it here: {tracking_url}"
         assert_eq!(a.intent, ["order", "status"]);
         assert!(!a.write);
         assert_eq!(a.params[0].ask, "What is your order number?");
-        assert_eq!(a.params[0].find("Where's my order #1001?").as_deref(), Some("1001"));
+        assert_eq!(
+            a.params[0].find("Where's my order #1001?").as_deref(),
+            Some("1001")
+        );
         assert_eq!(a.params[0].find("where is it"), None);
     }
 
     #[test]
     fn mistakes_are_start_up_errors() {
-        let cases: Vec<(Box<dyn Fn(&mut ActionSpec)>, &str)> = vec![
-            (Box::new(|s| s.url.push_str("&x={ordr}")), "unknown placeholder {ordr}"),
+        type Change = Box<dyn Fn(&mut ActionSpec)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                Box::new(|s| s.url.push_str("&x={ordr}")),
+                "unknown placeholder {ordr}",
+            ),
             (Box::new(|s| s.name = "Order Status".into()), "must be 1–64"),
-            (Box::new(|s| s.url = "ftp://x/{order_number}".into()), "https://"),
-            (Box::new(|s| s.reply.template = "{secret_field}".into()), "unknown placeholder"),
-            (Box::new(|s| s.reply.template = "${secret:shop_token}".into()), "never shows a secret"),
-            (Box::new(|s| s.url.push_str("&k=${secret:shop_token}")), "headers or query"),
-            (Box::new(|s| { s.params.get_mut("order_number").unwrap().pattern = "(".into(); }), "pattern"),
-            (Box::new(|s| { s.expose.insert("x".into(), "order.x".into()); }), "JSON pointer"),
+            (
+                Box::new(|s| s.url = "ftp://x/{order_number}".into()),
+                "https://",
+            ),
+            (
+                Box::new(|s| s.reply.template = "{secret_field}".into()),
+                "unknown placeholder",
+            ),
+            (
+                Box::new(|s| s.reply.template = "${secret:shop_token}".into()),
+                "never shows a secret",
+            ),
+            (
+                Box::new(|s| s.url.push_str("&k=${secret:shop_token}")),
+                "headers or query",
+            ),
+            (
+                Box::new(|s| {
+                    s.params.get_mut("order_number").unwrap().pattern = "(".into();
+                }),
+                "pattern",
+            ),
+            (
+                Box::new(|s| {
+                    s.expose.insert("x".into(), "order.x".into());
+                }),
+                "JSON pointer",
+            ),
             (Box::new(|s| s.expose.clear()), "nothing would be kept"),
             (Box::new(|s| s.timeout_secs = 0), "timeout_secs"),
             (Box::new(|s| s.url.push_str("{unclosed")), "unclosed"),

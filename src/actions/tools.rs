@@ -50,7 +50,10 @@ impl ActionTools {
 
     /// Why a call failed, if one did.
     pub fn failure(&self) -> Option<String> {
-        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -68,7 +71,11 @@ impl Tools for ActionTools {
                     );
                 }
                 let names: Vec<&str> = a.params.iter().map(|p| p.name.as_str()).collect();
-                let mut description = a.spec.when.clone().unwrap_or_else(|| a.spec.description.clone());
+                let mut description = a
+                    .spec
+                    .when
+                    .clone()
+                    .unwrap_or_else(|| a.spec.description.clone());
                 if a.write {
                     description.push_str(" (changes something: the customer must confirm first)");
                 }
@@ -114,7 +121,10 @@ impl Tools for ActionTools {
             });
         }
         let (result, record) = self.actions.run(name, &params, &self.who).await;
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(record.clone());
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record.clone());
         match result {
             CallResult::Found(fields) => {
                 let text = fields
@@ -122,15 +132,18 @@ impl Tools for ActionTools {
                     .map(|(k, v)| format!("{k}: {v}"))
                     .collect::<Vec<_>>()
                     .join("\n");
-                self.evidence.lock().unwrap_or_else(|p| p.into_inner()).push(Passage {
-                    doc_id: format!("action:{name}"),
-                    title: a.spec.description.clone(),
-                    section: None,
-                    text,
-                    url: None,
-                    score: 1.0,
-                    relevance: 1.0,
-                });
+                self.evidence
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Passage {
+                        doc_id: format!("action:{name}"),
+                        title: a.spec.description.clone(),
+                        section: None,
+                        text,
+                        url: None,
+                        score: 1.0,
+                        relevance: 1.0,
+                    });
                 let mut out = serde_json::Map::new();
                 out.insert("status".into(), json!("found"));
                 out.insert("source".into(), json!(format!("action:{name}")));
@@ -151,6 +164,9 @@ impl Tools for ActionTools {
     }
 
     fn evidence(&self) -> Vec<Passage> {
-        self.evidence.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.evidence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }

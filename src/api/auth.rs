@@ -57,8 +57,7 @@ impl Tokens {
         let Some(user) = user else {
             return self.issue(id);
         };
-        let claims = URL_SAFE_NO_PAD
-            .encode(serde_json::to_vec(user).expect("a user serializes"));
+        let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(user).expect("a user serializes"));
         let mac = URL_SAFE_NO_PAD.encode(self.mac_with(id, Some(&claims)).finalize().into_bytes());
         format!("{mac}.{claims}")
     }

@@ -593,7 +593,9 @@ impl Generator for Bedrock {
             let config = self.tool_config_with(&specs, round == MAX_TOOL_ROUNDS)?;
             let out = self.converse(turns.clone(), config, &mut usage).await?;
             let content = match &out.output {
-                Some(aws_sdk_bedrockruntime::types::ConverseOutput::Message(m)) => m.content.clone(),
+                Some(aws_sdk_bedrockruntime::types::ConverseOutput::Message(m)) => {
+                    m.content.clone()
+                }
                 _ => Vec::new(),
             };
             let answered = content
@@ -613,7 +615,9 @@ impl Generator for Bedrock {
             }
             let mut results = Vec::new();
             for call in &calls {
-                let result = tools.call(call.name(), &document_to_json(call.input())).await;
+                let result = tools
+                    .call(call.name(), &document_to_json(call.input()))
+                    .await;
                 results.push(ContentBlock::ToolResult(
                     ToolResultBlock::builder()
                         .tool_use_id(call.tool_use_id())

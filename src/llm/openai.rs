@@ -230,7 +230,10 @@ impl OpenAi {
         if let Some(u) = &completion.usage {
             usage.input_tokens += u.prompt_tokens;
             usage.output_tokens += u.completion_tokens;
-            usage.cache_read_tokens += u.prompt_tokens_details.as_ref().map_or(0, |d| d.cached_tokens);
+            usage.cache_read_tokens += u
+                .prompt_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.cached_tokens);
         }
         Ok(completion)
     }
@@ -255,7 +258,11 @@ impl OpenAi {
                 usage,
             });
         }
-        let text = match message.tool_calls.iter().find(|c| c.function.name == TOOL_NAME) {
+        let text = match message
+            .tool_calls
+            .iter()
+            .find(|c| c.function.name == TOOL_NAME)
+        {
             Some(call) => call.function.arguments.clone(),
             None => message.content.unwrap_or_default(),
         };
@@ -346,13 +353,18 @@ impl Generator for OpenAi {
                 .filter(|c| c.function.name != TOOL_NAME)
                 .cloned()
                 .collect();
-            let answered = message.tool_calls.iter().any(|c| c.function.name == TOOL_NAME);
+            let answered = message
+                .tool_calls
+                .iter()
+                .any(|c| c.function.name == TOOL_NAME);
             if answered || calls.is_empty() || round == MAX_TOOL_ROUNDS {
                 let mut passages = req.passages.clone();
                 passages.extend(tools.evidence());
                 return Self::answer(message, &passages, usage);
             }
-            messages.push(json!({"role": "assistant", "content": message.content, "tool_calls": calls}));
+            messages.push(
+                json!({"role": "assistant", "content": message.content, "tool_calls": calls}),
+            );
             for call in &calls {
                 let input: serde_json::Value =
                     serde_json::from_str(&call.function.arguments).unwrap_or_default();

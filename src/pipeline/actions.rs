@@ -42,9 +42,11 @@ impl Responder {
         let Some(actions) = self.actions.as_ref() else {
             return Acted::Not;
         };
-        let assessment =
-            self.rules
-                .assess(ticket.text.as_str(), ticket.subject.as_deref(), after_answer(history));
+        let assessment = self.rules.assess(
+            ticket.text.as_str(),
+            ticket.subject.as_deref(),
+            after_answer(history),
+        );
         if assessment
             .hit
             .as_ref()
@@ -109,7 +111,10 @@ pub(super) fn account(
 ) {
     let calls = tools.calls();
     usage.action_calls += calls.len() as u32;
-    usage.action_ms += calls.iter().map(|c| c.latency.as_millis() as u64).sum::<u64>();
+    usage.action_ms += calls
+        .iter()
+        .map(|c| c.latency.as_millis() as u64)
+        .sum::<u64>();
     passages.extend(crate::llm::tools::Tools::evidence(tools));
     if let Some(detail) = tools.failure() {
         *decision = Some(Decision::Escalate(Escalate {

@@ -284,8 +284,15 @@ impl Responder {
             .retriever
             .retrieve(&query(question, subject), self.settings.top_k)
             .await?;
-        self.think_with(question, subject, Channel::Widget, Vec::new(), passages, None)
-            .await
+        self.think_with(
+            question,
+            subject,
+            Channel::Widget,
+            Vec::new(),
+            passages,
+            None,
+        )
+        .await
     }
 
     async fn think_with(
@@ -406,8 +413,9 @@ impl Responder {
                     if let Some(t) = tools {
                         actions::account(t, &mut usage, &mut request.passages, &mut decision);
                     }
-                    let mut decision = decision
-                        .unwrap_or_else(|| decide(self.settings.gate, &generation, &request.passages));
+                    let mut decision = decision.unwrap_or_else(|| {
+                        decide(self.settings.gate, &generation, &request.passages)
+                    });
                     if let Decision::Escalate(e) = &mut decision {
                         (e.reason, e.detail) =
                             unanswerable(e.reason, std::mem::take(&mut e.detail));

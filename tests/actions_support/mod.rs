@@ -140,7 +140,10 @@ async fn gate(s: &Shared, seen: Seen) -> Option<Response> {
     }
     if !authorized {
         return Some(
-            (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "unauthorized"})))
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": "unauthorized"})),
+            )
                 .into_response(),
         );
     }
@@ -183,7 +186,11 @@ async fn generic_get(
             }
         }))
         .into_response(),
-        None => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not found"}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "not found"})),
+        )
+            .into_response(),
     }
 }
 
@@ -209,9 +216,14 @@ async fn generic_cancel(
     {
         Some(o) => {
             s.cancelled.lock().unwrap().push(o.number);
-            axum::Json(json!({"order": {"number": o.number, "status": "cancelled"}})).into_response()
+            axum::Json(json!({"order": {"number": o.number, "status": "cancelled"}}))
+                .into_response()
         }
-        None => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not found"}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "not found"})),
+        )
+            .into_response(),
     }
 }
 
@@ -278,7 +290,9 @@ async fn woo(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, Strin
     // WooCommerce's search matches any field: 1001 also finds 11001.
     let found: Vec<Value> = orders()
         .into_iter()
-        .filter(|o| !term.is_empty() && (o.number.to_string().contains(&term) || o.email.contains(&term)))
+        .filter(|o| {
+            !term.is_empty() && (o.number.to_string().contains(&term) || o.email.contains(&term))
+        })
         .rev()
         .map(|o| {
             json!({
