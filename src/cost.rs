@@ -553,6 +553,10 @@ pub struct Summary {
     pub tokens: Tokens,
     /// Model calls.
     pub model_calls: u64,
+    /// Calls of configured actions (order lookups…).
+    pub action_calls: u64,
+    /// Time waited for actions, in milliseconds, all calls together.
+    pub action_ms: u64,
     /// By model id (`extractive` when no model was called).
     pub models: BTreeMap<String, ModelCost>,
     /// Known model dollars.
@@ -590,6 +594,7 @@ impl Summary {
         let mut conversations = std::collections::HashSet::new();
         let mut latencies = Vec::with_capacity(records.len());
         let (mut tokens, mut calls, mut model_ms) = (Tokens::default(), 0u64, 0u64);
+        let (mut action_calls, mut action_ms) = (0u64, 0u64);
         for r in records {
             *by_outcome.entry(r.outcome.as_str().into()).or_default() += 1;
             if let Some(reason) = r.reason {
@@ -613,6 +618,8 @@ impl Summary {
             tokens.add(&t);
             calls += u64::from(u.calls);
             model_ms += u.model_ms;
+            action_calls += u64::from(u.action_calls);
+            action_ms += u.action_ms;
             if u.calls > 0 || u.model_id.is_some() {
                 let id = u.model_id.clone().unwrap_or_else(|| "unknown".into());
                 let m = models.entry(id).or_default();
@@ -693,6 +700,8 @@ impl Summary {
             by_reason,
             tokens,
             model_calls: calls,
+            action_calls,
+            action_ms,
             models,
             model_cost,
             unpriced_models,
@@ -750,6 +759,12 @@ impl Summary {
             self.tokens.cache_write,
             self.model_calls
         );
+        if self.action_calls > 0 {
+            s += &format!(
+                "actions              {} calls, {} ms waited\n",
+                self.action_calls, self.action_ms
+            );
+        }
         s += &format!("model cost           {}\n", dollars(self.model_cost));
         for (id, m) in &self.models {
             let cost = m.cost.map_or("not in the price table".into(), dollars);

@@ -359,3 +359,109 @@ async fn added_latency_per_action_call_is_logged() {
         times[times.len() * 95 / 100]
     );
 }
+
+#[tokio::test]
+async fn every_call_is_counted_in_stats_without_its_payload() {
+    let shop = Shop::start().await;
+    let toml = order_status_toml(&shop);
+    let app = TestApp::spawn_with(move |c| {
+        apply(c, &toml);
+        c.admin_key = Some(Secret::new("admin-key-0123456789"));
+    })
+    .await;
+    let conv = ann(&app).await;
+    let _ = ask(&app, &conv, "Where's my order #1001?", 1).await;
+    // Asking for the number makes no call.
+    let _ = ask(&app, &conv, "where is my order?", 2).await;
+    let stats: Value = app
+        .http
+        .get(app.url("/v1/stats"))
+        .bearer_auth("admin-key-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["action_calls"], 1, "{stats}");
+    assert!(stats["action_ms"].as_u64().is_some(), "{stats}");
+    let text = stats.to_string();
+    for payload in ["shipped", "ann@example.com", TOKEN] {
+        assert!(!text.contains(payload), "{payload} in stats");
+    }
+    app.stop().await;
+}
+
+/// An email whose sender passes the provider's authentication is verified
+/// (its address is the one looked up); without passing results it is not.
+#[tokio::test]
+async fn email_senders_are_verified_only_by_passing_authentication_results() {
+    let shop = Shop::start().await;
+    let toml = order_status_toml(&shop);
+    let app = TestApp::spawn_with(move |c| {
+        apply(c, &toml);
+        c.admin_key = Some(Secret::new("admin-key-0123456789"));
+        c.inbound.postmark = Some(deskhand::ingest::settings::BasicAuthSettings {
+            username: "postmark".into(),
+            password: Secret::new("inbound-pass-0123"),
+        });
+    })
+    .await;
+    let mail = |from: &str, id: &str, auth: Option<&str>| {
+        let mut headers =
+            vec![json!({"Name": "Message-ID", "Value": format!("<{id}@example.com>")})];
+        if let Some(a) = auth {
+            headers.insert(0, json!({"Name": "Authentication-Results", "Value": a}));
+        }
+        json!({
+            "From": from, "FromFull": {"Email": from, "Name": "", "MailboxHash": ""},
+            "To": "support@inbound.acme.test", "Subject": "Order",
+            "MessageID": id, "TextBody": "Where's my order #1001?", "StrippedTextReply": "",
+            "Headers": headers, "Attachments": [],
+        })
+    };
+    let post = |body: Value| {
+        app.http
+            .post(app.url("/v1/inbound/email/postmark"))
+            .basic_auth("postmark", Some("inbound-pass-0123"))
+            .json(&body)
+            .send()
+    };
+    let pass = "mx.postmarkapp.com; spf=pass smtp.mailfrom=example.com; dkim=pass header.d=example.com; dmarc=pass header.from=example.com";
+    let none = "mx.postmarkapp.com; spf=none; dkim=none; dmarc=none header.from=example.com";
+    for (from, id, auth) in [
+        ("ann@example.com", "m-1", Some(pass)),
+        ("ann@example.com", "m-2", None),
+        ("ann@example.com", "m-3", Some(none)),
+    ] {
+        let res = post(mail(from, id, auth)).await.unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+    }
+    // Wait until all three tickets are finished.
+    let started = Instant::now();
+    loop {
+        let stats: Value = app
+            .http
+            .get(app.url("/v1/stats"))
+            .bearer_auth("admin-key-0123456789")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if stats["tickets"] == 3 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = shop.seen();
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the authenticated sender is looked up: {seen:?}"
+    );
+    assert_eq!(seen[0].query["email"], "ann@example.com");
+    app.stop().await;
+}
