@@ -318,3 +318,81 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::spec::ActionSpec;
+    use serde_json::json;
+
+    fn action() -> Action {
+        let spec: ActionSpec = serde_json::from_value(json!({
+            "name": "order_status",
+            "url": "https://shop.example/api/orders/{order_number}?email={customer.email}",
+            "query": {"q": "{order_number} {customer.email}"},
+            "headers": {"Authorization": "Bearer ${secret:t}"},
+            "params": {"order_number": {"pattern": "#?(\\d{4})"}},
+            "expose": {"status": "/*/status"},
+            "require": {"/*/email": "{customer.email}"},
+        }))
+        .unwrap();
+        spec.compile(&["t"]).unwrap()
+    }
+
+    fn who(email: &str) -> Identity {
+        Identity {
+            email: crate::domain::EmailAddress::parse(email),
+            user_id: None,
+            by: Some(super::super::identity::VerifiedBy::Helpdesk),
+        }
+    }
+
+    #[test]
+    fn customer_values_are_encoded_and_secrets_filled_only_in_headers() {
+        let a = action();
+        let params = BTreeMap::from([("order_number".to_owned(), "1/0?&#".to_owned())]);
+        let secrets = BTreeMap::from([("t".to_owned(), Secret::new("s3cr3t"))]);
+        let r = a.request(&params, &who("a+b@example.com"), &secrets);
+        assert_eq!(
+            r.url,
+            "https://shop.example/api/orders/1%2F0%3F%26%23?email=a%2Bb%40example.com&q=1%2F0%3F%26%23%20a%2Bb%40example.com"
+        );
+        assert_eq!(
+            r.headers,
+            [("Authorization".to_owned(), "Bearer s3cr3t".to_owned())]
+        );
+    }
+
+    #[test]
+    fn only_the_customers_element_and_exposed_fields_survive() {
+        let a = action();
+        let p = BTreeMap::new();
+        let body = json!([
+            {"email": "bob@example.com", "status": "bob's", "card": "4242"},
+            {"email": "ANN@example.com", "status": "shipped", "card": "4242"},
+        ]);
+        assert_eq!(
+            a.extract(&body, &p, &who("ann@example.com")),
+            CallResult::Found(BTreeMap::from([("status".into(), "shipped".into())]))
+        );
+        assert_eq!(
+            a.extract(&body, &p, &who("eve@example.com")),
+            CallResult::NotFound
+        );
+        // Garbage shapes are "not found", never a panic or a leak.
+        for junk in [
+            json!(null),
+            json!(1),
+            json!("x"),
+            json!({}),
+            json!([[]]),
+            json!([{"email": null}]),
+        ] {
+            assert_eq!(
+                a.extract(&junk, &p, &who("ann@example.com")),
+                CallResult::NotFound,
+                "{junk}"
+            );
+        }
+    }
+}

@@ -648,4 +648,24 @@ template = "Order #{order_number} is {status}. Track it here: {tracking_url}"
             assert!(Template::parse(c).is_ok(), "{c:?}");
         }
     }
+
+    #[test]
+    fn garbage_templates_and_patterns_never_panic() {
+        use rand::Rng;
+        let alphabet: Vec<char> = "{}$:secrt_.ab 1é\u{0}#".chars().collect();
+        let mut rng = rand::rng();
+        let a = issue_spec().compile(&["shop_token"]).unwrap();
+        for _ in 0..5000 {
+            let len = rng.random_range(0..24);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            if let Ok(t) = Template::parse(&text) {
+                // What parses renders, and literal text survives.
+                let out = t.render(&|_| String::new(), &|_| String::new());
+                assert!(out.len() <= text.len(), "{text:?} → {out:?}");
+            }
+            let _ = a.params[0].find(&text);
+        }
+    }
 }
