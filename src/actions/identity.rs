@@ -259,5 +259,14 @@ mod tests {
         assert!(!Identity::of(&ticket(None)).satisfies(IdentityNeed::VerifiedEmail));
         assert!(Identity::of(&ticket(None)).satisfies(IdentityNeed::None));
         assert!(!Identity::of(&ticket(Some(pass))).satisfies(IdentityNeed::VerifiedUser));
+        // Helpdesk: the requester; widget: only a verified user.
+        let mut t = ticket(None);
+        t.provider = crate::domain::Provider::Zendesk;
+        assert_eq!(Identity::of(&t).by, Some(VerifiedBy::Helpdesk));
+        t.provider = crate::domain::Provider::Widget;
+        assert!(!Identity::of(&t).satisfies(IdentityNeed::VerifiedEmail));
+        t.customer.user_id = Some("u1".into());
+        assert!(Identity::of(&t).satisfies(IdentityNeed::VerifiedEmail));
+        assert!(Identity::of(&t).satisfies(IdentityNeed::VerifiedUser));
     }
 }
