@@ -17,7 +17,7 @@ use crate::knowledge::tantivy::load_documents;
 use crate::knowledge::{BedrockKb, Retriever, TantivyIndex};
 use crate::llm::{Bedrock, Generator};
 use crate::metrics::{MeteredStore, Metrics};
-use crate::notify::{Escalator, LogThen, SnsEscalator};
+use crate::notify::{Escalator, KeepDrafts, LogThen, SnsEscalator};
 use crate::outbox::{Channels, DispatchSettings, Dispatcher, OutboundPolicy};
 use crate::pipeline::{Pipeline, Responder, Rules, Settings};
 use crate::queue::SqsQueue;
@@ -96,9 +96,13 @@ impl AwsRuntime {
             aws.dlq_url.clone(),
             config.queue.max_message_bytes,
         );
-        let escalator: Arc<dyn Escalator> = Arc::new(LogThen::new(Some(Box::new(
-            SnsEscalator::new(aws_sdk_sns::Client::new(&sdk), topic),
-        ))));
+        let escalator: Arc<dyn Escalator> = Arc::new(KeepDrafts::new(
+            Arc::new(LogThen::new(Some(Box::new(SnsEscalator::new(
+                aws_sdk_sns::Client::new(&sdk),
+                topic,
+            ))))),
+            Arc::new(store.clone()),
+        ));
         Ok(Self {
             config: Arc::new(config),
             sdk,
@@ -237,7 +241,8 @@ impl AwsRuntime {
             Tokens::new(secret),
             self.config.clone(),
         )
-        .with_replay_guard(Arc::new(self.store.clone()));
+        .with_replay_guard(Arc::new(self.store.clone()))
+        .with_people(Arc::new(self.store.clone()));
         // Lambda instances share no memory: the conversation limit is
         // counted in the table.
         let per_minute = self.config.limits.per_conversation_per_minute;
