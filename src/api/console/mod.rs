@@ -4,7 +4,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /agent`, `/agent/console.js`, `/agent/console.css` | the page (plain HTML, CSS and JS; no framework, no build step) |
+//! | `GET /agent`, `/agent/console.js`, `/agent/console.css`, `/agent/favicon.svg` | the page (plain HTML, CSS and JS; no framework, no build step) |
 //! | `POST /agent/api/session` | sign in with an agent key → session cookie + CSRF token |
 //! | `GET /agent/api/session` | who is signed in (and the CSRF token again, after a reload) |
 //! | `POST /agent/api/session/end` | sign out (clears the cookie) |
@@ -55,6 +55,7 @@ pub use session::AgentAccount;
 const INDEX_HTML: &str = include_str!("../../../console/index.html");
 const CONSOLE_JS: &str = include_str!("../../../console/console.js");
 const CONSOLE_CSS: &str = include_str!("../../../console/console.css");
+const FAVICON: &str = include_str!("../../../console/favicon.svg");
 
 /// The page may load only its own script and style, and call only its own
 /// origin; nothing inline, no frames.
@@ -129,6 +130,7 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/agent/", get(page))
         .route("/agent/console.js", get(script))
         .route("/agent/console.css", get(style))
+        .route("/agent/favicon.svg", get(icon))
         .route("/agent/api/session", post(sign_in).get(whoami))
         .route("/agent/api/session/end", post(sign_out))
         .route("/agent/api/queue", get(queue))
@@ -171,6 +173,10 @@ async fn page() -> Response {
 
 async fn script() -> Response {
     asset("text/javascript; charset=utf-8", CONSOLE_JS)
+}
+
+async fn icon() -> Response {
+    asset("image/svg+xml", FAVICON)
 }
 
 async fn style() -> Response {
