@@ -205,5 +205,5 @@ fn note_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Note> {
 
 /// One fixed-width text form, so `ORDER BY` on it is time order.
 fn stamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
