@@ -16,7 +16,7 @@ use deskhand::domain::{
 };
 use deskhand::notify::{EscalateError, Escalation, Escalator, KeepDrafts};
 use deskhand::sqlite::Db;
-use deskhand::store::people::{Draft, Feedback, Note};
+use deskhand::store::people::{Csat, Draft, Feedback, Note};
 use deskhand::store::{PeopleStore, SqliteStore, StoreError};
 
 fn note(id: &str, agent: &str, text: &str, minutes_ago: i64) -> Note {
@@ -120,6 +120,24 @@ async fn contract(s: &dyn PeopleStore) {
     s.rate(other.clone()).await.unwrap();
     assert_eq!(s.ratings(a).await.unwrap(), [other, down]);
     assert!(s.ratings(b).await.unwrap().is_empty());
+
+    // Satisfaction: one per conversation, the latest wins.
+    assert_eq!(s.csat(a).await.unwrap(), None);
+    let two = Csat {
+        conversation_id: a,
+        score: 2,
+        at: Utc::now() - Duration::minutes(1),
+    };
+    s.set_csat(two.clone()).await.unwrap();
+    assert_eq!(s.csat(a).await.unwrap(), Some(two.clone()));
+    let five = Csat {
+        score: 5,
+        at: Utc::now(),
+        ..two
+    };
+    s.set_csat(five.clone()).await.unwrap();
+    assert_eq!(s.csat(a).await.unwrap(), Some(five));
+    assert_eq!(s.csat(b).await.unwrap(), None);
 }
 
 fn sqlite() -> (tempfile::TempDir, SqliteStore) {
@@ -273,6 +291,12 @@ impl PeopleStore for Unavailable {
         down()
     }
     async fn ratings(&self, _: ConversationId) -> Result<Vec<Feedback>, StoreError> {
+        down()
+    }
+    async fn set_csat(&self, _: Csat) -> Result<(), StoreError> {
+        down()
+    }
+    async fn csat(&self, _: ConversationId) -> Result<Option<Csat>, StoreError> {
         down()
     }
 }

@@ -10,7 +10,7 @@
 //! | `POST /v1/conversations/{id}/agent-replies`, `…/close`, `…/handback` | a human agent's actions (agent key) |
 //! | `GET /v1/stats?since=` | outcomes, reasons, latency and cost per resolution (admin key) |
 //! | `GET /agent`, `/agent/api/…` | the agent console and its API (agent sessions, see [`console`]) |
-//! | `POST /v1/conversations/{id}/messages/{mid}/feedback` | a customer's rating of a reply (conversation token) |
+//! | `POST /v1/conversations/{id}/messages/{mid}/feedback`, `…/csat` | a customer's rating of a reply, or of the conversation (conversation token) |
 //! | `GET /widget.js` | the chat widget a site embeds |
 //! | `GET /` | a demo page embedding the widget (local mode only) |
 //! | `GET /metrics` | Prometheus metrics (admin key; local mode only) |
@@ -20,6 +20,7 @@ pub mod auth;
 pub mod console;
 mod conversations;
 pub mod error;
+mod feedback;
 mod inbound;
 pub mod ratelimit;
 mod stats;
@@ -180,6 +181,11 @@ pub fn router_with(state: ApiState, routes: Routes) -> Router {
             "/v1/conversations/{id}/messages",
             post(conversations::post_message).get(conversations::poll),
         )
+        .route(
+            "/v1/conversations/{id}/messages/{mid}/feedback",
+            post(feedback::rate),
+        )
+        .route("/v1/conversations/{id}/csat", post(feedback::csat))
         .route("/v1/conversations/{id}/agent-replies", post(agent::reply))
         .route("/v1/conversations/{id}/close", post(agent::close))
         .route("/v1/conversations/{id}/handback", post(agent::handback))

@@ -64,6 +64,17 @@ pub struct Feedback {
     pub at: DateTime<Utc>,
 }
 
+/// A customer's satisfaction with a closed conversation (CSAT).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Csat {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// 1 (very unhappy) to 5 (very happy).
+    pub score: u8,
+    /// When it was given (the latest answer wins).
+    pub at: DateTime<Utc>,
+}
+
 /// Agents' and customers' additions to conversations.
 #[async_trait]
 pub trait PeopleStore: Send + Sync {
@@ -92,4 +103,10 @@ pub trait PeopleStore: Send + Sync {
 
     /// The conversation's ratings, one per rated message, oldest first.
     async fn ratings(&self, id: ConversationId) -> Result<Vec<Feedback>, StoreError>;
+
+    /// Records the customer's satisfaction score, replacing an earlier one.
+    async fn set_csat(&self, csat: Csat) -> Result<(), StoreError>;
+
+    /// The conversation's satisfaction score, if given.
+    async fn csat(&self, id: ConversationId) -> Result<Option<Csat>, StoreError>;
 }

@@ -187,12 +187,41 @@ async function main(base, agentKey, artifacts) {
     await agent.locator(`#queue-list button.item[data-id="${conv.id}"]`).waitFor({ state: 'detached', timeout: WAIT });
   });
 
+  step('the closed conversation asks the customer for a 1-5 score', async () => {
+    const four = customer.locator('deskhand-chat .csat button[data-score="4"]');
+    await four.waitFor({ state: 'visible', timeout: WAIT });
+    await four.click();
+    await customer.locator('deskhand-chat .csat').filter({ hasText: 'Thank you' }).waitFor({ timeout: WAIT });
+    equal(await four.getAttribute('aria-pressed'), 'true', 'the score is marked');
+  });
+
   step('hand back to the bot: the bot answers the customer again', async () => {
     await agent.click('#handback-btn');
     await until('open', async () => /status: open/.test(await agent.textContent('#conv-meta')));
     await customer.locator('deskhand-chat textarea').fill('How do I export my data?');
     await customer.keyboard.press('Enter');
     await customer.locator('deskhand-chat .log .m.assistant').first().waitFor({ state: 'visible', timeout: WAIT });
+  });
+
+  step('a thumbs-down asks what was wrong, offers a person, and the console shows it', async () => {
+    const answer = customer.locator('deskhand-chat .log .m.assistant').last();
+    await answer.locator('button.down').click();
+    const wrong = answer.locator('.why button[data-reason="wrong_answer"]');
+    await wrong.waitFor({ state: 'visible', timeout: WAIT });
+    assert(await answer.locator('.why button.person').isVisible(), 'a person is offered');
+    await wrong.click();
+    await until('the thanks', async () => /noted/.test(await answer.textContent()));
+    await agent.reload();
+    await agent.locator('#app').waitFor({ state: 'visible', timeout: WAIT });
+    await agent.goto(`${base}/agent`);
+    // Open it from the API's list of all its messages: it is no longer queued.
+    const rated = await agent.evaluate(async (id) => {
+      const r = await fetch(`/agent/api/conversations/${id}`);
+      return (await r.json()).messages.filter((m) => m.rating).map((m) => [m.rating.rating, m.rating.reason]);
+    }, conv.id);
+    equal(rated, [['down', 'wrong_answer']], 'the rating is stored with the reply');
+    await answer.locator('.why button.person').click();
+    await agent.locator(`#queue-list button.item[data-id="${conv.id}"]`).waitFor({ state: 'visible', timeout: WAIT });
   });
 
   step('on a phone: one pane at a time, nothing wider than the screen', async () => {

@@ -7,6 +7,7 @@
 //! | assignment | `CONV#<id>` | `ASSIGNEE` (`agent`) |
 //! | internal note | `CONV#<id>` | `NOTE#<note id>` (put on condition it is new) |
 //! | rating | `CONV#<id>` | `FEEDBACK#<message id>` |
+//! | satisfaction | `CONV#<id>` | `CSAT` (`score`, `at`) |
 //!
 //! The message reads (`MSG#` prefixes and ranges) never see these items.
 
@@ -16,7 +17,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::{DynamoStore, Item, conv_pk, get_s, json, key, parse, s, sdk_error, time, to_json};
 use crate::domain::ConversationId;
 use crate::store::StoreError;
-use crate::store::people::{Draft, Feedback, Note, PeopleStore};
+use crate::store::people::{Csat, Draft, Feedback, Note, PeopleStore};
 
 impl DynamoStore {
     async fn put(&self, item: Item) -> Result<(), StoreError> {
@@ -195,5 +196,21 @@ impl PeopleStore for DynamoStore {
             .collect::<Result<Vec<_>, _>>()?;
         all.sort_by(|a, b| (a.at, &a.message_id).cmp(&(b.at, &b.message_id)));
         Ok(all)
+    }
+
+    async fn set_csat(&self, c: Csat) -> Result<(), StoreError> {
+        let fields = vec![("score", super::n(c.score)), ("at", s(c.at.to_rfc3339()))];
+        self.put(self.item(c.conversation_id, "CSAT", fields)).await
+    }
+
+    async fn csat(&self, id: ConversationId) -> Result<Option<Csat>, StoreError> {
+        match self.get(key(conv_pk(id), "CSAT")).await? {
+            Some(item) => Ok(Some(Csat {
+                conversation_id: id,
+                score: super::get_n(&item, "score").ok_or_else(|| super::corrupt("score"))?,
+                at: time(&item, "at")?,
+            })),
+            None => Ok(None),
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Agents' and customers' additions in the local SQLite file (tables
-//! `people_drafts`, `people_notes`, `people_assignments`, `feedback`,
+//! `people_drafts`, `people_notes`, `people_assignments`, `feedback`, `csat`,
 //! created with the rest of the schema by [`crate::sqlite::Db::open`]).
 //! Agents' and customers' writes are accepted work, so they commit durably.
 
@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use super::{SqliteStore, json_col, parse_col, time_col};
 use crate::domain::ConversationId;
 use crate::store::StoreError;
-use crate::store::people::{Draft, Feedback, Note, PeopleStore};
+use crate::store::people::{Csat, Draft, Feedback, Note, PeopleStore};
 
 /// The tables, `CREATE … IF NOT EXISTS` (run at every open).
 pub(crate) const SCHEMA: &str = r#"
@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS feedback (
     PRIMARY KEY (conversation_id, message_id)
 );
 CREATE INDEX IF NOT EXISTS feedback_at ON feedback (at);
+CREATE TABLE IF NOT EXISTS csat (
+    conversation_id TEXT PRIMARY KEY,
+    score           INTEGER NOT NULL,
+    at              TEXT NOT NULL
+);
 "#;
 
 #[async_trait]
@@ -189,6 +194,40 @@ impl PeopleStore for SqliteStore {
                     })
                 })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?)
+    }
+
+    async fn set_csat(&self, c: Csat) -> Result<(), StoreError> {
+        self.db
+            .write_durable(move |conn| {
+                conn.execute(
+                    "INSERT INTO csat (conversation_id, score, at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (conversation_id) DO UPDATE SET score = excluded.score, at = excluded.at",
+                    params![c.conversation_id.to_string(), c.score, stamp(c.at)],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn csat(&self, id: ConversationId) -> Result<Option<Csat>, StoreError> {
+        Ok(self
+            .db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT score, at FROM csat WHERE conversation_id = ?1",
+                    [id.to_string()],
+                    |r| {
+                        Ok(Csat {
+                            conversation_id: id,
+                            score: r.get(0)?,
+                            at: time_col(r, 1)?,
+                        })
+                    },
+                )
+                .optional()?)
             })
             .await?)
     }
