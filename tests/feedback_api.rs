@@ -146,3 +146,49 @@ async fn bot_replies_are_rated_once_each_and_only_by_the_token_holder() {
     );
     assert_eq!(store.csat(conv).await.unwrap().unwrap().score, 5);
 }
+
+/// Emailed answers end with "Reply 'human' to reach a person": the one-word
+/// reply, in each language the rules speak, asks for a person; a longer
+/// message merely containing the word does not.
+#[test]
+fn a_one_word_human_reply_asks_for_a_person_in_every_language() {
+    use deskhand::config::PipelineSettings;
+    use deskhand::domain::ReasonCode;
+    use deskhand::pipeline::Rules;
+    assert!(deskhand::outbox::HUMAN_LINE.contains("'human'"));
+    let rules = Rules::new(&PipelineSettings::default()).unwrap();
+    for reply in [
+        "human",
+        "Human",
+        "'human'",
+        "HUMAN!",
+        "a human",
+        " human.\n",
+        "humano",
+        "persona",
+        "humain",
+        "personne",
+        "Mensch",
+        "pessoa",
+        "atendente",
+        "human\n\nSent from my phone",
+    ] {
+        assert_eq!(
+            rules.check(reply).map(|h| h.reason),
+            Some(ReasonCode::AskedForHuman),
+            "{reply:?}"
+        );
+    }
+    for other in [
+        "Is there a human-readable export?",
+        "The person on the invoice is wrong",
+        "humanity",
+        "How do I add a team member?",
+    ] {
+        assert_ne!(
+            rules.check(other).map(|h| h.reason),
+            Some(ReasonCode::AskedForHuman),
+            "{other:?}"
+        );
+    }
+}
