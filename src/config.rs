@@ -89,6 +89,8 @@ pub struct Config {
     pub agents: Vec<crate::api::console::AgentAccount>,
     /// The agent console.
     pub console: crate::api::console::ConsoleSettings,
+    /// How resolutions are counted (`deskhand stats`, `/v1/stats`).
+    pub resolution: crate::resolution::ResolutionSettings,
     /// AWS resources (the AWS path; Bedrock in any mode).
     pub aws: crate::aws::AwsSettings,
     /// Model and AWS prices for `deskhand cost` and `GET /v1/stats`.
@@ -118,6 +120,7 @@ impl Default for Config {
             admin_key: None,
             agents: Vec::new(),
             console: Default::default(),
+            resolution: Default::default(),
             aws: Default::default(),
             prices: Default::default(),
             metrics: Default::default(),
@@ -632,6 +635,7 @@ impl Config {
         );
         anyhow::ensure!(p.top_k > 0, "pipeline.top_k must be at least 1");
         crate::api::console::validate(self)?;
+        self.resolution.validate()?;
         anyhow::ensure!(
             self.queue.max_receives > 0,
             "queue.max_receives must be at least 1"

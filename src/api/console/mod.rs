@@ -14,6 +14,8 @@
 //! | `POST /agent/api/conversations/{id}/note` | an internal note (never shown to the customer) |
 //! | `POST /agent/api/conversations/{id}/close`, `…/handback` | close, or give it back to the bot |
 //! | `POST /agent/api/conversations/{id}/assign`, `…/unassign` | assign to the signed-in agent, or release |
+//! | `GET /agent/api/stats?since=&format=` | what `GET /v1/stats` answers (resolution figures; `format=csv` to export) |
+//! | `GET /agent/api/gaps?since=` | the content-gap report ([`crate::gaps`]; without closest passages, which need the retriever: `deskhand gaps`) |
 //!
 //! Every API route needs a session ([`session`]); every POST but sign-in
 //! also needs the session's CSRF token in `X-CSRF-Token` (403
@@ -134,6 +136,8 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/agent/api/session", post(sign_in).get(whoami))
         .route("/agent/api/session/end", post(sign_out))
         .route("/agent/api/queue", get(queue))
+        .route("/agent/api/stats", get(stats))
+        .route("/agent/api/gaps", get(gaps))
         .route("/agent/api/conversations/{id}", get(conversation))
         .route("/agent/api/conversations/{id}/reply", post(reply))
         .route("/agent/api/conversations/{id}/note", post(note))
@@ -440,6 +444,39 @@ async fn queue(
         })
         .into_response(),
     ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct PeriodQuery {
+    since: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /agent/api/stats`.
+async fn stats(
+    _: Signed,
+    State(state): State<ApiState>,
+    q: Result<Query<PeriodQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    Ok(private(
+        super::stats::figures(&state, q.since.as_deref(), q.format.as_deref()).await?,
+    ))
+}
+
+/// `GET /agent/api/gaps`.
+async fn gaps(
+    _: Signed,
+    State(state): State<ApiState>,
+    q: Result<Query<PeriodQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let now = Utc::now();
+    let since = crate::cost::parse_since(q.since.as_deref(), now)
+        .map_err(|m| ApiError::bad_request("invalid_since", m))?;
+    let questions = crate::gaps::questions(state.store(), state.people()?, since).await?;
+    let report = crate::gaps::report(&questions, since, None).await;
+    Ok(private(Json(report).into_response()))
 }
 
 #[derive(Serialize)]
