@@ -95,6 +95,7 @@
     $('signin-view').hidden = true;
     $('app').hidden = false;
     pollQueue(true);
+    route();
   }
 
   $('signin').addEventListener('submit', async (ev) => {
@@ -358,6 +359,80 @@
     act('close').then(() => say('Closed.'), (e) => say(e.message));
   }
 
+  // ---- pages: queue, stats, gaps ------------------------------------------
+
+  const PAGES = { queue: 'main', stats: 'stats-view', gaps: 'gaps-view' };
+  let page = 'queue';
+
+  function route() {
+    const want = (location.hash || '#queue').slice(1);
+    page = PAGES[want] ? want : 'queue';
+    for (const [name, id] of Object.entries(PAGES)) {
+      $(id).hidden = name !== page;
+      const link = $('nav-' + name);
+      if (name === page) link.setAttribute('aria-current', 'page'); else link.removeAttribute('aria-current');
+    }
+    if (!csrf) return;
+    if (page === 'stats') loadStats();
+    if (page === 'gaps') loadGaps();
+  }
+  window.addEventListener('hashchange', route);
+
+  const pct = (r) => (r * 100).toFixed(1) + ' %';
+  const since = (days) => new Date(Date.now() - days * 86400e3).toISOString().slice(0, 10);
+
+  async function loadStats() {
+    const q = '?since=' + since(Number($('stats-period').value));
+    $('export-csv').setAttribute('href', '/agent/api/stats' + q + '&format=csv');
+    $('export-json').setAttribute('href', '/agent/api/stats' + q);
+    try {
+      const v = await api('GET', '/stats' + q);
+      const r = v.resolution;
+      const tile = (value, label) => el('div', { class: 'tile' }, el('span', { class: 'v' }, value), el('span', { class: 'k' }, label));
+      $('tiles').replaceChildren(
+        tile(pct(r.involvement_rate), 'involvement (bot answered)'),
+        tile(pct(r.resolution_rate), 'resolution rate (of involved)'),
+        tile(pct(r.confirmed_rate), 'resolved, confirmed'),
+        tile(pct(r.assumed_rate), 'resolved, assumed'),
+        tile(pct(r.reopen_rate), 'reopened'),
+        tile(r.csat.responses ? r.csat.average.toFixed(2) + ' / 5' : '—', 'CSAT (' + r.csat.responses + ' answers)'),
+        tile(Math.round(r.latency.p50_ms) + ' / ' + Math.round(r.latency.p95_ms) + ' ms', 'latency p50 / p95'),
+        tile('$' + r.cost_per_resolution.toFixed(3), 'cost per resolution'));
+      const row = (k, val) => el('tr', {}, el('th', { scope: 'row' }, k), el('td', {}, String(val)));
+      $('stats-table').tBodies[0].replaceChildren(
+        row('conversations', r.conversations),
+        row('involved', r.involved),
+        row('resolved, confirmed', r.resolved_confirmed),
+        row('resolved, assumed', r.resolved_assumed),
+        row('pending (too recent to assume)', r.pending),
+        row('escalated', r.escalated),
+        row('reopened', r.reopened),
+        row('thumbs up / down', (r.ratings.up || 0) + ' / ' + (r.ratings.down || 0)),
+        row('tickets', v.tickets),
+        row('total cost', '$' + r.total_cost.toFixed(2)));
+      const reasons = Object.entries(r.escalations_by_reason);
+      $('reasons-table').tBodies[0].replaceChildren(...(reasons.length
+        ? reasons.sort((a, b) => b[1] - a[1]).map(([k, n]) => row(reasonText(k), n))
+        : [el('tr', {}, el('td', { colspan: '2' }, 'No escalations.'))]));
+      $('stats-note').textContent = 'Resolved means the bot\'s last answer was confirmed (thumbs up, thanks, CSAT 4–5) or met ' +
+        r.settings.assume_after_hours + ' h of silence; a new question within ' + r.settings.reopen_days + ' days reopens it.';
+    } catch (e) { say('Could not load the figures: ' + e.message); }
+  }
+  $('stats-period').addEventListener('change', loadStats);
+
+  const WHY = { no_knowledge: 'no knowledge', low_confidence: 'low confidence', thumbs_down: 'thumbs-down' };
+  async function loadGaps() {
+    try {
+      const v = await api('GET', '/gaps?since=' + since(30));
+      if (!v.gaps.length) { $('gaps-list').replaceChildren(el('li', { class: 'muted' }, 'No gaps in the last 30 days.')); return; }
+      $('gaps-list').replaceChildren(...v.gaps.map((g) => el('li', {},
+        el('span', { class: 'terms' }, g.terms.join(', ') || '(no shared terms)'),
+        ' — ', g.count + (g.count === 1 ? ' question' : ' questions'), ' (',
+        Object.entries(g.why).map(([k, n]) => (WHY[k] || k) + ' ' + n).join(', '), ')',
+        el('ul', {}, g.examples.map((x) => el('li', {}, x))))));
+    } catch (e) { say('Could not load the gaps: ' + e.message); }
+  }
+
   // ---- keyboard --------------------------------------------------------
 
   function move(step) {
@@ -368,7 +443,7 @@
   }
 
   document.addEventListener('keydown', (ev) => {
-    if ($('app').hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if ($('app').hidden || page !== 'queue' || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const t = ev.target;
     const typing = t && (t.tagName === 'TEXTAREA' || t.tagName === 'INPUT' || t.tagName === 'SELECT');
     if (typing) {

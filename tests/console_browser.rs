@@ -99,22 +99,44 @@ async fn the_agent_console_works_in_headless_chromium() {
     app.stop().await;
 }
 
-/// Regenerates `docs/console.png` and `docs/console-phone.png` over a few
+/// Regenerates `docs/console.png`, `docs/console-phone.png` and
+/// `docs/stats.png` over a few
 /// seeded conversations (the README's pictures of the console).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes docs/console*.png; run with --ignored"]
 async fn screenshot_for_the_docs() {
     require_browser();
     let app = TestApp::spawn_with(|c| c.agent_key = Some(Secret::new(AGENT_KEY))).await;
-    for text in [
-        "How do I export my data?",
-        "This is terrible, I am furious, nothing works and I want a refund now",
-        "Can I pay with a purchase order from our procurement system?",
-        "I want to talk to a human about my invoice",
+    for (text, rating) in [
+        ("How do I export my data?", Some("up")),
+        ("How do I turn on two-factor authentication?", None),
+        ("How do I change my billing email?", Some("down")),
+        (
+            "This is terrible, I am furious, nothing works and I want a refund now",
+            None,
+        ),
+        (
+            "Can I pay with a purchase order from our procurement system?",
+            None,
+        ),
+        ("I want to talk to a human about my invoice", None),
     ] {
         let (id, token) = app.conversation().await;
         app.post(&id, &token, text).await;
-        app.wait_for_reply(&id, &token, 1).await;
+        let poll = app.wait_for_reply(&id, &token, 1).await;
+        let bot = common::with_role(&poll, "assistant");
+        if let (Some(rating), Some(m)) = (rating, bot.first()) {
+            let mid = m["id"].as_str().unwrap();
+            let res = app
+                .http
+                .post(app.url(&format!("/v1/conversations/{id}/messages/{mid}/feedback")))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"rating": rating, "reason": "wrong_answer"}))
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_success());
+        }
     }
     let out = root().join("docs");
     std::fs::create_dir_all(&out).unwrap();

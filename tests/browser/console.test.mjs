@@ -9,7 +9,7 @@
 // agent works the console at <deskhand_url>/agent. Steps run in order and
 // stop at the first failure, saving a screenshot of every open page into
 // <artifacts_dir>. --screenshot signs in to an already seeded server and
-// writes console.png and console-phone.png into <out_dir>.
+// writes console.png, console-phone.png and stats.png into <out_dir>.
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -224,6 +224,22 @@ async function main(base, agentKey, artifacts) {
     await agent.locator(`#queue-list button.item[data-id="${conv.id}"]`).waitFor({ state: 'visible', timeout: WAIT });
   });
 
+  step('the stats page shows the resolution figures and exports CSV; the gaps page lists the rated-down question', async () => {
+    await agent.goto(`${base}/agent#stats`);
+    await agent.locator('#tiles .tile').first().waitFor({ timeout: WAIT });
+    assert(/resolution rate/.test(await agent.textContent('#tiles')), 'the resolution tile');
+    assert(/asked for a human/.test(await agent.textContent('#reasons-table')), 'escalations by reason');
+    const href = await agent.getAttribute('#export-csv', 'href');
+    const csv = await agent.evaluate(async (h) => { const r = await fetch(h); return [r.headers.get('content-type'), await r.text()]; }, href);
+    assert(csv[0].startsWith('text/csv') && csv[1].startsWith('figure,value'), 'CSV export');
+    await agent.keyboard.press('j'); // keys belong to the queue page only
+    assert(await agent.isHidden('#main'), 'j does nothing on the stats page');
+    await agent.click('#nav-gaps');
+    await agent.locator('#gaps-list li li').filter({ hasText: 'How do I export my data?' }).waitFor({ timeout: WAIT });
+    await agent.click('#nav-queue');
+    await agent.locator('#queue-pane').waitFor({ state: 'visible', timeout: WAIT });
+  });
+
   step('on a phone: one pane at a time, nothing wider than the screen', async () => {
     const phone = await newPage('phone', { viewport: { width: 390, height: 780 }, isMobile: true, hasTouch: true });
     await phone.context().addCookies(await agent.context().cookies());
@@ -286,7 +302,10 @@ async function screenshot(base, key, out) {
     await phone.goto(`${base}/agent`);
     await phone.locator('#queue-list button.item').first().waitFor({ timeout: WAIT });
     await phone.screenshot({ path: join(out, 'console-phone.png') });
-    console.log(`saved ${out}/console.png, console-phone.png`);
+    await page.goto(`${base}/agent#stats`);
+    await page.locator('#tiles .tile').first().waitFor({ timeout: WAIT });
+    await page.screenshot({ path: join(out, 'stats.png'), fullPage: true });
+    console.log(`saved ${out}/console.png, console-phone.png, stats.png`);
   } finally {
     await browser.close();
   }
