@@ -157,6 +157,7 @@
     try {
       const data = await api('GET', '/queue' + (params.toString() ? '?' + params : ''));
       queue = data.conversations;
+      queueNow = Date.parse(data.now);
       const key = JSON.stringify(queue.map((c) => [c.conversation_id, c.escalated_at, c.last_role, c.assignee]));
       queueDelay = key === lastQueueKey && !now ? Math.min(queueDelay * 1.5, SLOW) : FAST;
       lastQueueKey = key;
@@ -168,6 +169,14 @@
       $('queue-state').textContent = 'Could not update (' + e.message + '); retrying in ' + Math.round(queueDelay / 1000) + ' s';
     }
     if (csrf) queueTimer = schedule(() => pollQueue(false), queueDelay);
+  }
+
+  let queueNow = Date.now();
+  /** How long the customer has waited, or what happened last. */
+  function waitText(c) {
+    if (c.waiting_secs !== null && c.waiting_secs !== undefined) return 'waiting ' + ago(c.waiting_secs);
+    if (c.last_role === 'agent') return 'agent replied';
+    return 'escalated ' + ago(Math.max(0, Math.round((queueNow - Date.parse(c.escalated_at)) / 1000))) + ' ago';
   }
 
   function renderQueue() {
@@ -183,8 +192,7 @@
         },
         el('span', { class: 'top' },
           el('span', { class: 'cust' }, c.customer),
-          el('span', { class: 'wait', title: 'waiting since the customer last wrote' },
-            c.waiting_secs !== null && c.waiting_secs !== undefined ? 'waiting ' + ago(c.waiting_secs) : 'answered')),
+          el('span', { class: 'wait' }, waitText(c))),
         el('span', {},
           el('span', { class: 'badge' + (high ? ' high' : '') }, high ? 'high priority' : 'normal'),
           el('span', { class: 'badge reason' }, reasonText(c.reason)),
