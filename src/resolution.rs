@@ -312,7 +312,7 @@ impl Resolution {
                 satisfied_rate: rate(satisfied, responses),
             },
             escalations_by_reason: summary.by_reason.clone(),
-            latency: summary.latency.clone(),
+            latency: summary.latency,
             total_cost: summary.total_cost,
             cost_per_resolution: if resolutions == 0 {
                 0.0

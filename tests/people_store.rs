@@ -104,7 +104,7 @@ async fn contract(s: &dyn PeopleStore) {
     };
     s.rate(up.clone()).await.unwrap();
     s.rate(up.clone()).await.unwrap();
-    assert_eq!(s.ratings(a).await.unwrap(), [up.clone()]);
+    assert_eq!(s.ratings(a).await.unwrap(), std::slice::from_ref(&up));
     let down = Feedback {
         rating: Rating::Down,
         reason: Some(FeedbackReason::WrongAnswer),

@@ -436,7 +436,7 @@ async fn queue(
     items.retain(|i| {
         reason.is_none_or(|r| i.reason == Some(r)) && channel.is_none_or(|c| i.channel == c)
     });
-    items.sort_by(|a, b| b.escalated_at.cmp(&a.escalated_at));
+    items.sort_by_key(|i| std::cmp::Reverse(i.escalated_at));
     Ok(private(
         Json(QueueOut {
             conversations: items,
@@ -742,11 +742,13 @@ mod tests {
 
     #[test]
     fn agents_are_checked() {
-        let mut c = Config::default();
-        c.agents = vec![AgentAccount {
-            name: "dana".into(),
-            key: crate::config::Secret::new("short"),
-        }];
+        let mut c = Config {
+            agents: vec![AgentAccount {
+                name: "dana".into(),
+                key: crate::config::Secret::new("short"),
+            }],
+            ..Config::default()
+        };
         assert!(validate(&c).is_err());
         c.agents[0].key = crate::config::Secret::new("a-long-enough-key-0123");
         assert!(validate(&c).is_ok());
