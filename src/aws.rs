@@ -43,6 +43,9 @@ pub struct AwsSettings {
     pub agent_key_secret_id: Option<String>,
     /// Secrets Manager secret holding the admin key (`admin_key`).
     pub admin_key_secret_id: Option<String>,
+    /// Secrets Manager secret holding the console's agents (`[[agents]]`)
+    /// as JSON: `[{"name": "Dana", "key": "…"}, …]`.
+    pub agents_secret_id: Option<String>,
     /// Cap on one call of the shared clients (DynamoDB, SQS, SNS, SES,
     /// Secrets Manager), SDK retries included; unset: the SDK's default (no
     /// cap). Bedrock's clients have their own (`read_timeout_secs`).
@@ -66,6 +69,7 @@ impl Default for AwsSettings {
             token_secret_id: None,
             agent_key_secret_id: None,
             admin_key_secret_id: None,
+            agents_secret_id: None,
             operation_timeout_secs: None,
             worker_reserve_secs: 10,
         }
@@ -145,6 +149,29 @@ pub async fn resolve_secrets(
         read(ids[2].0, ids[2].1),
     )?;
     Ok((token, agent, admin))
+}
+
+/// The console's agents from `aws.agents_secret_id`, if named: a JSON
+/// list of `{name, key}`. A malformed value is an error that says where,
+/// never what (it holds keys).
+pub async fn resolve_agents(
+    sdk: &SdkConfig,
+    settings: &AwsSettings,
+) -> anyhow::Result<Option<Vec<crate::api::console::AgentAccount>>> {
+    let Some(id) = &settings.agents_secret_id else {
+        return Ok(None);
+    };
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let value = read_secret(&client, id, "agents_secret_id").await?;
+    serde_json::from_str(value.expose()).map(Some).map_err(|e| {
+        anyhow::anyhow!(
+            "secret {id} (aws.agents_secret_id) is not a JSON list of {{\"name\", \"key\"}} \
+             objects (line {}, column {}, {:?} error)",
+            e.line(),
+            e.column(),
+            e.classify()
+        )
+    })
 }
 
 async fn read_secret(

@@ -201,3 +201,71 @@ async fn the_lambda_router_serves_the_console_over_dynamodb() {
 fn runtime_token(conv: ConversationId) -> String {
     deskhand::api::Tokens::new(Secret::new(SECRET)).issue(conv)
 }
+
+/// `aws.agents_secret_id`: the console's agents come from Secrets Manager
+/// (moto) at cold start; a malformed secret stops the start with an error
+/// that names the secret and never shows its value.
+#[tokio::test]
+async fn agents_are_read_from_secrets_manager() {
+    let moto = Moto::connect().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&moto.sdk);
+    let create = |name: &str, value: &str| {
+        let (secrets, name, value) = (
+            secrets.clone(),
+            format!("{}-{name}", moto.prefix),
+            value.to_owned(),
+        );
+        async move {
+            secrets
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap()
+                .arn()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let good = create("agents", r#"[{"name": "Dana", "key": "dana-from-secrets-0123456789"}, {"name": "Lee", "key": "lee-from-secrets-0123456789"}]"#).await;
+    let bad = create("agents-bad", r#"["super-secret-key-value-0123"]"#).await;
+    let settings = |id: &str| {
+        let mut aws = moto.aws_settings(
+            "t",
+            &format!("{}/123456789012/q.fifo", moto.endpoint),
+            "",
+            "arn:aws:sns:us-east-1:123456789012:t",
+        );
+        aws.agents_secret_id = Some(id.to_owned());
+        Config {
+            secret: Some(Secret::new(SECRET)),
+            aws,
+            ..Config::default()
+        }
+    };
+    let runtime = AwsRuntime::from_config(settings(&good))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let names: Vec<&str> = runtime
+        .config
+        .agents
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(names, ["Dana", "Lee"]);
+    let err = match AwsRuntime::from_config(settings(&bad)).await {
+        Ok(_) => panic!("a malformed agents secret must stop the start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("agents_secret_id") && !err.contains("super-secret"),
+        "{err}"
+    );
+    let mut both = settings(&good);
+    both.agents = vec![AgentAccount {
+        name: "Sam".into(),
+        key: Secret::new("sam-in-the-file-0123456789"),
+    }];
+    assert!(AwsRuntime::from_config(both).await.is_err());
+}

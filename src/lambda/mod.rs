@@ -53,7 +53,8 @@ impl AwsRuntime {
 
     /// Builds the SDK clients and adapters from `config.aws`, and reads
     /// the secrets it names from Secrets Manager (`aws.token_secret_id`,
-    /// `aws.agent_key_secret_id`, `aws.admin_key_secret_id`: one
+    /// `aws.agent_key_secret_id`, `aws.admin_key_secret_id`,
+    /// `aws.agents_secret_id` (the console's agents, JSON): one
     /// `GetSecretValue` each, concurrently, only those configured). A
     /// secret both named and given directly is an error.
     pub async fn from_config(mut config: Config) -> anyhow::Result<Self> {
@@ -80,6 +81,14 @@ impl AwsRuntime {
                 anyhow::ensure!(slot.is_none(), "both {name} are set; keep one");
                 *slot = Some(value);
             }
+        }
+        if let Some(agents) = crate::aws::resolve_agents(&sdk, &config.aws).await? {
+            anyhow::ensure!(
+                config.agents.is_empty(),
+                "both [[agents]] and aws.agents_secret_id are set; keep one"
+            );
+            config.agents = agents;
+            crate::api::console::validate(&config)?;
         }
         let aws = &config.aws;
         let table = AwsSettings::require(&aws.table, "table")?;
