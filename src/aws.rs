@@ -46,6 +46,9 @@ pub struct AwsSettings {
     /// Secrets Manager secret holding the actions' secrets as a JSON
     /// object (`{"shop_token": "…"}`); merged into `action_secrets`.
     pub action_secrets_secret_id: Option<String>,
+    /// Secrets Manager secret holding the console's agents (`[[agents]]`)
+    /// as JSON: `[{"name": "Dana", "key": "…"}, …]`.
+    pub agents_secret_id: Option<String>,
     /// Cap on one call of the shared clients (DynamoDB, SQS, SNS, SES,
     /// Secrets Manager), SDK retries included; unset: the SDK's default (no
     /// cap). Bedrock's clients have their own (`read_timeout_secs`).
@@ -70,6 +73,7 @@ impl Default for AwsSettings {
             agent_key_secret_id: None,
             admin_key_secret_id: None,
             action_secrets_secret_id: None,
+            agents_secret_id: None,
             operation_timeout_secs: None,
             worker_reserve_secs: 10,
         }
@@ -184,6 +188,29 @@ pub fn parse_action_secrets(
                 .with_context(|| format!("value of {k:?} is not a string"))
         })
         .collect()
+}
+
+/// The console's agents from `aws.agents_secret_id`, if named: a JSON
+/// list of `{name, key}`. A malformed value is an error that says where,
+/// never what (it holds keys).
+pub async fn resolve_agents(
+    sdk: &SdkConfig,
+    settings: &AwsSettings,
+) -> anyhow::Result<Option<Vec<crate::api::console::AgentAccount>>> {
+    let Some(id) = &settings.agents_secret_id else {
+        return Ok(None);
+    };
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let value = read_secret(&client, id, "agents_secret_id").await?;
+    serde_json::from_str(value.expose()).map(Some).map_err(|e| {
+        anyhow::anyhow!(
+            "secret {id} (aws.agents_secret_id) is not a JSON list of {{\"name\", \"key\"}} \
+             objects (line {}, column {}, {:?} error)",
+            e.line(),
+            e.column(),
+            e.classify()
+        )
+    })
 }
 
 async fn read_secret(

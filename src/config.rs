@@ -84,6 +84,13 @@ pub struct Config {
     pub agent_key: Option<Secret>,
     /// Administrators' API key (stats, metrics).
     pub admin_key: Option<Secret>,
+    /// Agents who sign in to the console at `/agent`, each with their own
+    /// key (`[[agents]]`); without any, `agent_key` signs everyone in.
+    pub agents: Vec<crate::api::console::AgentAccount>,
+    /// The agent console.
+    pub console: crate::api::console::ConsoleSettings,
+    /// How resolutions are counted (`deskhand stats`, `/v1/stats`).
+    pub resolution: crate::resolution::ResolutionSettings,
     /// AWS resources (the AWS path; Bedrock in any mode).
     pub aws: crate::aws::AwsSettings,
     /// Model and AWS prices for `deskhand cost` and `GET /v1/stats`.
@@ -117,6 +124,9 @@ impl Default for Config {
             outbound: Default::default(),
             agent_key: None,
             admin_key: None,
+            agents: Vec::new(),
+            console: Default::default(),
+            resolution: Default::default(),
             aws: Default::default(),
             prices: Default::default(),
             metrics: Default::default(),
@@ -633,6 +643,8 @@ impl Config {
             "pipeline.negative_sentiment must be within -1..=1"
         );
         anyhow::ensure!(p.top_k > 0, "pipeline.top_k must be at least 1");
+        crate::api::console::validate(self)?;
+        self.resolution.validate()?;
         anyhow::ensure!(
             self.queue.max_receives > 0,
             "queue.max_receives must be at least 1"

@@ -15,6 +15,8 @@
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`metrics`]: ticket metrics: Prometheus registry locally, CloudWatch EMF on Lambda.
 //! - [`cost`]: model and AWS cost from stored tickets, and the monthly estimate.
+//! - [`resolution`]: per-conversation resolution figures (confirmed, assumed, reopened, CSAT).
+//! - [`gaps`]: the content-gap report: what the knowledge base does not answer.
 //! - [`domain`]: pure types: tickets, ids, messages, replies, decisions.
 //! - [`actions`]: calls to the business's own systems (order status…) for verified customers.
 //! - [`api`]: the one axum `Router` (widget, poll, health), errors → status codes.
@@ -44,6 +46,7 @@ pub mod config;
 pub mod cost;
 pub mod domain;
 pub mod eval;
+pub mod gaps;
 pub mod ingest;
 pub mod knowledge;
 pub mod lambda;
@@ -54,6 +57,7 @@ pub mod notify;
 pub mod outbox;
 pub mod pipeline;
 pub mod queue;
+pub mod resolution;
 pub mod soak;
 pub mod sqlite;
 pub mod store;

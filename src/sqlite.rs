@@ -179,6 +179,9 @@ impl Db {
         writer
             .execute_batch(SCHEMA)
             .context("creating the schema")?;
+        writer
+            .execute_batch(crate::store::sqlite::people::SCHEMA)
+            .context("creating the people tables")?;
         check_version(&writer)?;
         let readers = (0..READERS)
             .map(|_| {

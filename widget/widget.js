@@ -59,6 +59,12 @@ ul{margin:6px 0 0;padding:6px 0 0 18px;border-top:1px solid #dde1e6;font-size:13
 form{display:flex;gap:8px;padding:10px;border-top:1px solid #dde1e6;background:#fff}
 textarea{flex:1;resize:none;height:42px;max-height:120px;padding:10px;border:1px solid #b8bec6;border-radius:10px;background:#fff}
 .send{border:0;border-radius:10px;padding:0 16px;background:#1d4ed8;color:#fff;font-weight:600}
+.rate{display:flex;flex-wrap:wrap;gap:4px;align-items:center;margin-top:6px;white-space:normal;font-size:12px;color:#57606a}
+.rate button,.csat button{border:1px solid #b8bec6;background:#fff;border-radius:8px;padding:2px 8px;color:#1f2328}
+.rate button[aria-pressed=true],.csat button[aria-pressed=true]{background:#dbeafe;border-color:#1d4ed8}
+.why{display:flex;flex-wrap:wrap;gap:4px;align-items:center;width:100%}.why .person{background:#1d4ed8;color:#fff;border-color:#1d4ed8}
+.csat{align-self:center;text-align:center;font-size:13px;background:#fff;border:1px solid #dde1e6;border-radius:12px;padding:8px 12px;white-space:normal}
+.csat div{display:flex;gap:4px;justify-content:center;margin-top:4px}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 @media (max-width:480px){:host{right:12px!important;bottom:12px!important}.panel{position:fixed;inset:0;width:auto;height:auto;border-radius:0}textarea{font-size:16px}}`;
 
@@ -142,7 +148,54 @@ textarea{flex:1;resize:none;height:42px;max-height:120px;padding:10px;border:1px
     const docs = new Set();
     const sources = (m.sources || []).filter((s) => s && !docs.has(s.doc_id) && docs.add(s.doc_id));
     if (sources.length) el.append(h('ul', { 'aria-label': 'Sources' }, ...sources.map((s) => h('li', null, link(s)))));
+    if (role === 'assistant' && m.id) el.append(rating(m.id));
     return el;
+  }
+
+  // Thumbs up/down on a bot reply; a thumbs-down asks what was wrong and offers a person.
+  const WRONG = [['wrong_answer', 'Wrong answer'], ['did_not_understand', "Didn't understand me"], ['wanted_person', 'I wanted a person']];
+  function rating(mid) {
+    const said = h('span', { class: 'said', 'aria-live': 'polite' });
+    const press = (btns, on) => btns.forEach((b) => b.setAttribute('aria-pressed', String(b === on)));
+    const rate = async (value, reason, btn) => {
+      try {
+        const r = await call('POST', `v1/conversations/${encodeURIComponent(conv.id)}/messages/${encodeURIComponent(mid)}/feedback`, { rating: value, reason: reason || null });
+        press([up, down], value === 'up' ? up : down);
+        why.hidden = !r.offer_person;
+        if (reason) press(chips, btn);
+        said.textContent = value === 'up' ? 'Thanks!' : reason ? 'Thanks, noted.' : '';
+      } catch { said.textContent = 'Could not send that; try again.'; }
+    };
+    const up = h('button', { type: 'button', class: 'up', 'aria-label': 'Helpful', 'aria-pressed': 'false', onclick: () => rate('up') }, '👍');
+    const down = h('button', { type: 'button', class: 'down', 'aria-label': 'Not helpful', 'aria-pressed': 'false', onclick: () => rate('down') }, '👎');
+    const chips = WRONG.map(([code, label]) => {
+      const b = h('button', { type: 'button', 'data-reason': code, 'aria-pressed': 'false', onclick: () => rate('down', code, b) }, label);
+      return b;
+    });
+    const person = h('button', { type: 'button', class: 'person', onclick: () => { input.value = "I'd like to talk to a person, please."; submit(); person.disabled = true; } }, 'Talk to a person');
+    const why = h('div', { class: 'why', hidden: true }, h('span', null, 'What was wrong?'), ...chips, person);
+    return h('div', { class: 'rate', role: 'group', 'aria-label': 'Was this answer helpful?' }, up, down, said, why);
+  }
+
+  // After a conversation closes: one question, 1 to 5.
+  let csatFor = null;
+  function askCsat() {
+    if (!conv || csatFor === conv.id) return;
+    csatFor = conv.id;
+    const said = h('span', { 'aria-live': 'polite' });
+    const scores = [1, 2, 3, 4, 5].map((n) => {
+      const b = h('button', { type: 'button', 'data-score': String(n), 'aria-label': n + ' out of 5', 'aria-pressed': 'false', onclick: async () => {
+        try {
+          await call('POST', `v1/conversations/${encodeURIComponent(conv.id)}/csat`, { score: n });
+          scores.forEach((x) => x.setAttribute('aria-pressed', String(x === b)));
+          said.textContent = 'Thank you!';
+        } catch { said.textContent = 'Could not send that; try again.'; }
+      } }, String(n));
+      return b;
+    });
+    log.append(h('div', { class: 'csat', role: 'group', 'aria-label': 'Rate this conversation' },
+      'How did we do? (1 = poor, 5 = great)', h('div', null, ...scores), said));
+    bottom();
   }
 
   function add(m) {
@@ -271,6 +324,7 @@ textarea{flex:1;resize:none;height:42px;max-height:120px;padding:10px;border:1px
       cursor = r.cursor;
       status = r.status;
       if (status === 'escalated') waiting = false;
+      if (status === 'closed') askCsat();
       if (log.childElementCount > before) { bottom(); idle = 1500; }
       restoring = false;
       if (outbox.length) flush();

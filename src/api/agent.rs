@@ -86,10 +86,11 @@ pub(super) struct AgentReply {
     agent: Option<String>,
 }
 
+/// What an agent action leaves.
 #[derive(Serialize)]
-struct Updated {
-    conversation_id: ConversationId,
-    status: ConversationStatus,
+pub(super) struct Updated {
+    pub(super) conversation_id: ConversationId,
+    pub(super) status: ConversationStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     message_id: Option<String>,
 }
@@ -106,6 +107,29 @@ pub(super) async fn reply(
     let text = super::message_text(&body.text, state.limits())?;
     // A retried reply with the same key is the same message, stored once.
     let message_id = super::idempotent_id(&headers, &format!("agent:{id}"))?.to_string();
+    let agent: Option<String> = body
+        .agent
+        .map(|n| {
+            n.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_AGENT_NAME)
+                .collect()
+        })
+        .filter(|n: &String| !n.trim().is_empty());
+    let updated = send_reply(&state, id, text.as_str(), message_id, agent.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(updated)))
+}
+
+/// Stores an agent's reply as the conversation's next message (the widget
+/// polls it; the status becomes `escalated`, see the module docs). Shared
+/// by this API and the agent console.
+pub(super) async fn send_reply(
+    state: &ApiState,
+    id: ConversationId,
+    text: &str,
+    message_id: String,
+    agent: Option<&str>,
+) -> Result<Updated, ApiError> {
     let current = state
         .store()
         .conversation(id)
@@ -119,7 +143,7 @@ pub(super) async fn reply(
     let message = NewMessage {
         id: message_id.clone(),
         role: Role::Agent,
-        text: text.as_str().to_owned(),
+        text: text.to_owned(),
         sources: Vec::new(),
         ticket_id: None,
         created_at: Utc::now(),
@@ -128,29 +152,17 @@ pub(super) async fn reply(
         .store()
         .set_status(id, ConversationStatus::Escalated, reason, Some(message))
         .await?;
-    let agent: Option<String> = body
-        .agent
-        .map(|n| {
-            n.chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_AGENT_NAME)
-                .collect()
-        })
-        .filter(|n: &String| !n.trim().is_empty());
     info!(
         message = "Agent replied.",
         conversation_id = %id,
-        agent = agent.as_deref().unwrap_or("-"),
+        agent = agent.unwrap_or("-"),
         took_over = current.status != ConversationStatus::Escalated,
     );
-    Ok((
-        StatusCode::CREATED,
-        Json(Updated {
-            conversation_id: id,
-            status: updated.status,
-            message_id: Some(message_id),
-        }),
-    ))
+    Ok(Updated {
+        conversation_id: id,
+        status: updated.status,
+        message_id: Some(message_id),
+    })
 }
 
 /// `POST /v1/conversations/{id}/close`.
@@ -178,13 +190,22 @@ async fn set(
     status: ConversationStatus,
 ) -> Result<Json<Updated>, ApiError> {
     let id = super::conversation_id(&id)?;
+    Ok(Json(change_status(&state, id, status).await?))
+}
+
+/// Closes a conversation or hands it back (shared with the console).
+pub(super) async fn change_status(
+    state: &ApiState,
+    id: ConversationId,
+    status: ConversationStatus,
+) -> Result<Updated, ApiError> {
     let updated = state.store().set_status(id, status, None, None).await?;
     info!(message = "Agent changed a conversation's status.", conversation_id = %id, %status);
-    Ok(Json(Updated {
+    Ok(Updated {
         conversation_id: id,
         status: updated.status,
         message_id: None,
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -85,6 +85,20 @@ impl Tokens {
         ReplyTokens::new(self.key.clone())
     }
 
+    /// An HMAC under the server's secret of `parts` (each length-prefixed,
+    /// so no two part lists sign alike) in the domain `context` — for
+    /// other stateless credentials (the agent console's session cookie).
+    pub(crate) fn sign(&self, context: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose().as_bytes())
+            .expect("HMAC accepts keys of any length");
+        mac.update(context);
+        for p in parts {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
     /// The token for `id`.
     pub fn issue(&self, id: ConversationId) -> String {
         URL_SAFE_NO_PAD.encode(self.mac(id).finalize().into_bytes())

@@ -9,14 +9,18 @@
 //! | `GET /v1/conversations/{id}/messages?after=` | replies since a cursor |
 //! | `POST /v1/conversations/{id}/agent-replies`, `…/close`, `…/handback` | a human agent's actions (agent key) |
 //! | `GET /v1/stats?since=` | outcomes, reasons, latency and cost per resolution (admin key) |
+//! | `GET /agent`, `/agent/api/…` | the agent console and its API (agent sessions, see [`console`]) |
+//! | `POST /v1/conversations/{id}/messages/{mid}/feedback`, `…/csat` | a customer's rating of a reply, or of the conversation (conversation token) |
 //! | `GET /widget.js` | the chat widget a site embeds |
 //! | `GET /` | a demo page embedding the widget (local mode only) |
 //! | `GET /metrics` | Prometheus metrics (admin key; local mode only) |
 
 mod agent;
 pub mod auth;
+pub mod console;
 mod conversations;
 pub mod error;
+mod feedback;
 mod inbound;
 pub mod ratelimit;
 mod stats;
@@ -35,7 +39,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, Limits};
 use crate::queue::Queue;
-use crate::store::{ConversationLimiter, ReplayGuard, Store};
+use crate::store::{ConversationLimiter, PeopleStore, ReplayGuard, Store};
 
 pub use auth::Tokens;
 pub use error::ApiError;
@@ -54,6 +58,7 @@ struct Inner {
     config: Arc<Config>,
     replay: Option<Arc<dyn ReplayGuard>>,
     conversation_limiter: Option<Arc<dyn ConversationLimiter>>,
+    people: Option<Arc<dyn PeopleStore>>,
 }
 
 impl ApiState {
@@ -72,6 +77,7 @@ impl ApiState {
                 config,
                 replay: None,
                 conversation_limiter: None,
+                people: None,
             }),
         }
     }
@@ -88,6 +94,24 @@ impl ApiState {
     pub fn with_conversation_limiter(mut self, limiter: Arc<dyn ConversationLimiter>) -> Self {
         Arc::make_mut(&mut self.inner).conversation_limiter = Some(limiter);
         self
+    }
+
+    /// Keeps agents' notes, assignments, bot drafts and customers'
+    /// ratings in `people` (the agent console and feedback need it).
+    pub fn with_people(mut self, people: Arc<dyn PeopleStore>) -> Self {
+        Arc::make_mut(&mut self.inner).people = Some(people);
+        self
+    }
+
+    /// The people store (503 when this front door has none).
+    pub(crate) fn people(&self) -> Result<&dyn PeopleStore, ApiError> {
+        self.inner.people.as_deref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "people_store_missing",
+                "this server keeps no notes or feedback",
+            )
+        })
     }
 
     /// The replay guard, if one is wired.
@@ -157,11 +181,17 @@ pub fn router_with(state: ApiState, routes: Routes) -> Router {
             "/v1/conversations/{id}/messages",
             post(conversations::post_message).get(conversations::poll),
         )
+        .route(
+            "/v1/conversations/{id}/messages/{mid}/feedback",
+            post(feedback::rate),
+        )
+        .route("/v1/conversations/{id}/csat", post(feedback::csat))
         .route("/v1/conversations/{id}/agent-replies", post(agent::reply))
         .route("/v1/conversations/{id}/close", post(agent::close))
         .route("/v1/conversations/{id}/handback", post(agent::handback))
         .route("/v1/stats", get(stats::stats))
         .route("/widget.js", get(widget::script))
+        .merge(console::routes())
         .merge(inbound::routes(&state));
     if routes.demo_page {
         app = app.route("/", get(widget::demo_page));

@@ -4,7 +4,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /v1/stats?since=` | tickets by outcome and reason, resolution rate, latency p50/p95, tokens and cost per resolution since a date or time (default: 30 days) |
+//! | `GET /v1/stats?since=&format=` | tickets by outcome and reason, latency p50/p95, tokens and cost since a date or time (default: 30 days), and under `resolution` the per-conversation figures ([`crate::resolution`]); `format=csv` exports those |
 //! | `GET /metrics` | the Prometheus registry (local mode only) |
 
 use axum::Extension;
@@ -66,21 +66,69 @@ impl FromRequestParts<ApiState> for Admin {
 #[derive(Deserialize)]
 pub(super) struct StatsQuery {
     since: Option<String>,
+    /// `json` (default) or `csv` (the resolution figures).
+    format: Option<String>,
 }
 
-/// `GET /v1/stats`: the period's [`Summary`] as JSON.
+/// The period's [`Summary`] with its per-conversation
+/// [`crate::resolution::Resolution`] under `resolution`.
+#[derive(serde::Serialize)]
+struct StatsOut {
+    #[serde(flatten)]
+    summary: Summary,
+    resolution: crate::resolution::Resolution,
+}
+
+/// `GET /v1/stats`: the period's [`Summary`] and resolution figures as
+/// JSON, or the resolution figures as CSV (`format=csv`).
 pub(super) async fn stats(
     _: Admin,
     State(state): State<ApiState>,
     q: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    figures(&state, q.since.as_deref(), q.format.as_deref()).await
+}
+
+/// The stats answer, shared with the agent console.
+pub(super) async fn figures(
+    state: &ApiState,
+    since: Option<&str>,
+    format: Option<&str>,
+) -> Result<Response, ApiError> {
     let now = Utc::now();
-    let since = parse_since(q.since.as_deref(), now)
-        .map_err(|m| ApiError::bad_request("invalid_since", m))?;
-    let records = state.store().tickets_since(since).await?;
-    let summary = Summary::of(&records, since, now, state.config());
-    Ok(axum::Json(summary).into_response())
+    let since = parse_since(since, now).map_err(|m| ApiError::bad_request("invalid_since", m))?;
+    let csv = match format.unwrap_or("json") {
+        "json" => false,
+        "csv" => true,
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_format",
+                format!("format {other:?}: expected json or csv"),
+            ));
+        }
+    };
+    let (summary, resolution) =
+        crate::resolution::gather(state.store(), state.people()?, state.config(), since, now)
+            .await?;
+    if csv {
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"deskhand-resolution.csv\"",
+                ),
+            ],
+            resolution.csv(),
+        )
+            .into_response());
+    }
+    Ok(axum::Json(StatsOut {
+        summary,
+        resolution,
+    })
+    .into_response())
 }
 
 /// `GET /metrics`: the registry in OpenMetrics text.

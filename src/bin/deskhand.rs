@@ -116,6 +116,141 @@ enum Command {
     /// AWS at list prices, and the cost per resolution. --estimate prints
     /// the monthly cost of assumed traffic instead (the README's table).
     Cost(CostArgs),
+    /// Resolution figures, per conversation the way helpdesks count them.
+    ///
+    /// Involvement (the bot answered), resolutions confirmed (thumbs up,
+    /// thank-you, CSAT 4-5) and assumed (no customer message within
+    /// resolution.assume_after_hours, 24 h by default), escalations,
+    /// reopens (a new question within resolution.reopen_days, 7), CSAT,
+    /// latency and cost per resolution, since --since (default 30 days),
+    /// from the local data folder or with --aws the DynamoDB table.
+    Stats(StatsArgs),
+    /// The content-gap report: questions the knowledge base did not serve.
+    ///
+    /// The questions since --since that escalated no_knowledge or
+    /// low_confidence or got a thumbs-down, grouped by shared terms, with
+    /// counts, examples and the passages that came closest (from the
+    /// configured retriever).
+    Gaps(GapsArgs),
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Start of the period: a date (2026-11-01) or an RFC 3339 time.
+    #[arg(long, value_name = "DATE")]
+    since: Option<String>,
+    /// Folder for the SQLite file.
+    #[arg(long, value_name = "DIR", conflicts_with = "aws")]
+    data: Option<PathBuf>,
+    /// Read the DynamoDB table (`aws.table`) instead of the local data.
+    #[arg(long)]
+    aws: bool,
+    /// Print JSON (the ticket summary and the resolution figures).
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// Print the resolution figures as CSV.
+    #[arg(long)]
+    csv: bool,
+}
+
+#[derive(Args)]
+struct GapsArgs {
+    /// Start of the period: a date (2026-11-01) or an RFC 3339 time.
+    #[arg(long, value_name = "DATE")]
+    since: Option<String>,
+    /// Folder for the SQLite file.
+    #[arg(long, value_name = "DIR", conflicts_with = "aws")]
+    data: Option<PathBuf>,
+    /// Read the DynamoDB table (`aws.table`) instead of the local data.
+    #[arg(long)]
+    aws: bool,
+    /// Knowledge-base folder for the closest passages.
+    #[arg(long, value_name = "DIR")]
+    kb: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+type Stores = (
+    std::sync::Arc<dyn deskhand::store::Store>,
+    std::sync::Arc<dyn deskhand::store::PeopleStore>,
+);
+
+/// The store and people store: the local file, or the DynamoDB table.
+async fn stores(config: &Config, aws: bool) -> anyhow::Result<Stores> {
+    if aws {
+        let a = &config.aws;
+        let sdk = deskhand::aws::sdk_config(a).await;
+        let store = deskhand::store::DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            deskhand::aws::AwsSettings::require(&a.table, "table")?,
+            std::time::Duration::from_secs(u64::from(a.retention_days) * 86_400),
+        );
+        return Ok((
+            std::sync::Arc::new(store.clone()),
+            std::sync::Arc::new(store),
+        ));
+    }
+    let db = config.database_path();
+    anyhow::ensure!(
+        db.is_file(),
+        "no deskhand data in {} (pass --data, or --aws)",
+        config.data_dir.display()
+    );
+    let store = deskhand::store::SqliteStore::new(deskhand::sqlite::Db::open(&db)?);
+    Ok((
+        std::sync::Arc::new(store.clone()),
+        std::sync::Arc::new(store),
+    ))
+}
+
+async fn stats(cli: &Cli, args: &StatsArgs) -> anyhow::Result<()> {
+    let config = Config::load(
+        cli.config.as_deref(),
+        &overrides(&[("data_dir", path(&args.data))]),
+    )?;
+    let now = chrono::Utc::now();
+    let since =
+        deskhand::cost::parse_since(args.since.as_deref(), now).map_err(anyhow::Error::msg)?;
+    let (store, people) = stores(&config, args.aws).await?;
+    let (summary, resolution) =
+        deskhand::resolution::gather(store.as_ref(), people.as_ref(), &config, since, now).await?;
+    if args.json {
+        let out = json!({"summary": summary, "resolution": resolution});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if args.csv {
+        print!("{}", resolution.csv());
+    } else {
+        print!("{}", resolution.render());
+    }
+    Ok(())
+}
+
+async fn gaps(cli: &Cli, args: &GapsArgs) -> anyhow::Result<()> {
+    let config = Config::load(
+        cli.config.as_deref(),
+        &overrides(&[("data_dir", path(&args.data)), ("kb_dir", path(&args.kb))]),
+    )?;
+    let now = chrono::Utc::now();
+    let since =
+        deskhand::cost::parse_since(args.since.as_deref(), now).map_err(anyhow::Error::msg)?;
+    let (store, people) = stores(&config, args.aws).await?;
+    let questions = deskhand::gaps::questions(store.as_ref(), people.as_ref(), since).await?;
+    let retriever = match local::retriever_in_memory(&config) {
+        Ok(r) => Some(r),
+        Err(error) => {
+            eprintln!("closest passages left out: {error:#}");
+            None
+        }
+    };
+    let report = deskhand::gaps::report(&questions, since, retriever.as_deref()).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -729,6 +864,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cost(args) => cost(&cli, args).await,
+        Command::Stats(args) => stats(&cli, args).await,
+        Command::Gaps(args) => gaps(&cli, args).await,
         Command::Config => {
             let config = Config::load(cli.config.as_deref(), &Value::Null)?;
             print!("{}", toml_like(&serde_json::to_value(&config)?));

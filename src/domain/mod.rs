@@ -5,12 +5,14 @@
 
 mod conversation;
 mod decision;
+mod feedback;
 mod ids;
 mod outbox;
 mod ticket;
 
 pub use conversation::{Conversation, ConversationStatus, Message, NewMessage, Role, Source};
 pub use decision::{Decision, Escalate, Outcome, Priority, ReasonCode, Reply, Usage};
+pub use feedback::{FeedbackReason, Rating};
 pub use ids::{ConversationId, IdError, TicketId};
 pub use outbox::{
     Delivery, DeliveryMode, NewOutbox, OutboundAction, OutboxRecord, OutboxState, ShadowOutcome,

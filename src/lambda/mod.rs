@@ -17,7 +17,7 @@ use crate::knowledge::tantivy::load_documents;
 use crate::knowledge::{BedrockKb, Retriever, TantivyIndex};
 use crate::llm::{Bedrock, Generator};
 use crate::metrics::{MeteredStore, Metrics};
-use crate::notify::{Escalator, LogThen, SnsEscalator};
+use crate::notify::{Escalator, KeepDrafts, LogThen, SnsEscalator};
 use crate::outbox::{Channels, DispatchSettings, Dispatcher, OutboundPolicy};
 use crate::pipeline::{Pipeline, Responder, Rules, Settings};
 use crate::queue::SqsQueue;
@@ -53,7 +53,8 @@ impl AwsRuntime {
 
     /// Builds the SDK clients and adapters from `config.aws`, and reads
     /// the secrets it names from Secrets Manager (`aws.token_secret_id`,
-    /// `aws.agent_key_secret_id`, `aws.admin_key_secret_id`: one
+    /// `aws.agent_key_secret_id`, `aws.admin_key_secret_id`,
+    /// `aws.agents_secret_id` (the console's agents, JSON): one
     /// `GetSecretValue` each, concurrently, only those configured). A
     /// secret both named and given directly is an error.
     pub async fn from_config(mut config: Config) -> anyhow::Result<Self> {
@@ -90,6 +91,14 @@ impl AwsRuntime {
         }
         // Now every `${secret:…}` must resolve.
         crate::actions::Actions::new(&config.actions, config.action_secrets.clone())?;
+        if let Some(agents) = crate::aws::resolve_agents(&sdk, &config.aws).await? {
+            anyhow::ensure!(
+                config.agents.is_empty(),
+                "both [[agents]] and aws.agents_secret_id are set; keep one"
+            );
+            config.agents = agents;
+            crate::api::console::validate(&config)?;
+        }
         let aws = &config.aws;
         let table = AwsSettings::require(&aws.table, "table")?;
         let queue_url = AwsSettings::require(&aws.queue_url, "queue_url")?;
@@ -105,9 +114,13 @@ impl AwsRuntime {
             aws.dlq_url.clone(),
             config.queue.max_message_bytes,
         );
-        let escalator: Arc<dyn Escalator> = Arc::new(LogThen::new(Some(Box::new(
-            SnsEscalator::new(aws_sdk_sns::Client::new(&sdk), topic),
-        ))));
+        let escalator: Arc<dyn Escalator> = Arc::new(KeepDrafts::new(
+            Arc::new(LogThen::new(Some(Box::new(SnsEscalator::new(
+                aws_sdk_sns::Client::new(&sdk),
+                topic,
+            ))))),
+            Arc::new(store.clone()),
+        ));
         Ok(Self {
             config: Arc::new(config),
             sdk,
@@ -250,7 +263,8 @@ impl AwsRuntime {
             Tokens::new(secret),
             self.config.clone(),
         )
-        .with_replay_guard(Arc::new(self.store.clone()));
+        .with_replay_guard(Arc::new(self.store.clone()))
+        .with_people(Arc::new(self.store.clone()));
         // Lambda instances share no memory: the conversation limit is
         // counted in the table.
         let per_minute = self.config.limits.per_conversation_per_minute;

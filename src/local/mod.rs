@@ -167,7 +167,10 @@ impl Local {
             config.action_secrets.clone(),
         )?));
         let metrics = Metrics::prometheus();
-        let escalator = escalator(&config)?;
+        let escalator: Arc<dyn Escalator> = Arc::new(crate::notify::KeepDrafts::new(
+            escalator(&config)?,
+            Arc::new(store.clone()),
+        ));
         let outbox_ready = Arc::new(tokio::sync::Notify::new());
         let pipeline = Arc::new(
             Pipeline::new(
@@ -205,7 +208,8 @@ impl Local {
             self.tokens.clone(),
             Arc::new(self.config.clone()),
         )
-        .with_replay_guard(Arc::new(self.store.clone()));
+        .with_replay_guard(Arc::new(self.store.clone()))
+        .with_people(Arc::new(self.store.clone()));
         api::router_with(
             state,
             api::Routes {

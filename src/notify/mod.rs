@@ -4,6 +4,7 @@
 //! on AWS an SNS topic. Publishing is at-least-once: the pipeline records
 //! `notified` only after [`Escalator::escalate`] returns `Ok`.
 
+pub mod drafts;
 pub mod sns;
 pub mod webhook;
 
@@ -15,6 +16,7 @@ use crate::domain::{
     Channel, ConversationId, Customer, Priority, Provider, ReasonCode, Role, TicketId,
 };
 
+pub use drafts::KeepDrafts;
 pub use sns::SnsEscalator;
 pub use webhook::Webhook;
 

@@ -55,6 +55,9 @@ use crate::worker::Backoff;
 pub use settings::{EmailTransport, HelpdeskMode, OutboundSettings};
 
 /// A delivery succeeded.
+/// The last line of an emailed answer: a one-word reply reaches a person.
+pub const HUMAN_LINE: &str = "Reply 'human' to reach a person.";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sent {
     /// The channel's id of what was created (comment, note, Message-ID).
@@ -225,7 +228,8 @@ impl OutboundPolicy {
         }
     }
 
-    /// The records of an answer (message `message_id`).
+    /// The records of an answer (message `message_id`); an emailed one
+    /// ends with [`HUMAN_LINE`].
     pub fn answer(
         &self,
         ticket: &Ticket,
@@ -242,13 +246,19 @@ impl OutboundPolicy {
             },
             _ => return Vec::new(),
         };
+        // An emailed answer says how to reach a person (the rules know
+        // the one-word reply in every language they speak).
+        let text = match ticket.channel() {
+            ChannelKind::Email => format!("{}\n\n{HUMAN_LINE}", text.trim_end()),
+            _ => text.to_owned(),
+        };
         vec![NewOutbox::message(
             message_id,
             Self::delivery(
                 ticket,
                 OutboundAction::Reply {
                     mode,
-                    text: text.to_owned(),
+                    text,
                     sources: sources.to_vec(),
                 },
             ),

@@ -57,6 +57,9 @@ const HUMAN_PATTERNS: &[&str] = &[
     r"\b(pessoa|atendente)\s+real\b",
     r"\batendimento\s+humano\b",
     r"\b(quero|preciso)\s+(de\s+)?(um|uma)\s+(atendente|pessoa|humano|agente)\b",
+    // A line that is only the word, in any of the languages above: the
+    // answer to an emailed reply's "Reply 'human' to reach a person".
+    r#"(?m:^[\s'"«»„“”‘’*]*(a\s+)?(human|person|agent|humano|humana|persona|agente|humain|humaine|personne|mensch|menschen|mitarbeiter|pessoa|atendente)[\s'"«»„“”‘’*.!]*$)"#,
 ];
 
 /// The customer says the answer did not help.

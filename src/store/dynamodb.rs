@@ -42,6 +42,7 @@ use crate::domain::{
 
 pub mod guards;
 pub mod outbox;
+mod people;
 
 type Item = HashMap<String, AttributeValue>;
 

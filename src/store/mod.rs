@@ -19,6 +19,7 @@
 pub mod dynamodb;
 pub mod guards;
 pub mod outbox;
+pub mod people;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use dynamodb::DynamoStore;
 pub use dynamodb::guards::DynamoConversationLimiter;
 pub use guards::{Admission, ConversationLimiter, ReplayGuard, TokenUse};
 pub use outbox::{OutboxClaim, OutboxStore, Settle};
+pub use people::PeopleStore;
 pub use sqlite::SqliteStore;
 
 /// Proof of holding a ticket's lease.

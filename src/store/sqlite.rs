@@ -17,6 +17,7 @@ use crate::sqlite::{Db, DbError};
 
 mod guards;
 mod outbox;
+pub(crate) mod people;
 
 /// [`Store`] over the local SQLite file.
 #[derive(Clone)]
