@@ -534,6 +534,9 @@ pub struct RetrieverSettings {
     pub kind: RetrieverKind,
     /// Required when `kind = "bedrock_kb"`.
     pub bedrock_kb: Option<KbSettings>,
+    /// Passage vectors for the embedded index (hybrid retrieval); none by
+    /// default.
+    pub embedder: crate::knowledge::embed::EmbedderSettings,
 }
 
 /// Payload shape of the escalation webhook.
