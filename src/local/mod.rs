@@ -88,8 +88,8 @@ pub fn retriever_in_memory(config: &Config) -> anyhow::Result<Arc<dyn Retriever>
 /// (one file per KB folder) when an embedder is configured.
 pub fn hybrid_in_memory(config: &Config) -> anyhow::Result<Hybrid> {
     let docs = crate::knowledge::tantivy::load_documents(&config.kb_dir, &mut |_, _| {})?;
-    let index = TantivyIndex::in_memory(&docs)?
-        .including_internal(config.pipeline.answer_from_internal);
+    let index =
+        TantivyIndex::in_memory(&docs)?.including_internal(config.pipeline.answer_from_internal);
     let name = {
         use sha2::Digest;
         let path = config
@@ -180,7 +180,8 @@ impl Local {
                     progress,
                 )?;
                 let index = index.including_internal(config.pipeline.answer_from_internal);
-                let docs = crate::knowledge::tantivy::load_documents(&config.kb_dir, &mut |_, _| {})?;
+                let docs =
+                    crate::knowledge::tantivy::load_documents(&config.kb_dir, &mut |_, _| {})?;
                 let hybrid = hybrid(
                     &config,
                     index,
