@@ -52,7 +52,8 @@ use super::{Passage, RetrieveError, Retriever, TantivyIndex};
 /// Reciprocal-rank-fusion constant (the value of Cormack et al., 2009:
 /// it damps the difference between the first ranks).
 const RRF_K: f32 = 60.0;
-/// How many candidates each side contributes before fusion.
+/// How many candidates the dense side contributes before fusion, and how
+/// many fused candidates are checked for near twins.
 const POOL: usize = 20;
 /// Cosine similarities (e5 family) mapped to relevance 0 and 1: below the
 /// floor a passage is unrelated, at the ceiling it answers the question.
@@ -437,8 +438,11 @@ impl Hybrid {
             return Ok(Vec::new());
         }
         let corrected = self.vocabulary.correct(query);
+        let terms = analyze(&corrected);
         let index = self.index.clone();
-        let pool = POOL.max(k * 2);
+        // Each BM25 hit costs a stored-document read and a coverage
+        // count: twice `k` is enough to re-rank twins and to fuse.
+        let pool = k * 2;
         let lexical = tokio::task::spawn_blocking(move || index.search(&corrected, pool));
         let semantic = async {
             let v = self.vectors.as_ref()?;
@@ -473,7 +477,7 @@ impl Hybrid {
             .map_err(|e| RetrieveError::Permanent(anyhow::anyhow!("search task failed: {e}")))?
             .map_err(RetrieveError::Permanent)?;
         let mut fused = fuse(lexical, semantic.as_ref().map(|(d, s)| (*d, s.as_slice())));
-        disambiguate_twins(&mut fused, &analyze(&self.vocabulary.correct(query)));
+        disambiguate_twins(&mut fused, &terms);
         fused.truncate(k);
         Ok(fused.into_iter().map(|c| c.passage).collect())
     }

@@ -76,6 +76,9 @@ struct Completion {
 #[derive(Deserialize)]
 struct Choice {
     message: ChoiceMessage,
+    /// `stop`, or `length` when the reply was cut at `max_tokens`.
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -230,11 +233,21 @@ impl Generator for OpenAi {
         }
         let content = choice.message.content.unwrap_or_default();
         let parsed = json_in_text(&content).and_then(|v| parse_answer(&v, &req.passages));
+        let cut = choice.finish_reason.as_deref() == Some("length");
         match parsed {
             Ok(mut g) => {
                 g.usage = usage;
                 Ok(g)
             }
+            // A reply cut at max_tokens is said to be cut: the remedy is a
+            // larger `max_tokens`, not a better prompt.
+            Err(detail) if cut => Err(GenerateError::Malformed {
+                detail: format!(
+                    "the reply was cut at max_tokens ({}) before the answer object was complete: {detail}",
+                    self.settings.max_tokens
+                ),
+                usage,
+            }),
             Err(detail) => Err(GenerateError::Malformed { detail, usage }),
         }
     }
