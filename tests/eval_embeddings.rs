@@ -48,8 +48,9 @@ async fn evaluate(kb: &str, set: &str, embedder: Option<&str>) -> Report {
 
 fn line(name: &str, r: &Report) -> String {
     format!(
-        "{name}: hit@3 {:.3}, escalation precision {:.3} recall {:.3}, facts-correct {}/{}",
+        "{name}: hit@3 {:.3} {:?}, escalation precision {:.3} recall {:.3}, facts-correct {}/{}",
         r.retrieval_hit_at_3,
+        r.hit_at_3_by_language,
         r.escalation_precision,
         r.escalation_recall,
         r.answered_correct,
