@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use deskhand::config::Config;
 use deskhand::domain::Decision;
 use deskhand::knowledge::TantivyIndex;
-use deskhand::knowledge::tantivy::{fingerprint, load_documents};
+use deskhand::knowledge::tantivy::fingerprint;
 use deskhand::local::{self, Local};
 use deskhand::pipeline::{Responder, Rules, Settings};
 use deskhand::{eval, telemetry};
@@ -626,9 +626,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", report.render());
             }
             if args.calibrate {
-                let docs = load_documents(&config.kb_dir, &mut |_, _| {})?;
-                let index = TantivyIndex::in_memory(&docs)?;
-                let (fit, n) = eval::calibrate(&index, config.pipeline.top_k, &cases).await?;
+                // Fitted on the retriever the answers came from (hybrid,
+                // with the embedder when one is configured).
+                let hybrid = local::hybrid_in_memory(&config)?;
+                hybrid.prepare().await?;
+                let (fit, n) = eval::calibrate(&hybrid, config.pipeline.top_k, &cases).await?;
                 eprintln!(
                     "\ncalibration fitted on {n} cases:\n[generator.extractive]\nslope = {:.1}\nmidpoint = {:.2}",
                     fit.slope, fit.midpoint
