@@ -336,6 +336,27 @@ async fn invoke(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    // Cohere Embed: `{texts, input_type}` → `{embeddings}`, 1024 floats.
+    if let (Some(texts), true) = (
+        body["texts"].as_array(),
+        auth.starts_with("AWS4-HMAC-SHA256"),
+    ) {
+        let kind = body["input_type"].as_str().unwrap_or("");
+        if !["search_query", "search_document"].contains(&kind) {
+            return (StatusCode::BAD_REQUEST, "bad input_type").into_response();
+        }
+        let vectors: Vec<Vec<f32>> = texts
+            .iter()
+            .map(|t| bag_of_words(t.as_str().unwrap_or(""), 1024))
+            .collect();
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({"id": "x", "texts": texts, "embeddings": vectors, "response_type": "embeddings_floats"})
+                .to_string(),
+        )
+            .into_response();
+    }
     let (Some(text), true) = (
         body["inputText"].as_str(),
         auth.starts_with("AWS4-HMAC-SHA256"),
@@ -473,4 +494,41 @@ async fn serve_computes_passage_vectors_in_the_background_and_keeps_answering() 
     }
     assert!(std::fs::metadata(&cache).unwrap().len() > 1_000);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn bedrock_cohere_embeddings_in_batches() {
+    common::bedrock_double::fake_aws_env();
+    let state = Arc::new(Titan::default());
+    let url = serve(
+        Router::new()
+            .route("/model/{model_id}/invoke", post(invoke))
+            .with_state(state.clone()),
+    )
+    .await;
+    let e = BedrockEmbedder::lazy(
+        AwsSettings {
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        },
+        BedrockEmbedSettings {
+            model_id: "cohere.embed-multilingual-v3".into(),
+            endpoint_url: Some(url),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let texts: Vec<String> = (0..100).map(|i| format!("passage number {i}")).collect();
+    let v = e.embed(&texts, Input::Passage).await.unwrap();
+    assert_eq!(v.len(), 100);
+    assert_eq!(v[0].len(), 1024);
+    assert!((dot(&v[7], &v[7]) - 1.0).abs() < 1e-4);
+    let q = e.embed(&texts[7..8], Input::Query).await.unwrap();
+    assert!(dot(&q[0], &v[7]) > 0.999);
+    let calls = state.calls.lock().unwrap();
+    assert_eq!(calls.len(), 3, "96 texts a call, then 4, then the query");
+    assert_eq!(calls[0].0, "cohere.embed-multilingual-v3");
+    assert_eq!(calls[0].1["texts"].as_array().unwrap().len(), 96);
+    assert_eq!(calls[0].1["input_type"], "search_document");
+    assert_eq!(calls[2].1["input_type"], "search_query");
 }
