@@ -775,6 +775,13 @@ mod tests {
         let c = Config::from_toml_str(&example).unwrap();
         assert_eq!(c.generator.kind, GeneratorKind::Openai);
         assert_eq!(c.pipeline.sensitive_topics["press"], ["journalist"]);
+        assert_eq!(
+            c.retriever.embedder.kind,
+            crate::knowledge::embed::EmbedderKind::Openai
+        );
+        let openai = c.retriever.embedder.openai.unwrap();
+        assert_eq!(openai.marking, crate::knowledge::embed::Marking::InputType);
+        assert_eq!(openai.model, "multilingual-e5-small");
         for bad in [
             "[[[",
             "workers = -1",
