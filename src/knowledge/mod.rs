@@ -1,11 +1,15 @@
 //! The `Retriever` port: passages from a knowledge base for a question.
 //!
-//! Locally, [`TantivyIndex`] (BM25 over a folder of Markdown and text);
+//! Locally, [`TantivyIndex`] (BM25 over a folder of Markdown and text),
+//! wrapped by [`Hybrid`] (spelling, near twins, and passage vectors when an
+//! [`embed::Embedder`] is configured);
 //! on AWS, a Bedrock Knowledge Base. Each passage carries a `relevance` in
 //! 0..=1 that the decision gate compares with `no_knowledge` threshold, so
 //! thresholds mean the same whichever retriever is configured.
 
 pub mod bedrock_kb;
+pub mod embed;
+pub mod hybrid;
 pub mod import;
 pub mod markdown;
 pub mod tantivy;
@@ -16,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::Source;
 
 pub use self::bedrock_kb::BedrockKb;
+pub use self::hybrid::Hybrid;
 pub use self::tantivy::TantivyIndex;
 
 /// A piece of a knowledge-base document.

@@ -77,6 +77,9 @@ struct Completion {
 #[derive(Deserialize)]
 struct Choice {
     message: ChoiceMessage,
+    /// `stop`, or `length` when the reply was cut at `max_tokens`.
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -241,7 +244,9 @@ impl OpenAi {
     /// The answer in `message`: a refusal, an `answer_ticket` call's
     /// arguments, or JSON in the content.
     fn answer(
+        &self,
         message: ChoiceMessage,
+        cut: bool,
         passages: &[crate::knowledge::Passage],
         usage: Usage,
     ) -> Result<Generation, GenerateError> {
@@ -271,6 +276,15 @@ impl OpenAi {
                 g.usage = usage;
                 Ok(g)
             }
+            // A reply cut at max_tokens is said to be cut: the remedy is a
+            // larger `max_tokens`, not a better prompt.
+            Err(detail) if cut => Err(GenerateError::Malformed {
+                detail: format!(
+                    "the reply was cut at max_tokens ({}) before the answer object was complete: {detail}",
+                    self.settings.max_tokens
+                ),
+                usage,
+            }),
             Err(detail) => Err(GenerateError::Malformed { detail, usage }),
         }
     }
@@ -290,7 +304,8 @@ impl Generator for OpenAi {
                 usage,
             });
         };
-        Self::answer(choice.message, &req.passages, usage)
+        let cut = choice.finish_reason.as_deref() == Some("length");
+        self.answer(choice.message, cut, &req.passages, usage)
     }
 
     /// OpenAI function calling: `answer_ticket` and the action tools as
@@ -346,6 +361,7 @@ impl Generator for OpenAi {
                     usage,
                 });
             };
+            let cut = choice.finish_reason.as_deref() == Some("length");
             let message = choice.message;
             let calls: Vec<ToolCall> = message
                 .tool_calls
@@ -360,7 +376,7 @@ impl Generator for OpenAi {
             if answered || calls.is_empty() || round == MAX_TOOL_ROUNDS {
                 let mut passages = req.passages.clone();
                 passages.extend(tools.evidence());
-                return Self::answer(message, &passages, usage);
+                return self.answer(message, cut, &passages, usage);
             }
             messages.push(
                 json!({"role": "assistant", "content": message.content, "tool_calls": calls}),

@@ -19,7 +19,7 @@ use tracing::{Instrument, info, warn};
 use crate::api::{self, ApiState, Tokens};
 use crate::config::{Config, GeneratorKind, RetrieverKind};
 use crate::knowledge::tantivy::BuildStats;
-use crate::knowledge::{BedrockKb, Retriever, TantivyIndex};
+use crate::knowledge::{BedrockKb, Hybrid, Retriever, TantivyIndex, embed};
 use crate::llm::breaker::Breaker;
 use crate::llm::{Bedrock, Extractive, Generator, OpenAi};
 use crate::metrics::{MeteredStore, Metrics};
@@ -71,13 +71,7 @@ pub fn generator(config: &Config) -> anyhow::Result<Arc<dyn Generator>> {
 /// folder indexed in memory, or a Bedrock Knowledge Base (eval, ask).
 pub fn retriever_in_memory(config: &Config) -> anyhow::Result<Arc<dyn Retriever>> {
     Ok(match config.retriever.kind {
-        RetrieverKind::Tantivy => Arc::new(
-            TantivyIndex::in_memory(&crate::knowledge::tantivy::load_documents(
-                &config.kb_dir,
-                &mut |_, _| {},
-            )?)?
-            .including_internal(config.pipeline.answer_from_internal),
-        ),
+        RetrieverKind::Tantivy => Arc::new(hybrid_in_memory(config)?),
         RetrieverKind::BedrockKb => {
             let kb = config
                 .retriever
@@ -87,6 +81,47 @@ pub fn retriever_in_memory(config: &Config) -> anyhow::Result<Arc<dyn Retriever>
             Arc::new(BedrockKb::lazy(config.aws.clone(), kb)?)
         }
     })
+}
+
+/// The KB folder indexed in memory as a [`Hybrid`] retriever, with the
+/// configured embedder; passage vectors are cached in the data folder
+/// (one file per KB folder) when an embedder is configured.
+pub fn hybrid_in_memory(config: &Config) -> anyhow::Result<Hybrid> {
+    let docs = crate::knowledge::tantivy::load_documents(&config.kb_dir, &mut |_, _| {})?;
+    let index =
+        TantivyIndex::in_memory(&docs)?.including_internal(config.pipeline.answer_from_internal);
+    let name = {
+        use sha2::Digest;
+        let path = config
+            .kb_dir
+            .canonicalize()
+            .unwrap_or_else(|_| config.kb_dir.clone());
+        let digest = sha2::Sha256::digest(path.to_string_lossy().as_bytes());
+        format!("vectors-{}.bin", &hex::encode(digest)[..16])
+    };
+    hybrid(config, index, &docs, &config.data_dir.join(name))
+}
+
+/// `index` (built from `docs`) as a [`Hybrid`] retriever with the
+/// configured embedder, vectors cached in `cache`.
+fn hybrid(
+    config: &Config,
+    index: TantivyIndex,
+    docs: &[crate::knowledge::markdown::Document],
+    cache: &std::path::Path,
+) -> anyhow::Result<Hybrid> {
+    let hybrid = Hybrid::new(index, docs);
+    Ok(
+        match embed::from_settings(&config.retriever.embedder, &config.aws)? {
+            Some(embedder) => hybrid.with_embedder(
+                embedder,
+                docs,
+                config.pipeline.answer_from_internal,
+                Some(cache),
+            ),
+            None => hybrid,
+        },
+    )
 }
 
 /// The escalator the configuration asks for: a log line, plus the webhook.
@@ -145,7 +180,27 @@ impl Local {
                     progress,
                 )?;
                 let index = index.including_internal(config.pipeline.answer_from_internal);
-                (Arc::new(index), built)
+                let docs =
+                    crate::knowledge::tantivy::load_documents(&config.kb_dir, &mut |_, _| {})?;
+                let hybrid = hybrid(
+                    &config,
+                    index,
+                    &docs,
+                    &config.data_dir.join("index-vectors.bin"),
+                )?;
+                // Passage vectors are computed (or loaded) in the background;
+                // until they are ready, questions are answered from BM25.
+                if hybrid.has_vectors()
+                    && let Ok(runtime) = tokio::runtime::Handle::try_current()
+                {
+                    let warm = hybrid.clone();
+                    runtime.spawn(async move {
+                        if let Err(error) = warm.prepare().await {
+                            warn!(message = "Passage vectors not ready; BM25 alone for now.", %error);
+                        }
+                    });
+                }
+                (Arc::new(hybrid), built)
             }
             RetrieverKind::BedrockKb => {
                 let kb = config
