@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use actions_support::{SHOPIFY_TOKEN, Shop, TOKEN, WOO_KEY, WOO_SECRET};
 use common::peers::WebhookReceiver;
 use common::{TestApp, with_role};
-use deskhand::actions::identity::user_hash;
+use deskhand::actions::identity::{user_hash, widget_user_hash};
 use deskhand::actions::{Actions, Identity};
 use deskhand::config::{Config, Secret, WebhookFormat};
 use serde_json::{Value, json};
@@ -105,7 +105,7 @@ async fn open_as(app: &TestApp, user: Option<Value>) -> (u16, Option<(String, St
 }
 
 fn signed_in(id: &str, email: &str) -> Value {
-    json!({"id": id, "email": email, "hash": user_hash(SITE_SECRET, id)})
+    json!({"id": id, "email": email, "hash": widget_user_hash(SITE_SECRET, id, Some(email))})
 }
 
 async fn ann(app: &TestApp) -> (String, String) {
@@ -160,6 +160,16 @@ async fn an_unverified_visitor_gets_no_order_data() {
     let mut other = signed_in("u_mallory", "ann@example.com");
     other["id"] = json!("u_ann");
     assert_eq!(open_as(&app, Some(other)).await.0, 401);
+    // A signed-in customer with their own valid hash presenting another
+    // customer's address (to read her orders) is refused: the hash covers
+    // the email.
+    let mut posing = signed_in("u_mallory", "mallory@example.com");
+    posing["email"] = json!("ann@example.com");
+    assert_eq!(open_as(&app, Some(posing)).await.0, 401);
+    // Intercom's form (the id alone signed) is refused too when an email
+    // is passed: that email would be unverified.
+    let id_only = json!({"id": "u_mallory", "email": "ann@example.com", "hash": user_hash(SITE_SECRET, "u_mallory")});
+    assert_eq!(open_as(&app, Some(id_only)).await.0, 401);
     // No user: anonymous, unverified.
     let (status, conv) = open_as(&app, None).await;
     assert_eq!(status, 201);

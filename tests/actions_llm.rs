@@ -11,7 +11,7 @@ use actions_support::{Shop, TOKEN};
 use common::bedrock_double::{BedrockDouble, Reply as BedrockReply, fake_aws_env};
 use common::peers::{ModelServer, Reply, WebhookReceiver};
 use common::{TestApp, with_role};
-use deskhand::actions::identity::user_hash;
+use deskhand::actions::identity::widget_user_hash;
 use deskhand::config::{Config, GeneratorKind, Secret, WebhookFormat};
 use deskhand::llm::bedrock::BedrockSettings;
 use deskhand::llm::openai::OpenAiSettings;
@@ -54,7 +54,7 @@ async fn ann(app: &TestApp) -> (String, String) {
     let res = app
         .http
         .post(app.url("/v1/conversations"))
-        .json(&json!({"user": {"id": "u_ann", "email": "ann@example.com", "hash": user_hash(SITE_SECRET, "u_ann")}}))
+        .json(&json!({"user": {"id": "u_ann", "email": "ann@example.com", "hash": widget_user_hash(SITE_SECRET, "u_ann", Some("ann@example.com"))}}))
         .send()
         .await
         .unwrap();

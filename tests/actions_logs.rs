@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actions_support::{Shop, TOKEN};
 use common::root;
-use deskhand::actions::identity::user_hash;
+use deskhand::actions::identity::widget_user_hash;
 use serde_json::{Value, json};
 
 const SITE_SECRET: &str = "site-identity-secret-7c1d";
@@ -79,7 +79,7 @@ tracking_url = "/order/tracking_url"
             .send()
     };
     let v: Value = open(
-        json!({"id": "u_ann", "email": "ann@example.com", "hash": user_hash(SITE_SECRET, "u_ann")}),
+        json!({"id": "u_ann", "email": "ann@example.com", "hash": widget_user_hash(SITE_SECRET, "u_ann", Some("ann@example.com"))}),
     )
     .await
     .unwrap()
@@ -122,7 +122,7 @@ tracking_url = "/order/tracking_url"
     for forbidden in [
         TOKEN,
         SITE_SECRET,
-        &user_hash(SITE_SECRET, "u_ann"),
+        &widget_user_hash(SITE_SECRET, "u_ann", Some("ann@example.com")),
         "shipped",
         "1Z1001",
         "Secret Street",

@@ -12,9 +12,12 @@
 //!   every later message of that conversation carries the same verified
 //!   user and no other. No `user`: an anonymous, unverified visitor.
 //!
-//! With `identity.bind_email = true` the hash covers `id + "\n" + email`,
-//! so a signed-in user cannot present someone else's address (Intercom's
-//! form, the default, signs only the id and trusts the page for the email).
+//! When the widget passes an email, the hash covers `id + "\n" + email`
+//! (`identity.bind_email`, on by default): a signed-in user holds their own
+//! hash and could otherwise call the API with someone else's address and
+//! read that customer's orders. `bind_email = false` is Intercom's form
+//! (the id alone is signed); the email is then not covered, so it is
+//! ignored: never trusted, never shown, never used by an action.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -25,14 +28,24 @@ use crate::config::Secret;
 use crate::domain::{Channel, EmailAddress, Ticket};
 
 /// `[identity]` settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdentitySettings {
     /// The per-site secret the backend signs user ids with. Unset: widget
     /// users cannot be verified (a `user` is refused with 401).
     pub secret: Option<Secret>,
-    /// The hash covers `id + "\n" + email`, not the id alone.
+    /// The hash covers `id + "\n" + email` when an email is passed (the
+    /// default); `false`: the id alone, and the email is ignored.
     pub bind_email: bool,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            bind_email: true,
+        }
+    }
 }
 
 /// The `user` object the widget sends.
@@ -72,7 +85,17 @@ pub enum UserError {
     BadHash,
 }
 
-/// Hex HMAC-SHA256 of `message` under `secret`: what the site's backend computes.
+/// What the site's backend computes for a signed-in user with the default
+/// settings: the hash of `id`, or of `id + "\n" + email` when it passes an
+/// email.
+pub fn widget_user_hash(secret: &str, id: &str, email: Option<&str>) -> String {
+    match email {
+        Some(e) => user_hash(secret, &format!("{id}\n{e}")),
+        None => user_hash(secret, id),
+    }
+}
+
+/// Hex HMAC-SHA256 of `message` under `secret`.
 pub fn user_hash(secret: &str, message: &str) -> String {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
@@ -90,18 +113,19 @@ impl WidgetUser {
                 "id must be 1–256 printable characters",
             ));
         }
-        let email = match self
+        let raw_email = self
             .email
             .as_deref()
             .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
+            .filter(|e| !e.is_empty());
+        let email = match raw_email {
             Some(e) => Some(
                 EmailAddress::parse(e).ok_or(UserError::Malformed("email is not an address"))?,
             ),
             None => None,
         };
-        let message = match (&email, settings.bind_email) {
+        // The backend signs the email exactly as it passes it.
+        let message = match (raw_email, settings.bind_email) {
             (Some(e), true) => format!("{id}\n{e}"),
             _ => id.to_owned(),
         };
@@ -113,7 +137,8 @@ impl WidgetUser {
         mac.verify_slice(&given).map_err(|_| UserError::BadHash)?;
         Ok(VerifiedUser {
             id: id.to_owned(),
-            email,
+            // Not covered by the hash: not the customer's to claim.
+            email: email.filter(|_| settings.bind_email),
         })
     }
 }
@@ -204,8 +229,9 @@ mod tests {
             email: Some("Ann@Example.com".into()),
             hash: hash.into(),
         };
+        // Intercom's form: the id alone is signed, so the email is ignored.
         let v = user("u_42", &hash).verify(&s).unwrap();
-        assert_eq!(v.email.unwrap().as_str(), "Ann@example.com");
+        assert_eq!(v.email, None);
         assert!(user("u_42", &hash.to_uppercase()).verify(&s).is_ok());
         for bad in ["", "zz", &hash[..10], &user_hash("other", "u_42")] {
             assert_eq!(
@@ -226,8 +252,16 @@ mod tests {
         // Bound to the email: the id's hash alone no longer does.
         let b = settings(true);
         assert_eq!(user("u_42", &hash).verify(&b), Err(UserError::BadHash));
-        let bound = user_hash("site-secret", "u_42\nAnn@example.com");
-        assert!(user("u_42", &bound).verify(&b).is_ok());
+        let bound = widget_user_hash("site-secret", "u_42", Some("Ann@Example.com"));
+        let v = user("u_42", &bound).verify(&b).unwrap();
+        assert_eq!(v.email.unwrap().as_str(), "Ann@example.com");
+        // Someone else's address with one's own bound hash: refused.
+        let other = WidgetUser {
+            email: Some("bob@example.com".into()),
+            ..user("u_42", &bound)
+        };
+        assert_eq!(other.verify(&b), Err(UserError::BadHash));
+        assert_eq!(IdentitySettings::default().bind_email, true);
     }
 
     #[test]
