@@ -237,10 +237,8 @@ pub async fn a_retried_completion_writes_once(a: &dyn Store) {
 }
 
 /// Tickets of one conversation begun through two handles, each stale
-/// about the other's writes, at once when `concurrently` (moto's
-/// transactions are not safe to run at once): all acquired, messages
-/// gap-free.
-pub async fn interleaved_begins(a: Arc<dyn Store>, b: Arc<dyn Store>, concurrently: bool) {
+/// about the other's writes, at once: all acquired, messages gap-free.
+pub async fn interleaved_begins(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let conv = ConversationId::random();
     let tickets: Vec<Ticket> = (0..6).map(|i| ticket(conv, &format!("m{i}"))).collect();
     let begun = futures::future::join_all(tickets.iter().enumerate().map(|(i, t)| {
@@ -262,11 +260,11 @@ pub async fn interleaved_begins(a: Arc<dyn Store>, b: Arc<dyn Store>, concurrent
 }
 
 /// Every case above.
-pub async fn run_all(a: Arc<dyn Store>, b: Arc<dyn Store>, concurrently: bool) {
+pub async fn run_all(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     begin_claims_appends_and_reads(&*a).await;
     begin_after_a_lost_worker_stores_nothing_twice(&*a, &*b).await;
     begin_of_a_redriven_ticket(&*a).await;
     begin_and_complete_see_other_writers(&*a, &*b).await;
     a_retried_completion_writes_once(&*a).await;
-    interleaved_begins(a, b, concurrently).await;
+    interleaved_begins(a, b).await;
 }
