@@ -24,6 +24,11 @@
 //! a duplicate delivery can never write a second reply, and its outbox
 //! records (the deliveries the reply owes its channel) join the same
 //! transaction.
+//!
+//! The worker's two steps, `begin` (claim + customer message + the
+//! conversation's state) and the completion, are one transaction each with
+//! no read before it: each asserts what it assumes and learns the truth
+//! from the cancellation when it was wrong ([`floor`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
