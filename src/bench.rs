@@ -16,6 +16,10 @@
 //!   configures them (fake AWS settings; building clients makes no call).
 //! - `retrieval`: search latency over synthetic knowledge bases of
 //!   increasing size.
+//! - `worker` ([`worker`]): the built worker Lambda binary against moto
+//!   server and a Bedrock double: AWS calls and sequential steps per
+//!   answered ticket, CPU per warm ticket, the first ticket after init,
+//!   batches of 10; `--model-ms`/`--kb-ms` add latency at the double.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +48,8 @@ use crate::pipeline::{Pipeline, Processed, Responder, Rules, Settings};
 use crate::sqlite::Db;
 use crate::store::SqliteStore;
 
+pub mod worker;
+
 /// What to run, and how much of it.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -61,6 +67,8 @@ pub struct Plan {
     pub retrieval_documents: Vec<usize>,
     /// Queries per retrieval size.
     pub retrieval_queries: usize,
+    /// The worker scenario (`None`: skipped).
+    pub worker: Option<worker::WorkerPlan>,
 }
 
 impl Plan {
@@ -74,6 +82,7 @@ impl Plan {
             cold_starts: 9,
             retrieval_documents: vec![100, 1_000, 10_000],
             retrieval_queries: 500,
+            worker: Some(worker::WorkerPlan::full()),
         }
     }
 
@@ -88,6 +97,7 @@ impl Plan {
             cold_starts: 1,
             retrieval_documents: vec![50, 200],
             retrieval_queries: 20,
+            worker: Some(worker::WorkerPlan::tiny()),
         }
     }
 }
@@ -159,6 +169,10 @@ pub struct Report {
     pub packages: Vec<PackageRow>,
     /// Retrieval latency.
     pub retrieval: Vec<RetrievalRow>,
+    /// The worker Lambda against moto and the Bedrock double.
+    pub worker: Option<worker::WorkerRow>,
+    /// Why the worker scenario did not run, if it did not.
+    pub worker_skipped: Option<String>,
 }
 
 /// Runs every scenario of `plan`; `config` gives the e2e scenario's
@@ -180,6 +194,7 @@ pub async fn run(config: &Config, plan: &Plan) -> anyhow::Result<Report> {
     let retrieval = retrieval(&plan.retrieval_documents, plan.retrieval_queries)
         .await
         .context("retrieval scenario")?;
+    let (worker, worker_skipped) = run_worker(config, plan).await;
     Ok(Report {
         machine,
         startup,
@@ -188,7 +203,23 @@ pub async fn run(config: &Config, plan: &Plan) -> anyhow::Result<Report> {
         lambda,
         packages,
         retrieval,
+        worker,
+        worker_skipped,
     })
+}
+
+/// The worker scenario of `plan`, or why it did not run.
+pub async fn run_worker(
+    config: &Config,
+    plan: &Plan,
+) -> (Option<worker::WorkerRow>, Option<String>) {
+    let Some(p) = &plan.worker else {
+        return (None, Some("not asked for".into()));
+    };
+    match worker::run(p, &config.kb_dir).await {
+        Ok(row) => (Some(row), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    }
 }
 
 // ---------------------------------------------------------------- synthetic KB
@@ -1544,6 +1575,11 @@ pub fn render(r: &Report) -> String {
             q.hybrid_latency.p50_ms,
             q.hybrid_latency.p95_ms
         );
+    }
+    match (&r.worker, &r.worker_skipped) {
+        (Some(w), _) => s += &worker::render(w),
+        (None, Some(why)) => s += &format!("\nworker Lambda against moto: skipped ({why})\n"),
+        (None, None) => {}
     }
     s
 }

@@ -402,6 +402,15 @@ impl Store for MeteredStore {
         self.inner.claim(ticket, lease).await
     }
 
+    async fn begin(
+        &self,
+        ticket: &Ticket,
+        message: NewMessage,
+        lease: Duration,
+    ) -> Result<crate::store::Begin, StoreError> {
+        self.inner.begin(ticket, message, lease).await
+    }
+
     async fn release(&self, ticket: TicketId, token: ClaimToken) -> Result<(), StoreError> {
         self.inner.release(ticket, token).await
     }

@@ -322,6 +322,31 @@ impl Store for FaultyStore {
         self.inner.claim(ticket, lease).await
     }
 
+    async fn begin(
+        &self,
+        ticket: &Ticket,
+        message: NewMessage,
+        lease: Duration,
+    ) -> Result<crate::store::Begin, StoreError> {
+        if self
+            .faults
+            .roll(self.faults.rates.store_fail_before, "store write failed")
+        {
+            return Err(Self::injected("begin failed"));
+        }
+        let begun = self.inner.begin(ticket, message, lease).await?;
+        // Written, but the worker never hears so: the claim is held and the
+        // message stored; the redelivery waits out the lease and finds it.
+        if matches!(begun, crate::store::Begin::Acquired(_))
+            && self
+                .faults
+                .roll(self.faults.rates.store_fail_after, "store ack lost")
+        {
+            return Err(Self::injected("begin written, acknowledgement lost"));
+        }
+        Ok(begun)
+    }
+
     async fn release(&self, ticket: TicketId, token: ClaimToken) -> Result<(), StoreError> {
         self.inner.release(ticket, token).await
     }

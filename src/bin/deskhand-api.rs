@@ -3,7 +3,10 @@
 
 use deskhand::lambda::AwsRuntime;
 
-#[tokio::main]
+// One thread: a Lambda has about one vCPU at these memory sizes, and
+// the work is waiting on AWS; a multi-thread runtime only adds
+// cross-thread wake-ups (kernel time) per call (`deskhand bench --worker`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     let runtime = AwsRuntime::init().await;
     let router = runtime.router().expect("the API can be wired");

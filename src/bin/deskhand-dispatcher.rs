@@ -3,7 +3,10 @@
 use deskhand::lambda::{AwsRuntime, dispatcher};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
-#[tokio::main]
+// One thread: a Lambda has about one vCPU at these memory sizes, and
+// the work is waiting on AWS; a multi-thread runtime only adds
+// cross-thread wake-ups (kernel time) per call (`deskhand bench --worker`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let runtime = AwsRuntime::init().await;
     let d = runtime.dispatcher().expect("the dispatcher can be wired");

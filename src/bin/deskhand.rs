@@ -310,6 +310,19 @@ struct BenchArgs {
     /// e2e concurrency levels (default 1,8,64; tiny 1,4).
     #[arg(long, value_delimiter = ',')]
     concurrency: Option<Vec<usize>>,
+    /// Only the worker scenario: the built worker Lambda against moto
+    /// (MOTO_ENDPOINT, or one started here) and a Bedrock double.
+    #[arg(long)]
+    worker: bool,
+    /// Milliseconds the Bedrock double waits before each Converse answer.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    model_ms: u64,
+    /// Milliseconds the Bedrock double waits before each Retrieve answer.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    kb_ms: u64,
+    /// Warm tickets of the worker scenario (default 500; tiny 5).
+    #[arg(long, value_name = "N")]
+    worker_tickets: Option<usize>,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -839,6 +852,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(c) = &args.concurrency {
                 plan.concurrency = c.clone();
+            }
+            if let Some(w) = &mut plan.worker {
+                w.model_latency = std::time::Duration::from_millis(args.model_ms);
+                w.kb_latency = std::time::Duration::from_millis(args.kb_ms);
+                if let Some(n) = args.worker_tickets {
+                    w.tickets = n;
+                }
+            }
+            if args.worker {
+                let (row, skipped) = deskhand::bench::run_worker(&config, &plan).await;
+                let row = row.ok_or_else(|| {
+                    anyhow::anyhow!("worker scenario: {}", skipped.unwrap_or_default())
+                })?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&row)?);
+                } else {
+                    print!("{}", deskhand::bench::worker::render(&row));
+                }
+                return Ok(());
             }
             let report = deskhand::bench::run(&config, &plan).await?;
             if args.json {

@@ -36,8 +36,11 @@ use crate::pipeline::Pipeline;
 use crate::queue::SqsQueue;
 use crate::worker::{self, Action, Backoff};
 
-/// Message groups handled at once within one batch.
-pub const GROUP_CONCURRENCY: usize = 4;
+/// Message groups handled at once within one batch: a FIFO event source
+/// delivers at most 10 records, so a batch of 10 conversations runs all
+/// at once and takes about as long as its slowest ticket (the work is
+/// waiting on AWS; the records of one conversation stay in order).
+pub const GROUP_CONCURRENCY: usize = 10;
 
 /// Seconds a record not started for lack of time stays hidden before SQS
 /// redelivers it.

@@ -1,10 +1,12 @@
 //! Processes one ticket against the ports; no HTTP, SQL or AWS types here.
 //!
-//! claim (idempotency lease) → append the customer message → if a person
-//! owns the conversation, forward and stop → history ‖ retrieval → rules →
+//! [begin: claim (idempotency lease) + append the customer message + read
+//! the conversation's state, one atomic store step ‖ history ‖ retrieval] →
+//! if a person owns the conversation, forward and stop → rules →
 //! conversation acts → generate → decide → write reply, status, usage and
 //! the outbox records owed to the ticket's channel atomically → publish the
-//! escalation → mark it notified.
+//! escalation → mark it notified. An answered ticket is three sequential
+//! steps: the first bracket, the model, the completion.
 //!
 //! A duplicate delivery finds the ticket done and calls no model; a crash
 //! anywhere before the atomic write leaves the ticket claimable again once
@@ -59,7 +61,9 @@ use crate::knowledge::{Passage, RetrieveError, Retriever};
 use crate::llm::{GenerateError, GenerateRequest, Generation, Generator};
 use crate::notify::{Escalation, Escalator, TranscriptLine};
 use crate::outbox::OutboundPolicy;
-use crate::store::{Claim, ClaimToken, Completed, Completion, Store, StoreError, TicketRecord};
+use crate::store::{
+    Begin, Begun, ClaimToken, Completed, Completion, Store, StoreError, TicketRecord,
+};
 
 pub use acts::{Act, ActKind, ActReplies};
 pub use decide::{Gate, decide};
@@ -560,19 +564,36 @@ impl Pipeline {
     }
 
     async fn process_inner(&self, ticket: &Ticket) -> Result<Processed, ProcessError> {
-        let token = match self.store.claim(ticket, self.settings().lease).await? {
-            Claim::Done(record) if record.notified => return Ok(Processed::AlreadyDone),
-            Claim::Done(record) => {
-                self.renotify(ticket, &record).await?;
+        // The first of at most three sequential steps: the store's one
+        // atomic begin (claim + customer message + conversation state) beside
+        // the history read and the retrieval (see the module docs).
+        let conv = ticket.conversation_id;
+        let r = &self.responder;
+        let query = query(ticket.text.as_str(), ticket.subject.as_deref());
+        let customer =
+            NewMessage::customer(ticket.ticket_id, ticket.text.as_str(), ticket.received_at);
+        let (begun, history, passages) = tokio::join!(
+            self.store.begin(ticket, customer, self.settings().lease),
+            self.store.history(conv, r.settings.history_turns + 1),
+            r.retriever.retrieve(&query, r.settings.top_k),
+        );
+        let begun = match begun? {
+            Begin::Done(record) if record.notified => return Ok(Processed::AlreadyDone),
+            Begin::Done(record) => {
+                self.renotify(ticket, &record, history.ok()).await?;
                 return Ok(Processed::Renotified);
             }
-            Claim::Busy { until } => return Err(ProcessError::Busy { until }),
-            Claim::Acquired {
-                token, redriven, ..
-            } => (token, redriven),
+            Begin::Busy { until } => return Err(ProcessError::Busy { until }),
+            Begin::Acquired(begun) => begun,
         };
-        let (token, redriven) = token;
-        let result = self.process_claimed(ticket, token, redriven).await;
+        let token = begun.token;
+        let result = async {
+            let mut history = history?;
+            history.retain(|m| m.body.ticket_id != Some(ticket.ticket_id));
+            self.process_claimed(ticket, &begun, history, passages)
+                .await
+        }
+        .await;
         if result.is_err()
             && let Err(error) = self.store.release(ticket.ticket_id, token).await
         {
@@ -584,26 +605,16 @@ impl Pipeline {
     async fn process_claimed(
         &self,
         ticket: &Ticket,
-        token: ClaimToken,
-        redriven: bool,
+        begun: &Begun,
+        mut history: Vec<Message>,
+        passages: Result<Vec<Passage>, RetrieveError>,
     ) -> Result<Processed, ProcessError> {
         let conv = ticket.conversation_id;
-        self.store
-            .append(
-                conv,
-                NewMessage::customer(ticket.ticket_id, ticket.text.as_str(), ticket.received_at),
-            )
-            .await?;
-        let (mut status, escalated_for) = self
-            .store
-            .conversation(conv)
-            .await?
-            .map_or((ConversationStatus::Open, None), |c| {
-                (c.status, c.escalation_reason)
-            });
+        let token = begun.token;
+        let (mut status, escalated_for) = (begun.state.status, begun.state.escalation_reason);
         // A redriven ticket is tried again even though its own failure
         // escalated the conversation; any other escalation silences the bot.
-        let resumed = redriven
+        let resumed = begun.redriven
             && status == ConversationStatus::Escalated
             && escalated_for == Some(ReasonCode::ProcessingFailed);
         if resumed {
@@ -617,21 +628,11 @@ impl Pipeline {
         let stays_on = status == ConversationStatus::Escalated
             && chat
             && escalated_for.is_some_and(bot_stays_on);
-        if status == ConversationStatus::Escalated && !stays_on {
-            return self.forward(ticket, token).await;
+        if status == ConversationStatus::Escalated && (!stays_on || person_took_over(&history)) {
+            return self.forward(ticket, token, history).await;
         }
 
         let r = &self.responder;
-        let query = query(ticket.text.as_str(), ticket.subject.as_deref());
-        let (history, passages) = tokio::join!(
-            self.store.history(conv, r.settings.history_turns + 1),
-            r.retriever.retrieve(&query, r.settings.top_k),
-        );
-        let mut history = history?;
-        history.retain(|m| m.body.ticket_id != Some(ticket.ticket_id));
-        if stays_on && person_took_over(&history) {
-            return self.forward(ticket, token).await;
-        }
         // A follow-up is retrieved with the question it follows (a second
         // lookup, only for such messages).
         let passages = match followup::query(ticket.text.as_str(), &history) {
@@ -768,7 +769,12 @@ impl Pipeline {
 
     /// A person owns this conversation: the bot stays silent, the message
     /// is stored (it was appended) and the person hears about it.
-    async fn forward(&self, ticket: &Ticket, token: ClaimToken) -> Result<Processed, ProcessError> {
+    async fn forward(
+        &self,
+        ticket: &Ticket,
+        token: ClaimToken,
+        mut history: Vec<Message>,
+    ) -> Result<Processed, ProcessError> {
         let conv = ticket.conversation_id;
         let written = self
             .store
@@ -787,7 +793,11 @@ impl Pipeline {
             })
             .await?;
         lost_claim(written)?;
-        let history = self.store.history(conv, TRANSCRIPT_TURNS).await?;
+        // The history read beside the claim, with the message it stored.
+        history.push(Message {
+            seq: u64::MAX,
+            body: NewMessage::customer(ticket.ticket_id, ticket.text.as_str(), ticket.received_at),
+        });
         let e = self.escalation(
             ticket,
             ReasonCode::FollowUp,
@@ -813,35 +823,28 @@ impl Pipeline {
         let conv = ticket.conversation_id;
         let mut held = None;
         let stored: Result<GaveUp, StoreError> = async {
-            let token = match self.store.claim(ticket, self.settings().lease).await? {
-                Claim::Done(record) => {
+            let customer =
+                NewMessage::customer(ticket.ticket_id, ticket.text.as_str(), ticket.received_at);
+            let begun = match self
+                .store
+                .begin(ticket, customer, self.settings().lease)
+                .await?
+            {
+                Begin::Done(record) => {
                     // Finished after all (a slow worker): only its escalation may be owed.
                     if !record.notified {
-                        self.renotify(ticket, &record)
+                        self.renotify(ticket, &record, None)
                             .await
                             .map_err(|e| StoreError::Transient(e.to_string()))?;
                     }
                     return Ok(GaveUp::Finished);
                 }
-                Claim::Busy { until } => return Ok(GaveUp::Held(until)),
-                Claim::Acquired { token, .. } => token,
+                Begin::Busy { until } => return Ok(GaveUp::Held(until)),
+                Begin::Acquired(begun) => begun,
             };
+            let token = begun.token;
             held = Some(token);
-            self.store
-                .append(
-                    conv,
-                    NewMessage::customer(
-                        ticket.ticket_id,
-                        ticket.text.as_str(),
-                        ticket.received_at,
-                    ),
-                )
-                .await?;
-            let already = self
-                .store
-                .conversation(conv)
-                .await?
-                .is_some_and(|c| c.status == ConversationStatus::Escalated);
+            let already = begun.state.status == ConversationStatus::Escalated;
             let notice = (!already).then(|| {
                 NewMessage::failure_notice(ticket.ticket_id, &self.settings().holding_message)
             });
@@ -956,12 +959,23 @@ impl Pipeline {
             })
     }
 
-    async fn renotify(&self, ticket: &Ticket, record: &TicketRecord) -> Result<(), ProcessError> {
+    /// Publishes a finished ticket's escalation again; `history` is the
+    /// conversation's, if the caller read it already.
+    async fn renotify(
+        &self,
+        ticket: &Ticket,
+        record: &TicketRecord,
+        history: Option<Vec<Message>>,
+    ) -> Result<(), ProcessError> {
         let reason = record.reason.unwrap_or(ReasonCode::ProcessingFailed);
-        let history = self
-            .store
-            .history(ticket.conversation_id, TRANSCRIPT_TURNS)
-            .await?;
+        let history = match history {
+            Some(h) => h,
+            None => {
+                self.store
+                    .history(ticket.conversation_id, TRANSCRIPT_TURNS)
+                    .await?
+            }
+        };
         let e = self.escalation(
             ticket,
             reason,

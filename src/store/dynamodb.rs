@@ -24,6 +24,11 @@
 //! a duplicate delivery can never write a second reply, and its outbox
 //! records (the deliveries the reply owes its channel) join the same
 //! transaction.
+//!
+//! The worker's two steps, `begin` (claim + customer message + the
+//! conversation's state) and the completion, are one transaction each with
+//! no read before it: each asserts what it assumes and learns the truth
+//! from the cancellation when it was wrong ([`floor`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,12 +39,15 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
-use super::{Claim, ClaimToken, Completed, Completion, Page, Store, StoreError, TicketRecord};
+use super::{
+    Begin, Claim, ClaimToken, Completed, Completion, Page, Store, StoreError, TicketRecord,
+};
 use crate::domain::{
     Conversation, ConversationId, ConversationStatus, Message, NewMessage, Outcome, ReasonCode,
     Ticket, TicketId,
 };
 
+mod floor;
 pub mod guards;
 pub mod outbox;
 mod people;
@@ -59,6 +67,8 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     retention: Duration,
+    /// What this process last saw of each conversation (see [`floor`]).
+    hints: std::sync::Arc<floor::Hints>,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -151,6 +161,30 @@ fn cancellation_codes(
     }
 }
 
+/// Each item's cancellation code (`None` where it was not cancelled) and,
+/// for a failed condition that asked for it, the item as it was.
+fn cancellation_reasons(
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        TransactWriteItemsError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> Option<Vec<(Option<String>, Option<Item>)>> {
+    match err.as_service_error()? {
+        TransactWriteItemsError::TransactionCanceledException(e) => Some(
+            e.cancellation_reasons()
+                .iter()
+                .map(|r| {
+                    (
+                        r.code().filter(|c| *c != "None").map(str::to_owned),
+                        r.item().cloned(),
+                    )
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 fn message_from(item: &Item) -> Result<Message, StoreError> {
     Ok(Message {
         seq: get_n(item, "seq").ok_or_else(|| corrupt("seq"))?,
@@ -224,6 +258,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             retention,
+            hints: Default::default(),
         }
     }
 
@@ -565,161 +600,17 @@ impl Store for DynamoStore {
         Ok(msgs)
     }
 
-    async fn complete(&self, done: Completion) -> Result<Completed, StoreError> {
-        let completed = Utc::now();
-        let now = completed.to_rfc3339();
-        let day = completed.format("%Y-%m-%d").to_string();
-        for _ in 0..APPEND_RETRIES {
-            // The ticket's state change, conditional on holding the claim.
-            let mut values: Item = HashMap::from([
-                (":done".to_owned(), s("done")),
-                (":outcome".to_owned(), s(done.outcome.as_str())),
-                (":conf".to_owned(), n(done.confidence)),
-                (
-                    ":notified".to_owned(),
-                    AttributeValue::Bool(!done.needs_notification),
-                ),
-                (":usage".to_owned(), to_json(&done.usage)),
-                (":now".to_owned(), s(&now)),
-                (":day".to_owned(), s(&day)),
-                (":cid".to_owned(), s(done.conversation_id.to_string())),
-                (":tid".to_owned(), s(done.ticket_id.to_string())),
-                (":claimed".to_owned(), s("claimed")),
-                (":exp".to_owned(), self.expires_at()),
-            ]);
-            let mut set = vec![
-                "#state = :done",
-                "outcome = :outcome",
-                "confidence = :conf",
-                "notified = :notified",
-                "#usage = :usage",
-                "completed_at = :now",
-                "done_day = :day",
-                "conversation_id = :cid",
-                "ticket_id = :tid",
-                "received_at = if_not_exists(received_at, :now)",
-                "attempts = if_not_exists(attempts, :zero)",
-                "expires_at = :exp",
-            ];
-            values.insert(":zero".into(), n(0));
-            let mut remove = vec!["claim_token", "lease_until"];
-            match done.reason {
-                Some(r) => {
-                    set.push("reason = :reason");
-                    values.insert(":reason".into(), s(r.as_str()));
-                }
-                None => remove.push("reason"),
-            }
-            let condition = match done.token {
-                Some(t) => {
-                    values.insert(":tok".into(), s(t.0.to_string()));
-                    "#state = :claimed AND claim_token = :tok"
-                }
-                // Without a token only an unheld ticket: a live lease's
-                // holder may still answer, and its answer wins.
-                None => {
-                    values.insert(":nowms".into(), n(completed.timestamp_millis()));
-                    "attribute_not_exists(pk) OR (#state = :claimed AND \
-                     (attribute_not_exists(lease_until) OR lease_until <= :nowms))"
-                }
-            };
-            let ticket_update = TransactWriteItem::builder()
-                .update(build(
-                    Update::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(key(ticket_pk(done.ticket_id), "STATE")))
-                        .update_expression(format!(
-                            "SET {} REMOVE {}",
-                            set.join(", "),
-                            remove.join(", ")
-                        ))
-                        .condition_expression(condition)
-                        .expression_attribute_names("#state", "state")
-                        .expression_attribute_names("#usage", "usage")
-                        .set_expression_attribute_values(Some(values))
-                        .build(),
-                )?)
-                .build();
-            let mut items = vec![ticket_update];
+    async fn begin(
+        &self,
+        ticket: &Ticket,
+        message: NewMessage,
+        lease: Duration,
+    ) -> Result<Begin, StoreError> {
+        self.begin_ticket(ticket, &message, lease).await
+    }
 
-            // The conversation: message append and/or status, one update of META.
-            let message = match &done.message {
-                Some(m)
-                    if self
-                        .message_with_id(done.conversation_id, &m.id)
-                        .await?
-                        .is_none() =>
-                {
-                    Some(m)
-                }
-                _ => None,
-            };
-            if message.is_some() || done.status.is_some() {
-                let (mut set, mut remove, mut names, mut values, mut condition, mut puts) = (
-                    Vec::new(),
-                    Vec::new(),
-                    HashMap::new(),
-                    HashMap::new(),
-                    None,
-                    Vec::new(),
-                );
-                if let Some(m) = message {
-                    let current = self.current_seq(done.conversation_id).await?;
-                    let a = self.append_parts(done.conversation_id, m, current)?;
-                    set = a.set;
-                    names = a.names;
-                    values = a.values;
-                    condition = Some(a.condition);
-                    puts = a.puts;
-                }
-                if let Some(status) = done.status {
-                    Self::status_parts(
-                        status,
-                        done.reason,
-                        &mut set,
-                        &mut remove,
-                        &mut names,
-                        &mut values,
-                    );
-                }
-                items.push(self.meta_update(
-                    done.conversation_id,
-                    set,
-                    remove,
-                    names,
-                    values,
-                    condition,
-                )?);
-                items.extend(puts);
-            }
-            items.extend(self.outbox_puts(&done.outbox).await?);
-            match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(Completed::Written),
-                Err(e) => match cancellation_codes(&e) {
-                    // The ticket's own condition failed: the claim is lost.
-                    Some(codes)
-                        if codes
-                            .first()
-                            .is_some_and(|c| c.as_deref() == Some("ConditionalCheckFailed")) =>
-                    {
-                        return Ok(Completed::LostClaim);
-                    }
-                    // A concurrent append moved `seq`: re-read and retry.
-                    Some(_) => continue,
-                    None => return Err(sdk_error("TransactWriteItems", e)),
-                },
-            }
-        }
-        Err(StoreError::Transient(format!(
-            "completing {} kept conflicting",
-            done.ticket_id
-        )))
+    async fn complete(&self, done: Completion) -> Result<Completed, StoreError> {
+        self.complete_ticket(&done).await
     }
 
     async fn mark_notified(&self, ticket: TicketId) -> Result<(), StoreError> {

@@ -3,9 +3,15 @@
 //! The worker is the single writer of conversation content; the API reads
 //! (poll) and writes agent actions. Two guarantees live here:
 //!
-//! * **one reply per ticket**: [`Store::claim`] takes a lease on the ticket
-//!   id, and [`Store::complete`] writes the reply, the outcome and the
-//!   conversation status in one atomic step, only while the lease is held;
+//! * **one reply per ticket**: [`Store::begin`] (or [`Store::claim`]) takes a
+//!   lease on the ticket id, and [`Store::complete`] writes the reply, the
+//!   outcome and the conversation status in one atomic step, only while the
+//!   lease is held;
+//! * **the floor**: a ticket costs the store two sequential writes.
+//!   [`Store::begin`] claims the ticket, appends its customer message and
+//!   reads the conversation's state in one atomic step (one conditional
+//!   transaction on DynamoDB, one SQLite transaction), beside the history
+//!   read; [`Store::complete`] is the other. Neither reads first.
 //! * **no silent escalation loss**: a completion that needs a human records
 //!   `notified = false`; the pipeline publishes, then [`Store::mark_notified`].
 //!   A redelivery of a completed-but-unnotified ticket publishes again.
@@ -56,6 +62,43 @@ impl Default for ClaimToken {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// What the decision needs of a conversation, read where a ticket began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationState {
+    /// Its status (`open` for a conversation created by this ticket).
+    pub status: ConversationStatus,
+    /// Why it was escalated, while it is.
+    pub escalation_reason: Option<ReasonCode>,
+}
+
+/// A ticket held by [`Store::begin`], its customer message stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Begun {
+    /// Present this to `complete`.
+    pub token: ClaimToken,
+    /// 1 on the first claim.
+    pub attempt: u32,
+    /// The ticket had been dead-lettered and was sent back (`redrive`).
+    pub redriven: bool,
+    /// The conversation as the customer message joined it.
+    pub state: ConversationState,
+}
+
+/// The answer to [`Store::begin`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begin {
+    /// Claimed, the message appended (or found appended by an earlier
+    /// attempt), the conversation's state read.
+    Acquired(Begun),
+    /// Another worker holds an unexpired lease; nothing was written.
+    Busy {
+        /// When it expires.
+        until: DateTime<Utc>,
+    },
+    /// Already finished; nothing was written.
+    Done(Box<TicketRecord>),
 }
 
 /// What a finished ticket recorded.
@@ -176,6 +219,56 @@ pub trait Store: Send + Sync {
     /// its conversation on first sight. A dead-lettered ticket can be
     /// claimed again (it was redriven); any other finished one is `Done`.
     async fn claim(&self, ticket: &Ticket, lease: Duration) -> Result<Claim, StoreError>;
+
+    /// Claims `ticket` (as [`Store::claim`]), appends its customer
+    /// `message` (as [`Store::append`]: an id already stored is left as it
+    /// is) and reads the conversation's state, in one atomic step: either
+    /// all of it happened, or nothing did. Busy or finished tickets write
+    /// nothing. This default takes three steps (claim, append, read) and
+    /// releases the lease if a later one fails; the stores override it with
+    /// one.
+    async fn begin(
+        &self,
+        ticket: &Ticket,
+        message: NewMessage,
+        lease: Duration,
+    ) -> Result<Begin, StoreError> {
+        let (token, attempt, redriven) = match self.claim(ticket, lease).await? {
+            Claim::Acquired {
+                token,
+                attempt,
+                redriven,
+            } => (token, attempt, redriven),
+            Claim::Busy { until } => return Ok(Begin::Busy { until }),
+            Claim::Done(record) => return Ok(Begin::Done(record)),
+        };
+        let rest = async {
+            self.append(ticket.conversation_id, message).await?;
+            self.conversation(ticket.conversation_id).await
+        }
+        .await;
+        match rest {
+            Ok(conversation) => Ok(Begin::Acquired(Begun {
+                token,
+                attempt,
+                redriven,
+                state: conversation.map_or(
+                    ConversationState {
+                        status: ConversationStatus::Open,
+                        escalation_reason: None,
+                    },
+                    |c| ConversationState {
+                        status: c.status,
+                        escalation_reason: c.escalation_reason,
+                    },
+                ),
+            })),
+            Err(e) => {
+                let _ = self.release(ticket.ticket_id, token).await;
+                Err(e)
+            }
+        }
+    }
 
     /// Gives up a lease early (the attempt failed and will be retried), so
     /// the retry need not wait for it to expire. A no-op unless `token`

@@ -8,7 +8,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::{Claim, ClaimToken, Completed, Completion, Page, Store, StoreError, TicketRecord};
+use super::{
+    Begin, Begun, Claim, ClaimToken, Completed, Completion, ConversationState, Page, Store,
+    StoreError, TicketRecord,
+};
 use crate::domain::{
     Conversation, ConversationId, ConversationStatus, Message, NewMessage, ReasonCode, Ticket,
     TicketId,
@@ -201,6 +204,95 @@ fn append_in(
     )?)
 }
 
+/// Takes (or re-takes) `ticket`'s lease inside `tx`, creating its
+/// conversation on first sight (see [`Store::claim`]).
+fn claim_in(tx: &Transaction<'_>, ticket: &Ticket, lease_ms: i64) -> Result<Claim, DbError> {
+    let now = Utc::now();
+    let now_ms = now.timestamp_millis();
+    tx.execute(
+        "INSERT INTO conversations
+               (id, provider, status, customer, subject, thread, created_at, updated_at)
+             VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT (id) DO NOTHING",
+        params![
+            ticket.conversation_id.to_string(),
+            ticket.provider.as_str(),
+            serde_json::to_string(&ticket.customer)?,
+            ticket.subject,
+            serde_json::to_string(&ticket.thread)?,
+            now.to_rfc3339(),
+        ],
+    )?;
+    let id = ticket.ticket_id.to_string();
+    let row: Option<(String, Option<i64>, u32)> = tx
+        .query_row(
+            "SELECT state, lease_until, attempts FROM tickets WHERE ticket_id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let token = ClaimToken::new();
+    Ok(match row {
+        None => {
+            tx.execute(
+                "INSERT INTO tickets (ticket_id, conversation_id, state, claim_token,
+                                          lease_until, attempts, received_at)
+                     VALUES (?1, ?2, 'claimed', ?3, ?4, 1, ?5)",
+                params![
+                    id,
+                    ticket.conversation_id.to_string(),
+                    token.0.to_string(),
+                    now_ms.saturating_add(lease_ms),
+                    ticket.received_at.to_rfc3339(),
+                ],
+            )?;
+            Claim::Acquired {
+                token,
+                attempt: 1,
+                redriven: false,
+            }
+        }
+        Some((state, _, attempts)) if state == "done" => {
+            let redriven = tx.execute(
+                "UPDATE tickets SET state = 'claimed', claim_token = ?2, lease_until = ?3,
+                                        attempts = attempts + 1, outcome = NULL,
+                                        reason = NULL, completed_at = NULL
+                     WHERE ticket_id = ?1 AND outcome = 'dead_lettered'",
+                params![id, token.0.to_string(), now_ms.saturating_add(lease_ms)],
+            )? == 1;
+            if redriven {
+                return Ok(Claim::Acquired {
+                    token,
+                    attempt: attempts + 1,
+                    redriven: true,
+                });
+            }
+            let record = tx.query_row(
+                &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE ticket_id = ?1"),
+                [&id],
+                ticket_row,
+            )?;
+            Claim::Done(Box::new(record))
+        }
+        Some((_, Some(until), _)) if until > now_ms => Claim::Busy {
+            until: DateTime::from_timestamp_millis(until).unwrap_or(now),
+        },
+        Some((_, _, attempts)) => {
+            tx.execute(
+                "UPDATE tickets SET claim_token = ?2, lease_until = ?3,
+                                        attempts = attempts + 1
+                     WHERE ticket_id = ?1",
+                params![id, token.0.to_string(), now_ms.saturating_add(lease_ms)],
+            )?;
+            Claim::Acquired {
+                token,
+                attempt: attempts + 1,
+                redriven: false,
+            }
+        }
+    })
+}
+
 fn conversation_in(
     c: &rusqlite::Connection,
     id: ConversationId,
@@ -222,85 +314,55 @@ impl Store for SqliteStore {
             .db
             .write(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let now = Utc::now();
-                let now_ms = now.timestamp_millis();
-                tx.execute(
-                    "INSERT INTO conversations
-                       (id, provider, status, customer, subject, thread, created_at, updated_at)
-                     VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6, ?6)
-                     ON CONFLICT (id) DO NOTHING",
-                    params![
-                        ticket.conversation_id.to_string(),
-                        ticket.provider.as_str(),
-                        serde_json::to_string(&ticket.customer)?,
-                        ticket.subject,
-                        serde_json::to_string(&ticket.thread)?,
-                        now.to_rfc3339(),
-                    ],
-                )?;
-                let id = ticket.ticket_id.to_string();
-                let row: Option<(String, Option<i64>, u32)> = tx
-                    .query_row(
-                        "SELECT state, lease_until, attempts FROM tickets WHERE ticket_id = ?1",
-                        [&id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
-                    .optional()?;
-                let token = ClaimToken::new();
-                let claim = match row {
-                    None => {
-                        tx.execute(
-                            "INSERT INTO tickets (ticket_id, conversation_id, state, claim_token,
-                                                  lease_until, attempts, received_at)
-                             VALUES (?1, ?2, 'claimed', ?3, ?4, 1, ?5)",
-                            params![
-                                id,
-                                ticket.conversation_id.to_string(),
-                                token.0.to_string(),
-                                now_ms.saturating_add(lease_ms),
-                                ticket.received_at.to_rfc3339(),
-                            ],
-                        )?;
-                        Claim::Acquired { token, attempt: 1, redriven: false }
-                    }
-                    Some((state, _, attempts)) if state == "done" => {
-                        let redriven = tx.execute(
-                            "UPDATE tickets SET state = 'claimed', claim_token = ?2, lease_until = ?3,
-                                                attempts = attempts + 1, outcome = NULL,
-                                                reason = NULL, completed_at = NULL
-                             WHERE ticket_id = ?1 AND outcome = 'dead_lettered'",
-                            params![id, token.0.to_string(), now_ms.saturating_add(lease_ms)],
-                        )? == 1;
-                        if redriven {
-                            tx.commit()?;
-                            return Ok(Claim::Acquired { token, attempt: attempts + 1, redriven: true });
-                        }
-                        let record = tx.query_row(
-                            &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE ticket_id = ?1"),
-                            [&id],
-                            ticket_row,
-                        )?;
-                        Claim::Done(Box::new(record))
-                    }
-                    Some((_, Some(until), _)) if until > now_ms => Claim::Busy {
-                        until: DateTime::from_timestamp_millis(until).unwrap_or(now),
-                    },
-                    Some((_, _, attempts)) => {
-                        tx.execute(
-                            "UPDATE tickets SET claim_token = ?2, lease_until = ?3,
-                                                attempts = attempts + 1
-                             WHERE ticket_id = ?1",
-                            params![id, token.0.to_string(), now_ms.saturating_add(lease_ms)],
-                        )?;
-                        Claim::Acquired {
-                            token,
-                            attempt: attempts + 1,
-                            redriven: false,
-                        }
-                    }
-                };
+                let claim = claim_in(&tx, &ticket, lease_ms)?;
                 tx.commit()?;
                 Ok(claim)
+            })
+            .await?)
+    }
+
+    async fn begin(
+        &self,
+        ticket: &Ticket,
+        message: NewMessage,
+        lease: Duration,
+    ) -> Result<Begin, StoreError> {
+        let ticket = ticket.clone();
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        Ok(self
+            .db
+            .write(move |c| {
+                // One transaction: the claim, the message and the read land
+                // together or not at all.
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let begin = match claim_in(&tx, &ticket, lease_ms)? {
+                    Claim::Acquired {
+                        token,
+                        attempt,
+                        redriven,
+                    } => {
+                        append_in(&tx, ticket.conversation_id, &message)?;
+                        let (status, reason): (String, Option<String>) = tx.query_row(
+                            "SELECT status, escalation_reason FROM conversations WHERE id = ?1",
+                            [ticket.conversation_id.to_string()],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )?;
+                        let bad = |e: String| DbError::Other(anyhow::anyhow!(e));
+                        Begin::Acquired(Begun {
+                            token,
+                            attempt,
+                            redriven,
+                            state: ConversationState {
+                                status: status.parse().map_err(|e| bad(format!("{e}")))?,
+                                escalation_reason: reason.and_then(|r| r.parse().ok()),
+                            },
+                        })
+                    }
+                    Claim::Busy { until } => return Ok(Begin::Busy { until }),
+                    Claim::Done(record) => return Ok(Begin::Done(record)),
+                };
+                tx.commit()?;
+                Ok(begin)
             })
             .await?)
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod bedrock_double;
+pub mod begin_contract;
 pub mod moto;
 pub mod peers;
 pub mod store_contract;

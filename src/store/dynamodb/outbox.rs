@@ -17,12 +17,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 
-use super::{
-    DynamoStore, Item, build, corrupt, get_n, get_s, json, key, n, s, sdk_error, time, to_json,
-};
+use super::{DynamoStore, Item, corrupt, get_n, get_s, json, key, n, s, sdk_error, time, to_json};
 use crate::domain::{NewOutbox, OutboxRecord, OutboxState};
 use crate::store::{ClaimToken, OutboxClaim, OutboxStore, Settle, StoreError};
 
@@ -60,51 +58,29 @@ fn record_from(item: &Item) -> Result<OutboxRecord, StoreError> {
 }
 
 impl DynamoStore {
-    /// The transaction items creating `records` (those not stored yet).
-    pub(super) async fn outbox_puts(
-        &self,
-        records: &[NewOutbox],
-    ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let mut puts = Vec::new();
-        for new in records {
-            if self
-                .get(key(s(outbox_pk(&new.id)), "STATE"))
-                .await?
-                .is_some()
-            {
-                continue;
-            }
-            let now = Utc::now();
-            let mut item = key(s(outbox_pk(&new.id)), "STATE");
-            item.insert("id".into(), s(&new.id));
-            item.insert("kind".into(), s("outbox"));
-            item.insert("ticket_id".into(), s(new.delivery.ticket_id.to_string()));
-            item.insert(
-                "conversation_id".into(),
-                s(new.delivery.conversation_id.to_string()),
-            );
-            item.insert("provider".into(), s(new.delivery.provider.as_str()));
-            item.insert("delivery".into(), to_json(&new.delivery));
-            item.insert("state".into(), s(OutboxState::Pending.as_str()));
-            item.insert("attempts".into(), n(0));
-            item.insert("next_at".into(), n(millis(now)));
-            item.insert("due_pk".into(), s(DUE_PK));
-            item.insert("due_sk".into(), due_sk(millis(now), &new.id));
-            item.insert("created_at".into(), s(now.to_rfc3339()));
-            item.insert("expires_at".into(), self.expires_at());
-            puts.push(
-                TransactWriteItem::builder()
-                    .put(build(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(item))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .build(),
-                    )?)
-                    .build(),
-            );
-        }
-        Ok(puts)
+    /// The item a new outbox record is stored as (pending, due now). The
+    /// completion puts it on condition its key is free: one already stored
+    /// (same id) is left as it is.
+    pub(super) fn new_outbox_item(&self, new: &NewOutbox) -> Item {
+        let now = Utc::now();
+        let mut item = key(s(outbox_pk(&new.id)), "STATE");
+        item.insert("id".into(), s(&new.id));
+        item.insert("kind".into(), s("outbox"));
+        item.insert("ticket_id".into(), s(new.delivery.ticket_id.to_string()));
+        item.insert(
+            "conversation_id".into(),
+            s(new.delivery.conversation_id.to_string()),
+        );
+        item.insert("provider".into(), s(new.delivery.provider.as_str()));
+        item.insert("delivery".into(), to_json(&new.delivery));
+        item.insert("state".into(), s(OutboxState::Pending.as_str()));
+        item.insert("attempts".into(), n(0));
+        item.insert("next_at".into(), n(millis(now)));
+        item.insert("due_pk".into(), s(DUE_PK));
+        item.insert("due_sk".into(), due_sk(millis(now), &new.id));
+        item.insert("created_at".into(), s(now.to_rfc3339()));
+        item.insert("expires_at".into(), self.expires_at());
+        item
     }
 
     async fn outbox_item(&self, id: &str) -> Result<Option<Item>, StoreError> {
