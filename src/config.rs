@@ -534,6 +534,10 @@ pub struct RetrieverSettings {
     pub kind: RetrieverKind,
     /// Required when `kind = "bedrock_kb"`.
     pub bedrock_kb: Option<KbSettings>,
+    /// The KB published by `deskhand kb publish --s3` (the Lambda worker
+    /// opens it at cold start and follows its pointer; `kb_dir` is the
+    /// fallback while nothing is published).
+    pub bundle: Option<crate::knowledge::bundle::BundleSettings>,
 }
 
 /// Payload shape of the escalation webhook.
@@ -653,6 +657,10 @@ impl Config {
         );
         if let Some(sendgrid) = &self.inbound.sendgrid {
             sendgrid.validate().map_err(anyhow::Error::msg)?;
+        }
+        if let Some(bundle) = &self.retriever.bundle {
+            crate::knowledge::bundle::S3Location::parse(&bundle.s3)
+                .context("retriever.bundle.s3")?;
         }
         if self.retriever.kind == RetrieverKind::BedrockKb {
             self.retriever

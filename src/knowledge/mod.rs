@@ -6,6 +6,7 @@
 //! thresholds mean the same whichever retriever is configured.
 
 pub mod bedrock_kb;
+pub mod bundle;
 pub mod import;
 pub mod markdown;
 pub mod tantivy;

@@ -263,6 +263,19 @@ impl TantivyIndex {
         Self::from_index(index, schema().1)
     }
 
+    /// Opens a prebuilt index held in `directory` (a published bundle's
+    /// files, see [`super::bundle`]) without rebuilding it; an index of
+    /// another schema is refused.
+    pub fn open_directory(directory: impl tantivy::Directory) -> anyhow::Result<Self> {
+        let index = Index::open(directory).context("opening the prebuilt index")?;
+        let (expected, fields) = schema();
+        anyhow::ensure!(
+            index.schema() == expected,
+            "the prebuilt index has another schema (built by another deskhand version)"
+        );
+        Self::from_index(index, fields)
+    }
+
     fn open(dir: &Path) -> anyhow::Result<Self> {
         let index =
             Index::open_in_dir(dir).with_context(|| format!("opening {}", dir.display()))?;
