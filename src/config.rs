@@ -538,6 +538,10 @@ pub struct RetrieverSettings {
     /// opens it at cold start and follows its pointer; `kb_dir` is the
     /// fallback while nothing is published).
     pub bundle: Option<crate::knowledge::bundle::BundleSettings>,
+    /// Brand or product labels by provider or channel name (`widget =
+    /// ["acme"]`, `zendesk = ["bolt"]`): tickets from there are answered
+    /// from passages with one of those labels, or with none.
+    pub labels: BTreeMap<String, Vec<String>>,
 }
 
 /// Payload shape of the escalation webhook.

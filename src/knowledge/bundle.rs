@@ -717,6 +717,17 @@ impl Retriever for LiveIndex {
         let index = self.index();
         index.retrieve(query, k).await
     }
+
+    async fn retrieve_filtered(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &super::filter::Filter,
+    ) -> Result<Vec<Passage>, RetrieveError> {
+        self.maybe_refresh().await;
+        let index = self.index();
+        index.retrieve_filtered(query, k, filter).await
+    }
 }
 
 #[cfg(test)]

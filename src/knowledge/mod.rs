@@ -7,6 +7,7 @@
 
 pub mod bedrock_kb;
 pub mod bundle;
+pub mod filter;
 pub mod import;
 pub mod markdown;
 pub mod tantivy;
@@ -80,4 +81,18 @@ pub enum RetrieveError {
 pub trait Retriever: Send + Sync {
     /// The `k` best passages for `query`, best first.
     async fn retrieve(&self, query: &str, k: usize) -> Result<Vec<Passage>, RetrieveError>;
+
+    /// The `k` best passages for `query` that `filter` allows (the
+    /// customer's locale preferred, other brands' passages left out). A
+    /// retriever without metadata (a Bedrock KB, which filters by its own
+    /// `filter` setting) ignores it.
+    async fn retrieve_filtered(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &filter::Filter,
+    ) -> Result<Vec<Passage>, RetrieveError> {
+        let _ = filter;
+        self.retrieve(query, k).await
+    }
 }

@@ -22,6 +22,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term, doc};
 
+use super::filter::{self, Filter};
 use super::markdown::{self, Document};
 use super::{Passage, RetrieveError, Retriever};
 
@@ -66,6 +67,8 @@ struct Fields {
     body: Field,
     url: Field,
     audience: Field,
+    locale: Field,
+    label: Field,
 }
 
 /// What a build read.
@@ -105,6 +108,8 @@ fn schema() -> (Schema, Fields) {
         body: b.add_text_field("body", text),
         url: b.add_text_field("url", STORED),
         audience: b.add_text_field("audience", STRING),
+        locale: b.add_text_field("locale", STRING),
+        label: b.add_text_field("label", STRING),
     };
     (b.build(), fields)
 }
@@ -338,14 +343,27 @@ impl TantivyIndex {
             stats.documents += 1;
             for c in &d.chunks {
                 stats.passages += 1;
-                writer.add_document(doc!(
+                let mut passage = doc!(
                     f.doc_id => d.doc_id.as_str(),
                     f.title => d.title.as_str(),
                     f.section => c.section.as_deref().unwrap_or(""),
                     f.body => c.text.as_str(),
                     f.url => d.url.as_deref().unwrap_or(""),
                     f.audience => if c.internal { INTERNAL } else { "public" },
-                ))?;
+                );
+                // Metadata filters (see `filter`): "_none" marks a passage
+                // that has no locale, or no labels.
+                match &d.locale {
+                    Some(l) => filter::locale_terms(l)
+                        .iter()
+                        .for_each(|t| passage.add_text(f.locale, t)),
+                    None => passage.add_text(f.locale, filter::NONE),
+                }
+                if d.labels.is_empty() {
+                    passage.add_text(f.label, filter::NONE);
+                }
+                d.labels.iter().for_each(|l| passage.add_text(f.label, l));
+                writer.add_document(passage)?;
             }
         }
         Ok((writer.finalize()?, stats))
@@ -367,6 +385,33 @@ impl TantivyIndex {
     /// passage (with its title and heading) contains; a term the KB never
     /// uses weighs [`UNKNOWN_TERM_WEIGHT`] times an average known term.
     pub fn search(&self, query: &str, k: usize) -> anyhow::Result<Vec<Passage>> {
+        self.search_filtered(query, k, &Filter::default())
+    }
+
+    /// [`Self::search`] within `filter`: passages of its labels (or of
+    /// none), in its locale (or none) when any match, else in any locale.
+    pub fn search_filtered(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> anyhow::Result<Vec<Passage>> {
+        if let Some(locale) = &filter.locale {
+            let hits = self.search_within(query, k, Some(locale), &filter.labels)?;
+            if !hits.is_empty() {
+                return Ok(hits);
+            }
+        }
+        self.search_within(query, k, None, &filter.labels)
+    }
+
+    fn search_within(
+        &self,
+        query: &str,
+        k: usize,
+        locale: Option<&str>,
+        labels: &[String],
+    ) -> anyhow::Result<Vec<Passage>> {
         let terms = analyze(&super::topical(query));
         if terms.is_empty() || k == 0 {
             return Ok(Vec::new());
@@ -411,6 +456,35 @@ impl TantivyIndex {
                 (Occur::Must, query),
                 (Occur::MustNot, Box::new(internal)),
             ]));
+        }
+        let any_of = |field, values: Vec<String>| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(
+                values
+                    .iter()
+                    .map(|v| {
+                        let q: Box<dyn Query> = Box::new(TermQuery::new(
+                            Term::from_field_text(field, v),
+                            IndexRecordOption::Basic,
+                        ));
+                        (Occur::Should, q)
+                    })
+                    .collect(),
+            ))
+        };
+        let mut musts = Vec::new();
+        if let Some(l) = locale {
+            let mut values = filter::locale_terms(l);
+            values.push(filter::NONE.to_owned());
+            musts.push((Occur::Must, any_of(f.locale, values)));
+        }
+        if !labels.is_empty() {
+            let mut values = labels.to_vec();
+            values.push(filter::NONE.to_owned());
+            musts.push((Occur::Must, any_of(f.label, values)));
+        }
+        if !musts.is_empty() {
+            musts.insert(0, (Occur::Must, query));
+            query = Box::new(BooleanQuery::new(musts));
         }
         let hits = searcher.search(&*query, &TopDocs::with_limit(k).order_by_score())?;
         let mut out = Vec::with_capacity(hits.len());
@@ -458,6 +532,20 @@ impl Retriever for TantivyIndex {
         let index = self.clone();
         let query = query.to_owned();
         tokio::task::spawn_blocking(move || index.search(&query, k))
+            .await
+            .map_err(|e| RetrieveError::Permanent(anyhow::anyhow!("search task failed: {e}")))?
+            .map_err(RetrieveError::Permanent)
+    }
+
+    async fn retrieve_filtered(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Passage>, RetrieveError> {
+        let index = self.clone();
+        let (query, filter) = (query.to_owned(), filter.clone());
+        tokio::task::spawn_blocking(move || index.search_filtered(&query, k, &filter))
             .await
             .map_err(|e| RetrieveError::Permanent(anyhow::anyhow!("search task failed: {e}")))?
             .map_err(RetrieveError::Permanent)

@@ -92,6 +92,8 @@ pub struct Settings {
     /// The generator is the extractive one: it answers only in the
     /// knowledge base's own words, so it cannot answer another language.
     pub extractive: bool,
+    /// Brand or product labels by provider or channel (`[retriever.labels]`).
+    pub labels: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Settings {
@@ -109,6 +111,7 @@ impl Settings {
             chat_holding_message: c.pipeline.chat_holding_message.clone(),
             act_replies: c.pipeline.act_replies.clone(),
             extractive: c.generator.kind == GeneratorKind::Extractive,
+            labels: c.retriever.labels.clone(),
         }
     }
 }
@@ -587,9 +590,17 @@ impl Pipeline {
 
         let r = &self.responder;
         let query = query(ticket.text.as_str(), ticket.subject.as_deref());
+        // The customer's language preferred, the channel's brand only.
+        let filter = crate::knowledge::filter::Filter::for_ticket(
+            language::detect(ticket.text.as_str()).map(|l| l.code),
+            ticket.provider.as_str(),
+            ticket.channel().as_str(),
+            &r.settings.labels,
+        );
         let (history, passages) = tokio::join!(
             self.store.history(conv, r.settings.history_turns + 1),
-            r.retriever.retrieve(&query, r.settings.top_k),
+            r.retriever
+                .retrieve_filtered(&query, r.settings.top_k, &filter),
         );
         let mut history = history?;
         history.retain(|m| m.body.ticket_id != Some(ticket.ticket_id));
@@ -599,7 +610,11 @@ impl Pipeline {
         // A follow-up is retrieved with the question it follows (a second
         // lookup, only for such messages).
         let passages = match followup::query(ticket.text.as_str(), &history) {
-            Some(q) => r.retriever.retrieve(&q, r.settings.top_k).await,
+            Some(q) => {
+                r.retriever
+                    .retrieve_filtered(&q, r.settings.top_k, &filter)
+                    .await
+            }
             None => passages,
         };
         let confirms = after_answer(&history);
