@@ -542,6 +542,9 @@ pub struct RetrieverSettings {
     /// ["acme"]`, `zendesk = ["bolt"]`): tickets from there are answered
     /// from passages with one of those labels, or with none.
     pub labels: BTreeMap<String, Vec<String>>,
+    /// `serve` polls the KB folder this often (milliseconds) and re-indexes
+    /// changed files; 0 turns it off. Default 2000.
+    pub watch_ms: Option<u64>,
 }
 
 /// Payload shape of the escalation webhook.

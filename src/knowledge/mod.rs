@@ -11,6 +11,7 @@ pub mod filter;
 pub mod import;
 pub mod markdown;
 pub mod tantivy;
+pub mod watch;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

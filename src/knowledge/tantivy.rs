@@ -27,7 +27,8 @@ use super::markdown::{self, Document};
 use super::{Passage, RetrieveError, Retriever};
 
 const ANALYZER: &str = "deskhand_en";
-const FINGERPRINT_FILE: &str = "deskhand-kb.fingerprint";
+/// The file beside an on-disk index naming the KB state it was built from.
+pub const FINGERPRINT_FILE: &str = "deskhand-kb.fingerprint";
 /// File endings read as knowledge-base documents.
 const EXTENSIONS: &[&str] = &["md", "markdown", "txt"];
 /// Greetings and sign-offs: common in tickets, never what they are about.
@@ -88,7 +89,6 @@ const INTERNAL: &str = "internal";
 pub struct TantivyIndex {
     reader: IndexReader,
     fields: Fields,
-    passages: u64,
     include_internal: bool,
 }
 
@@ -297,11 +297,9 @@ impl TantivyIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let passages = reader.searcher().num_docs();
         Ok(Self {
             reader,
             fields,
-            passages,
             include_internal: false,
         })
     }
@@ -341,42 +339,79 @@ impl TantivyIndex {
         let mut stats = BuildStats::default();
         for d in docs {
             stats.documents += 1;
-            for c in &d.chunks {
+            for passage in passages_of(&f, d) {
                 stats.passages += 1;
-                let mut passage = doc!(
-                    f.doc_id => d.doc_id.as_str(),
-                    f.title => d.title.as_str(),
-                    f.section => c.section.as_deref().unwrap_or(""),
-                    f.body => c.text.as_str(),
-                    f.url => d.url.as_deref().unwrap_or(""),
-                    f.audience => if c.internal { INTERNAL } else { "public" },
-                );
-                // Metadata filters (see `filter`): "_none" marks a passage
-                // that has no locale, or no labels.
-                match &d.locale {
-                    Some(l) => filter::locale_terms(l)
-                        .iter()
-                        .for_each(|t| passage.add_text(f.locale, t)),
-                    None => passage.add_text(f.locale, filter::NONE),
-                }
-                if d.labels.is_empty() {
-                    passage.add_text(f.label, filter::NONE);
-                }
-                d.labels.iter().for_each(|l| passage.add_text(f.label, l));
                 writer.add_document(passage)?;
             }
         }
         Ok((writer.finalize()?, stats))
     }
 
-    /// Passages indexed.
-    pub fn len(&self) -> u64 {
-        self.passages
+    /// Replaces the passages of `changed` documents and removes those of
+    /// `removed` ones (by document id), then makes every clone of this index
+    /// see the result. What `serve` does when KB files change
+    /// ([`super::watch`]); a crash mid-update leaves the last commit.
+    pub fn update(&self, removed: &[String], changed: &[Document]) -> anyhow::Result<()> {
+        let index = self.reader.searcher().index().clone();
+        let mut writer: tantivy::IndexWriter<TantivyDocument> = index
+            .writer_with_num_threads(1, 15_000_000)
+            .context("opening the index for an update")?;
+        for id in removed.iter().chain(changed.iter().map(|d| &d.doc_id)) {
+            writer.delete_term(Term::from_field_text(self.fields.doc_id, id));
+        }
+        for d in changed {
+            for passage in passages_of(&self.fields, d) {
+                writer.add_document(passage)?;
+            }
+        }
+        writer.commit().context("committing the index update")?;
+        writer
+            .wait_merging_threads()
+            .context("finishing the index update")?;
+        self.reader.reload().context("reloading the index")?;
+        Ok(())
     }
 
+    /// Passages indexed.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+}
+
+/// The index documents of `d`'s passages.
+fn passages_of(f: &Fields, d: &Document) -> Vec<TantivyDocument> {
+    d.chunks
+        .iter()
+        .map(|c| {
+            let mut passage = doc!(
+                f.doc_id => d.doc_id.as_str(),
+                f.title => d.title.as_str(),
+                f.section => c.section.as_deref().unwrap_or(""),
+                f.body => c.text.as_str(),
+                f.url => d.url.as_deref().unwrap_or(""),
+                f.audience => if c.internal { INTERNAL } else { "public" },
+            );
+            // Metadata filters (see `filter`): "_none" marks a passage
+            // that has no locale, or no labels.
+            match &d.locale {
+                Some(l) => filter::locale_terms(l)
+                    .iter()
+                    .for_each(|t| passage.add_text(f.locale, t)),
+                None => passage.add_text(f.locale, filter::NONE),
+            }
+            if d.labels.is_empty() {
+                passage.add_text(f.label, filter::NONE);
+            }
+            d.labels.iter().for_each(|l| passage.add_text(f.label, l));
+            passage
+        })
+        .collect()
+}
+
+impl TantivyIndex {
     /// Whether nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.passages == 0
+        self.len() == 0
     }
 
     /// The `k` best passages for `query`, with BM25 scores and relevance.
