@@ -16,6 +16,10 @@
 //!   configures them (fake AWS settings; building clients makes no call).
 //! - `retrieval`: search latency over synthetic knowledge bases of
 //!   increasing size.
+//! - `lambda` also times the worker over a prebuilt index, from the layer
+//!   and from S3 ([`kb`]).
+
+mod kb;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -172,9 +176,14 @@ pub async fn run(config: &Config, plan: &Plan) -> anyhow::Result<Report> {
     let e2e = e2e(config, &plan.concurrency, plan.e2e_tickets)
         .await
         .context("e2e scenario")?;
-    let lambda = cold_starts(&config.kb_dir, plan.cold_starts)
+    let mut lambda = cold_starts(&config.kb_dir, plan.cold_starts)
         .await
         .context("lambda scenario")?;
+    lambda.extend(
+        kb::kb_cold_starts(&config.kb_dir, plan.cold_starts)
+            .await
+            .context("prebuilt-index cold starts")?,
+    );
     let packages = packages();
     let retrieval = retrieval(&plan.retrieval_documents, plan.retrieval_queries)
         .context("retrieval scenario")?;
@@ -1415,6 +1424,7 @@ pub fn render(r: &Report) -> String {
             verdict(w.cold_start_ms <= targets::COLD_START_MS)
         );
     }
+    s += &kb::render(&r.lambda);
     let st = &r.startup;
     s += &format!(
         "  worker start-up steps, first call in this process: SDK config and clients {:.1} ms, \

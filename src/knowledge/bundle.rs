@@ -543,11 +543,9 @@ pub async fn fetch(
         .into_bytes();
     // Opening is CPU work (checksums, the index's files): off the runtime.
     let sha = pointer.sha256.clone();
-    Ok(
-        tokio::task::spawn_blocking(move || open(&bytes, Some(&sha)))
-            .await
-            .context("the bundle task failed")?,
-    )
+    tokio::task::spawn_blocking(move || open(&bytes, Some(&sha)))
+        .await
+        .context("the bundle task failed")
 }
 
 // ---------------------------------------------------------------- live index
