@@ -19,6 +19,7 @@
 //! - `lambda` also times the worker over a prebuilt index, from the layer
 //!   and from S3 ([`kb`]).
 
+pub mod import;
 mod kb;
 
 use std::collections::BTreeMap;
@@ -64,6 +65,8 @@ pub struct Plan {
     pub retrieval_documents: Vec<usize>,
     /// Queries per retrieval size.
     pub retrieval_queries: usize,
+    /// Articles of the KB import scenario ([`import`]).
+    pub import_articles: usize,
 }
 
 impl Plan {
@@ -77,6 +80,7 @@ impl Plan {
             cold_starts: 9,
             retrieval_documents: vec![100, 1_000, 10_000],
             retrieval_queries: 500,
+            import_articles: 1_000,
         }
     }
 
@@ -91,6 +95,7 @@ impl Plan {
             cold_starts: 1,
             retrieval_documents: vec![50, 200],
             retrieval_queries: 20,
+            import_articles: 40,
         }
     }
 }
@@ -162,6 +167,8 @@ pub struct Report {
     pub packages: Vec<PackageRow>,
     /// Retrieval latency.
     pub retrieval: Vec<RetrievalRow>,
+    /// KB import throughput.
+    pub import: Vec<import::ImportRow>,
 }
 
 /// Runs every scenario of `plan`; `config` gives the e2e scenario's
@@ -187,6 +194,9 @@ pub async fn run(config: &Config, plan: &Plan) -> anyhow::Result<Report> {
     let packages = packages();
     let retrieval = retrieval(&plan.retrieval_documents, plan.retrieval_queries)
         .context("retrieval scenario")?;
+    let import = import::import(plan.import_articles)
+        .await
+        .context("import scenario")?;
     Ok(Report {
         machine,
         startup,
@@ -195,6 +205,7 @@ pub async fn run(config: &Config, plan: &Plan) -> anyhow::Result<Report> {
         lambda,
         packages,
         retrieval,
+        import,
     })
 }
 
@@ -1498,6 +1509,8 @@ pub fn render(r: &Report) -> String {
             q.latency.p99_ms
         );
     }
+    s.push('\n');
+    s += &import::render(&r.import);
     s
 }
 
