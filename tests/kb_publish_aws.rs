@@ -273,3 +273,48 @@ async fn with_nothing_published_the_worker_answers_from_the_layer() {
         Some("refunds.md")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bundle_that_could_not_be_downloaded_is_tried_again() {
+    let moto = Moto::connect().await;
+    let (client, at, url) = bucket(&moto).await;
+    let published = kb(&[SHIPPING]);
+    let b = bundle::build(published.path(), &mut |_, _| {}).unwrap();
+    // The pointer is there, the bundle not yet (an upload by another tool,
+    // in the wrong order): a download failure, not a bad bundle.
+    let pointer = Pointer {
+        format: bundle::FORMAT,
+        version: b.version(),
+        key: format!("help/bundles/{}.bundle", b.version()),
+        sha256: b.sha256.clone(),
+        size: b.bytes.len() as u64,
+        created_at: b.manifest.created_at.clone(),
+        documents: 1,
+        passages: 1,
+    };
+    bundle::put_pointer(&client, &at, &pointer).await.unwrap();
+    let layer = kb(&[REFUNDS]);
+    let live = LiveIndex::start(client.clone(), &settings(&url, 3600), false, || {
+        bundle::layer_index(layer.path())
+    })
+    .await
+    .unwrap();
+    assert_eq!(live.version(), None, "the layer answers meanwhile");
+    assert!(live.refresh().await.is_err(), "still missing");
+    client
+        .put_object()
+        .bucket(&at.bucket)
+        .key(&pointer.key)
+        .body(b.bytes.clone().into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        live.refresh().await.unwrap(),
+        Refresh::Swapped(pointer.version.clone())
+    );
+    assert_eq!(
+        top_doc(&live, "parcels canada").await.as_deref(),
+        Some("shipping.md")
+    );
+}

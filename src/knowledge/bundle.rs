@@ -595,10 +595,15 @@ impl LiveIndex {
         let mut seen = None;
         let loaded = match current(&client, &at).await {
             Ok(Some(pointer)) => {
-                seen = Some(pointer.version.clone());
+                // A refused version is not downloaded again; one that could
+                // not be downloaded is retried at the next check.
                 match fetch(&client, &at, &pointer).await {
-                    Ok(Ok((index, _))) => Ok((index, pointer.version)),
+                    Ok(Ok((index, _))) => {
+                        seen = Some(pointer.version.clone());
+                        Ok((index, pointer.version))
+                    }
                     Ok(Err(refused)) => {
+                        seen = Some(pointer.version.clone());
                         error!(message = "The published knowledge base was refused; using the layer's.", version = %pointer.version, error = %refused);
                         Err(anyhow::Error::new(refused))
                     }
