@@ -52,10 +52,12 @@ async fn serve(State(site): State<Arc<Site>>, req: Request) -> Response {
     };
     match path.as_str() {
         "/robots.txt" => match *site.robots_status.lock().unwrap() {
+            Some(status) if status.is_redirection() => redirect(status, "/moved/robots.txt"),
             Some(status) => status.into_response(),
             None => "User-agent: *\nDisallow: /private/\n\nUser-agent: BadBot\nDisallow: /\n"
                 .into_response(),
         },
+        "/moved/robots.txt" => "User-agent: *\nDisallow: /docs/\n".into_response(),
         "/sitemap.xml" => (
             [(header::CONTENT_TYPE, "application/xml")],
             format!(
@@ -154,19 +156,18 @@ fn paths(site: &Site) -> Vec<String> {
 
 fn assert_polite(site: &Site, delay: Duration) {
     let seen = site.seen.lock().unwrap();
-    // The server stamps on arrival, so one gap may shrink by the previous
-    // request's scheduling delay (the machine is shared): each gap is at
-    // least half the delay, and all together at least 90 % of it each. A
-    // crawler without a delay sends these within a millisecond or two.
-    for pair in seen.windows(2) {
-        let gap = pair[1].0 - pair[0].0;
-        assert!(
-            gap >= delay / 2,
-            "{} then {} only {gap:?} apart",
-            pair[0].1,
-            pair[1].1
-        );
-    }
+    // The server stamps on arrival, so a gap grows or shrinks by how late
+    // each request was scheduled (the machine is shared): the median gap
+    // is at least 80 % of the delay, and all together at least 90 % of it
+    // each. A crawler without a delay sends these within a millisecond or
+    // two.
+    let mut gaps: Vec<Duration> = seen.windows(2).map(|p| p[1].0 - p[0].0).collect();
+    gaps.sort();
+    let median = gaps[gaps.len() / 2];
+    assert!(
+        median >= delay.mul_f64(0.8),
+        "median gap {median:?}: {gaps:?}"
+    );
     let span = seen.last().unwrap().0 - seen[0].0;
     let least = delay.mul_f64(0.9 * (seen.len() - 1) as f64);
     assert!(span >= least, "{} requests in {span:?}", seen.len());
@@ -285,6 +286,13 @@ async fn a_site_whose_rules_are_unknown_or_forbid_the_start_is_not_crawled() {
         .unwrap();
     assert_eq!(fetched.articles.len(), 6, "/docs/b and the pages it links");
     assert!(paths(&site).contains(&"/private/secret".to_owned()));
+    // A robots.txt that moved is followed.
+    *site.robots_status.lock().unwrap() = Some(StatusCode::MOVED_PERMANENTLY);
+    let err = website::fetch(&source(format!("{base}/docs/b")), &mut |_| {})
+        .await
+        .err()
+        .unwrap();
+    assert!(format!("{err:#}").contains("disallows"), "{err:#}");
     // The start URL itself disallowed.
     *site.robots_status.lock().unwrap() = None;
     let err = website::fetch(&source(format!("{base}/private/secret")), &mut |_| {})

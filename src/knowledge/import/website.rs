@@ -675,8 +675,28 @@ pub async fn fetch(
     };
 
     // robots.txt first.
-    let robots_url = origin.join("/robots.txt")?;
-    let res = c.get(&robots_url).await.context("fetching robots.txt")?;
+    let mut robots_url = origin.join("/robots.txt")?;
+    let mut res = c.get(&robots_url).await.context("fetching robots.txt")?;
+    // RFC 9309 2.3.1.2: at least five redirects are followed (here, on the
+    // same host only; elsewhere the rules are taken as unavailable).
+    for _ in 0..MAX_REDIRECTS {
+        let next = res
+            .status()
+            .is_redirection()
+            .then(|| {
+                res.headers()
+                    .get("location")?
+                    .to_str()
+                    .ok()
+                    .map(str::to_owned)
+            })
+            .flatten()
+            .and_then(|l| robots_url.join(&l).ok())
+            .filter(|u| same_origin(u, &origin));
+        let Some(next) = next else { break };
+        robots_url = next;
+        res = c.get(&robots_url).await.context("fetching robots.txt")?;
+    }
     let status = res.status();
     if status.is_success() {
         let text = c.body(res).await?.unwrap_or_default();
