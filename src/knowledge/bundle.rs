@@ -7,8 +7,9 @@
 //! * A bundle is opened, never rebuilt: its files are the index
 //!   `deskhand kb publish` built, written into memory and opened as is.
 //! * Nothing unverified is searched. A bundle must match the SHA-256 its
-//!   pointer records, its own header and every file's SHA-256, and open as
-//!   an index of this schema; otherwise it is refused ([`BundleError`]) and
+//!   pointer records (or, for the layer's file, which has no pointer,
+//!   every file's SHA-256 in its manifest), be well formed, and open as an
+//!   index of this schema; otherwise it is refused ([`BundleError`]) and
 //!   the index in use stays.
 //! * Publishing uploads the bundle under a key of its own
 //!   (`PREFIX/bundles/VERSION.bundle`) before the pointer (`PREFIX/current`)
@@ -270,7 +271,8 @@ pub fn open(
         }
         let content = &body[at..at + f.size as usize];
         at += f.size as usize;
-        if !sha256_hex(content).eq_ignore_ascii_case(&f.sha256) {
+        // Covered already when the whole bundle matched its pointer.
+        if expected_sha256.is_none() && !sha256_hex(content).eq_ignore_ascii_case(&f.sha256) {
             return Err(corrupt(format!("{} does not match its checksum", f.name)));
         }
         directory
