@@ -176,6 +176,18 @@ mod tests {
             docs(&hits).contains(&"shared/contact.md"),
             "unlabelled passages are for everyone"
         );
+        // A filter decides what may match, never the order: the same
+        // passages score the same.
+        for h in &hits {
+            let same = all.iter().find(|a| a.doc_id == h.doc_id).unwrap();
+            assert!(
+                (same.score - h.score).abs() < 1e-5,
+                "{} {} vs {}",
+                h.doc_id,
+                h.score,
+                same.score
+            );
+        }
         let bolt = Filter {
             labels: vec!["pro".into()],
             ..Filter::default()

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
@@ -492,8 +492,9 @@ impl TantivyIndex {
                 (Occur::MustNot, Box::new(internal)),
             ]));
         }
+        // Filters only: they must match, and add nothing to the score.
         let any_of = |field, values: Vec<String>| -> Box<dyn Query> {
-            Box::new(BooleanQuery::new(
+            let any = BooleanQuery::new(
                 values
                     .iter()
                     .map(|v| {
@@ -504,7 +505,8 @@ impl TantivyIndex {
                         (Occur::Should, q)
                     })
                     .collect(),
-            ))
+            );
+            Box::new(ConstScoreQuery::new(Box::new(any), 0.0))
         };
         let mut musts = Vec::new();
         if let Some(l) = locale {
