@@ -20,6 +20,11 @@
 //!   server and a Bedrock double: AWS calls and sequential steps per
 //!   answered ticket, CPU per warm ticket, the first ticket after init,
 //!   batches of 10; `--model-ms`/`--kb-ms` add latency at the double.
+//! - `lambda` also times the worker over a prebuilt index, from the layer
+//!   and from S3 ([`kb`]).
+
+pub mod import;
+mod kb;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +74,8 @@ pub struct Plan {
     pub retrieval_queries: usize,
     /// The worker scenario (`None`: skipped).
     pub worker: Option<worker::WorkerPlan>,
+    /// Articles of the KB import scenario ([`import`]).
+    pub import_articles: usize,
 }
 
 impl Plan {
@@ -83,6 +90,7 @@ impl Plan {
             retrieval_documents: vec![100, 1_000, 10_000],
             retrieval_queries: 500,
             worker: Some(worker::WorkerPlan::full()),
+            import_articles: 1_000,
         }
     }
 
@@ -98,6 +106,7 @@ impl Plan {
             retrieval_documents: vec![50, 200],
             retrieval_queries: 20,
             worker: Some(worker::WorkerPlan::tiny()),
+            import_articles: 40,
         }
     }
 }
@@ -173,6 +182,8 @@ pub struct Report {
     pub worker: Option<worker::WorkerRow>,
     /// Why the worker scenario did not run, if it did not.
     pub worker_skipped: Option<String>,
+    /// KB import throughput.
+    pub import: Vec<import::ImportRow>,
 }
 
 /// Runs every scenario of `plan`; `config` gives the e2e scenario's
@@ -187,14 +198,22 @@ pub async fn run(config: &Config, plan: &Plan) -> anyhow::Result<Report> {
     let e2e = e2e(config, &plan.concurrency, plan.e2e_tickets)
         .await
         .context("e2e scenario")?;
-    let lambda = cold_starts(&config.kb_dir, plan.cold_starts)
+    let mut lambda = cold_starts(&config.kb_dir, plan.cold_starts)
         .await
         .context("lambda scenario")?;
+    lambda.extend(
+        kb::kb_cold_starts(&config.kb_dir, plan.cold_starts)
+            .await
+            .context("prebuilt-index cold starts")?,
+    );
     let packages = packages();
     let retrieval = retrieval(&plan.retrieval_documents, plan.retrieval_queries)
         .await
         .context("retrieval scenario")?;
     let (worker, worker_skipped) = run_worker(config, plan).await;
+    let import = import::import(plan.import_articles)
+        .await
+        .context("import scenario")?;
     Ok(Report {
         machine,
         startup,
@@ -205,6 +224,7 @@ pub async fn run(config: &Config, plan: &Plan) -> anyhow::Result<Report> {
         retrieval,
         worker,
         worker_skipped,
+        import,
     })
 }
 
@@ -1500,6 +1520,7 @@ pub fn render(r: &Report) -> String {
             verdict(w.cold_start_ms <= targets::COLD_START_MS)
         );
     }
+    s += &kb::render(&r.lambda);
     let st = &r.startup;
     s += &format!(
         "  worker start-up steps, first call in this process: SDK config and clients {:.1} ms, \
@@ -1581,6 +1602,8 @@ pub fn render(r: &Report) -> String {
         (None, Some(why)) => s += &format!("\nworker Lambda against moto: skipped ({why})\n"),
         (None, None) => {}
     }
+    s.push('\n');
+    s += &import::render(&r.import);
     s
 }
 

@@ -556,6 +556,17 @@ pub struct RetrieverSettings {
     /// Passage vectors for the embedded index (hybrid retrieval); none by
     /// default.
     pub embedder: crate::knowledge::embed::EmbedderSettings,
+    /// The KB published by `deskhand kb publish --s3` (the Lambda worker
+    /// opens it at cold start and follows its pointer; `kb_dir` is the
+    /// fallback while nothing is published).
+    pub bundle: Option<crate::knowledge::bundle::BundleSettings>,
+    /// Brand or product labels by provider or channel name (`widget =
+    /// ["acme"]`, `zendesk = ["bolt"]`): tickets from there are answered
+    /// from passages with one of those labels, or with none.
+    pub labels: BTreeMap<String, Vec<String>>,
+    /// `serve` polls the KB folder this often (milliseconds) and re-indexes
+    /// changed files; 0 turns it off. Default 2000.
+    pub watch_ms: Option<u64>,
 }
 
 /// Payload shape of the escalation webhook.
@@ -690,6 +701,10 @@ impl Config {
             &self.action_secrets,
             self.aws.action_secrets_secret_id.is_none(),
         )?;
+        if let Some(bundle) = &self.retriever.bundle {
+            crate::knowledge::bundle::S3Location::parse(&bundle.s3)
+                .context("retriever.bundle.s3")?;
+        }
         if self.retriever.kind == RetrieverKind::BedrockKb {
             self.retriever
                 .bedrock_kb

@@ -402,3 +402,69 @@ fn ses_mail_over_sns_has_retries_a_dead_letter_queue_and_an_alarm() {
     let topics = when_true(&env(&t, "ApiFunction")["DESKHAND_INBOUND__SES__TOPIC_ARNS"]);
     assert_eq!(text(topics), "[${InboundEmailTopic}]");
 }
+
+#[test]
+fn the_published_kb_bucket_is_private_versioned_encrypted_and_read_only_to_the_worker() {
+    let t = template();
+    let b = &resource(&t, "KnowledgeBaseBucket")["Properties"];
+    assert_eq!(b["VersioningConfiguration"]["Status"], "Enabled");
+    let sse = &b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        ["SSEAlgorithm"];
+    assert!(sse == "AES256" || sse == "aws:kms", "{sse:?}");
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            b["PublicAccessBlockConfiguration"][flag],
+            Value::Bool(true),
+            "{flag}"
+        );
+    }
+    // The worker follows the bucket's pointer...
+    let bundle = text(when_true(
+        &env(&t, "WorkerFunction")["DESKHAND_RETRIEVER__BUNDLE__S3"],
+    ));
+    assert_eq!(bundle, "s3://${KnowledgeBaseBucket}/kb");
+    // ... and may only read it: every S3 action it has is a read, on the
+    // bucket's `kb/` prefix.
+    let s3: Vec<&Value> = statements(&t, "WorkerFunction")
+        .into_iter()
+        .filter(|s| actions(s).iter().any(|a| a.starts_with("s3:")))
+        .collect();
+    let granted: Vec<String> = s3.iter().flat_map(|s| actions(s)).collect();
+    assert!(granted.contains(&"s3:GetObject".to_owned()), "{granted:?}");
+    for a in &granted {
+        assert!(
+            a == "s3:GetObject" || a == "s3:ListBucket",
+            "the worker may {a} on the KB bucket"
+        );
+    }
+    for s in &s3 {
+        assert_eq!(s["Effect"], "Allow");
+        for r in resources(s) {
+            let r = text(r);
+            assert!(
+                r == "${KnowledgeBaseBucket.Arn}/kb/*" || r == "GetAtt:KnowledgeBaseBucket.Arn",
+                "S3 resource {r}"
+            );
+        }
+        if actions(s).contains(&"s3:ListBucket".to_owned()) {
+            assert_eq!(s["Condition"]["StringLike"]["s3:prefix"], "kb/*");
+        }
+    }
+    // No other function reads or writes the bucket.
+    for f in functions(&t) {
+        if f == "WorkerFunction" {
+            continue;
+        }
+        for s in statements(&t, &f) {
+            assert!(
+                !actions(s).iter().any(|a| a.starts_with("s3:")),
+                "{f} has S3 access"
+            );
+        }
+    }
+}

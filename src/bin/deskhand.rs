@@ -400,6 +400,25 @@ enum KbCommand {
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
     },
+    /// Build the index of DIR once and publish it, without a redeploy.
+    ///
+    /// With --s3: uploads a versioned, checksummed bundle to
+    /// s3://BUCKET/PREFIX/bundles/ and then points PREFIX/current at it;
+    /// workers configured with retriever.bundle.s3 pick it up within a
+    /// minute. With --layer: writes the bundle into DIR itself
+    /// (.deskhand-index.bundle), so a Lambda layer of DIR ships the
+    /// prebuilt index. AWS credentials and region as for the AWS SDK
+    /// (aws.region, aws.endpoint_url apply).
+    Publish {
+        /// Knowledge-base folder (default: kb_dir).
+        dir: Option<PathBuf>,
+        /// Where to publish: s3://BUCKET/PREFIX.
+        #[arg(long, value_name = "S3_URL", required_unless_present = "layer")]
+        s3: Option<String>,
+        /// Write the bundle into DIR for a Lambda layer instead.
+        #[arg(long, conflicts_with = "s3")]
+        layer: bool,
+    },
     /// Import a help centre into DIR as Markdown with front matter.
     ///
     /// A sync: re-running updates changed articles, removes those deleted
@@ -409,9 +428,11 @@ enum KbCommand {
     /// https://SUBDOMAIN.zendesk.com; ZENDESK_EMAIL and ZENDESK_API_TOKEN,
     /// optional for a public help centre), `intercom` (INTERCOM_TOKEN),
     /// `freshdesk` (--url https://DOMAIN.freshdesk.com; FRESHDESK_API_KEY),
-    /// `helpscout` (Help Scout Docs; HELPSCOUT_DOCS_API_KEY).
+    /// `helpscout` (Help Scout Docs; HELPSCOUT_DOCS_API_KEY), `website`
+    /// (--url a start page or sitemap.xml; same host only, robots.txt
+    /// honoured, one request at a time).
     Import {
-        /// Where the articles come from: zendesk, intercom, freshdesk, helpscout.
+        /// Where the articles come from: zendesk, intercom, freshdesk, helpscout, website.
         source: String,
         /// The help centre or API (default for intercom and helpscout: their API).
         #[arg(long)]
@@ -422,6 +443,16 @@ enum KbCommand {
         /// One locale (e.g. en-us); default: the help centre's.
         #[arg(long)]
         locale: Option<String>,
+        /// website: least milliseconds between two requests (robots.txt's
+        /// Crawl-delay may lengthen it).
+        #[arg(long, value_name = "MS", default_value_t = 500)]
+        delay_ms: u64,
+        /// website: most pages fetched.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        max_pages: usize,
+        /// website: largest page kept, KiB (larger pages are skipped).
+        #[arg(long, value_name = "KIB", default_value_t = 2048)]
+        max_page_kib: usize,
     },
 }
 
@@ -680,11 +711,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Kb(KbCommand::Publish { dir, s3, layer }) => {
+            use deskhand::knowledge::bundle;
+            let config = Config::load(cli.config.as_deref(), &overrides(&[("kb_dir", path(dir))]))?;
+            let kb = &config.kb_dir;
+            let started = std::time::Instant::now();
+            if *layer {
+                let b = bundle::write_layer(kb, &mut progress_bar("indexing"))?;
+                println!(
+                    "Wrote the prebuilt index of {} ({} documents, {} passages, {} KB) to {}.",
+                    kb.display(),
+                    b.manifest.documents,
+                    b.manifest.passages,
+                    b.bytes.len() / 1024,
+                    kb.join(bundle::LAYER_FILE).display()
+                );
+                return Ok(());
+            }
+            let s3 = s3.as_deref().context("--s3 or --layer is required")?;
+            let at = bundle::S3Location::parse(s3)?;
+            let b = bundle::build(kb, &mut progress_bar("indexing"))?;
+            let sdk = deskhand::aws::sdk_config(&config.aws).await;
+            let client = bundle::s3_client(&sdk, config.aws.endpoint_url.is_some());
+            let pointer = bundle::publish(&client, &at, &b).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({
+                    "published": pointer,
+                    "pointer": format!("s3://{}/{}", at.bucket, at.pointer_key()),
+                    "seconds": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+                }))?
+            );
+            Ok(())
+        }
         Command::Kb(KbCommand::Import {
             source,
             url,
             out,
             locale,
+            delay_ms,
+            max_pages,
+            max_page_kib,
         }) => {
             use deskhand::knowledge::import::{self, freshdesk, helpscout, intercom, zendesk};
             let env = |k: &str| {
@@ -707,7 +774,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bar.set_message(format!("{n} articles listed"));
                 bar.tick();
             };
+            let mut crawl = None;
             let fetched = match source.as_str() {
+                "website" => {
+                    let mut site = import::website::Source::new(need_url()?);
+                    site.delay = std::time::Duration::from_millis(*delay_ms);
+                    site.max_pages = *max_pages;
+                    site.max_bytes = max_page_kib.saturating_mul(1024);
+                    let (fetched, stats) = import::website::fetch(&site, &mut progress).await?;
+                    crawl = Some(stats);
+                    fetched
+                }
                 "zendesk" => {
                     let source = zendesk::Source {
                         base_url: need_url()?,
@@ -738,7 +815,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     helpscout::fetch(&http, &source, &mut progress).await?
                 }
                 other => anyhow::bail!(
-                    "unknown source {other:?}; expected zendesk, intercom, freshdesk or helpscout"
+                    "unknown source {other:?}; expected zendesk, intercom, freshdesk, helpscout or website"
                 ),
             };
             bar.finish_and_clear();
@@ -750,6 +827,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 serde_json::to_string_pretty(&json!({
                     "summary": summary,
                     "articles_per_second": (summary.listed as f64 / secs * 10.0).round() / 10.0,
+                    "crawl": crawl,
                     "out": out,
                 }))?
             );

@@ -46,6 +46,7 @@ use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use super::embed::{EmbedError, Embedder, Input};
+use super::filter::{self, Filter};
 use super::markdown::Document;
 use super::tantivy::analyze;
 use super::{Passage, RetrieveError, Retriever, TantivyIndex};
@@ -346,6 +347,8 @@ struct Vectors {
     embedder: Arc<dyn Embedder>,
     /// Customer-visible passages (all when internal ones are allowed).
     passages: Vec<Passage>,
+    /// Each document's locale and labels, normalized, for [`Filter`]s.
+    meta: HashMap<String, (Option<String>, Vec<String>)>,
     cache: Option<VectorCache>,
     dense: OnceCell<Dense>,
     /// Whether a background computation was started by a question.
@@ -353,6 +356,41 @@ struct Vectors {
 }
 
 impl Vectors {
+    /// Sets the similarity of every passage `filter` does not admit to
+    /// −∞ (never fused): other brands' passages always; passages in another
+    /// locale when the KB has some in the customer's.
+    fn mask(&self, dense: &Dense, filter: &Filter, sims: &mut [f32]) {
+        if filter.is_empty() {
+            return;
+        }
+        let wanted = filter.locale.as_deref().map(filter::locale_terms);
+        let meta = |p: &Passage| self.meta.get(&p.doc_id);
+        let brand_ok = |p: &Passage| {
+            filter.labels.is_empty()
+                || meta(p).is_none_or(|(_, ls)| {
+                    ls.is_empty() || ls.iter().any(|l| filter.labels.contains(l))
+                })
+        };
+        let locale_ok = |p: &Passage, wanted: &[String]| {
+            meta(p).is_none_or(|(l, _)| {
+                l.as_deref()
+                    .is_none_or(|l| filter::locale_terms(l).iter().any(|t| wanted.contains(t)))
+            })
+        };
+        let in_locale = wanted.as_deref().is_some_and(|w| {
+            dense.passages.iter().any(|p| {
+                brand_ok(p) && meta(p).is_some_and(|(l, _)| l.is_some()) && locale_ok(p, w)
+            })
+        });
+        for (i, p) in dense.passages.iter().enumerate() {
+            let admitted =
+                brand_ok(p) && (!in_locale || locale_ok(p, wanted.as_deref().unwrap_or(&[])));
+            if !admitted {
+                sims[i] = f32::NEG_INFINITY;
+            }
+        }
+    }
+
     async fn prepare(&self) -> Result<usize, EmbedError> {
         let mut embedded = 0;
         let result = self
@@ -410,9 +448,22 @@ impl Hybrid {
                     })
             })
             .collect();
+        let meta = docs
+            .iter()
+            .map(|d| {
+                let locale = d.locale.as_deref().and_then(filter::normalize);
+                let labels = d
+                    .labels
+                    .iter()
+                    .filter_map(|l| filter::normalize(l))
+                    .collect();
+                (d.doc_id.clone(), (locale, labels))
+            })
+            .collect();
         self.vectors = Some(Arc::new(Vectors {
             embedder,
             passages,
+            meta,
             cache: cache.map(VectorCache::new),
             dense: OnceCell::new(),
             started: AtomicBool::new(false),
@@ -439,6 +490,19 @@ impl Hybrid {
     /// the passage vectors are ready (being computed in the background
     /// since the first question, or [`Hybrid::prepare`]), BM25 alone.
     pub async fn search(&self, query: &str, k: usize) -> Result<Vec<Passage>, RetrieveError> {
+        self.search_filtered(query, k, &Filter::default()).await
+    }
+
+    /// [`Hybrid::search`] within `filter`: BM25 through the index's own
+    /// filtered search, the semantic side over the passages the filter
+    /// admits (the customer's locale when the KB has it, the brand's
+    /// labels or none).
+    pub async fn search_filtered(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Passage>, RetrieveError> {
         if k == 0 {
             return Ok(Vec::new());
         }
@@ -448,7 +512,14 @@ impl Hybrid {
         // Each BM25 hit costs a stored-document read and a coverage
         // count: twice `k` is enough to re-rank twins and to fuse.
         let pool = k * 2;
-        let lexical = tokio::task::spawn_blocking(move || index.search(&corrected, pool));
+        let lexical_filter = filter.clone();
+        let lexical = tokio::task::spawn_blocking(move || {
+            if lexical_filter.is_empty() {
+                index.search(&corrected, pool)
+            } else {
+                index.search_filtered(&corrected, pool, &lexical_filter)
+            }
+        });
         let semantic = async {
             let v = self.vectors.as_ref()?;
             let Some(dense) = v.dense.get() else {
@@ -464,7 +535,8 @@ impl Hybrid {
             };
             match v.embedder.embed(&[query.to_owned()], Input::Query).await {
                 Ok(mut q) if q.len() == 1 && q[0].len() == dense.dim => {
-                    let sims = dense.similarities(&q.remove(0));
+                    let mut sims = dense.similarities(&q.remove(0));
+                    v.mask(dense, filter, &mut sims);
                     Some((dense, sims))
                 }
                 Ok(_) => {
@@ -610,7 +682,9 @@ fn fuse(lexical: Vec<Passage>, semantic: Option<(&Dense, &[f32])>) -> Vec<Candid
     let mut at: HashMap<[u8; 32], usize> = HashMap::new();
     for (rank, mut p) in lexical.into_iter().enumerate() {
         let k = key(&p.doc_id, p.section.as_deref(), &p.text);
-        if let Some(&i) = dense.keys.get(&k) {
+        if let Some(&i) = dense.keys.get(&k)
+            && sims[i].is_finite()
+        {
             let blend =
                 DENSE_WEIGHT * dense_relevance(sims[i]) + (1.0 - DENSE_WEIGHT) * p.relevance;
             p.relevance = p.relevance.max(blend);
@@ -621,7 +695,12 @@ fn fuse(lexical: Vec<Passage>, semantic: Option<(&Dense, &[f32])>) -> Vec<Candid
             score: lexical_weight / (RRF_K + rank as f32 + 1.0),
         });
     }
-    for (rank, &i) in order.iter().take(POOL).enumerate() {
+    for (rank, &i) in order
+        .iter()
+        .filter(|&&i| sims[i].is_finite())
+        .take(POOL)
+        .enumerate()
+    {
         let p = &dense.passages[i];
         let k = key(&p.doc_id, p.section.as_deref(), &p.text);
         let s = 1.0 / (RRF_K + rank as f32 + 1.0);
@@ -693,6 +772,15 @@ fn disambiguate_twins(cands: &mut [Candidate], question: &[String]) {
 impl Retriever for Hybrid {
     async fn retrieve(&self, query: &str, k: usize) -> Result<Vec<Passage>, RetrieveError> {
         self.search(query, k).await
+    }
+
+    async fn retrieve_filtered(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Passage>, RetrieveError> {
+        self.search_filtered(query, k, filter).await
     }
 }
 

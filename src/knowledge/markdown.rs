@@ -37,6 +37,10 @@ pub struct Document {
     pub url: Option<String>,
     /// Written for agents, not customers (front matter or title).
     pub internal: bool,
+    /// Front-matter `locale` (or `lang`), normalized ([`super::filter`]).
+    pub locale: Option<String>,
+    /// Front-matter `labels`, `brand` and `product`, normalized.
+    pub labels: Vec<String>,
     /// The passages, in document order.
     pub chunks: Vec<Chunk>,
 }
@@ -195,6 +199,15 @@ pub fn parse(doc_id: &str, source: &str) -> Document {
         title,
         url: field("url"),
         internal,
+        locale: field("locale")
+            .or_else(|| field("lang"))
+            .and_then(|l| super::filter::normalize(&l)),
+        labels: super::filter::labels_from(
+            &["labels", "brand", "product"]
+                .iter()
+                .filter_map(|k| field(k))
+                .collect::<Vec<_>>(),
+        ),
         chunks,
     }
 }

@@ -8,11 +8,14 @@
 //! thresholds mean the same whichever retriever is configured.
 
 pub mod bedrock_kb;
+pub mod bundle;
 pub mod embed;
+pub mod filter;
 pub mod hybrid;
 pub mod import;
 pub mod markdown;
 pub mod tantivy;
+pub mod watch;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -84,4 +87,18 @@ pub enum RetrieveError {
 pub trait Retriever: Send + Sync {
     /// The `k` best passages for `query`, best first.
     async fn retrieve(&self, query: &str, k: usize) -> Result<Vec<Passage>, RetrieveError>;
+
+    /// The `k` best passages for `query` that `filter` allows (the
+    /// customer's locale preferred, other brands' passages left out). A
+    /// retriever without metadata (a Bedrock KB, which filters by its own
+    /// `filter` setting) ignores it.
+    async fn retrieve_filtered(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &filter::Filter,
+    ) -> Result<Vec<Passage>, RetrieveError> {
+        let _ = filter;
+        self.retrieve(query, k).await
+    }
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
@@ -22,11 +22,13 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term, doc};
 
+use super::filter::{self, Filter};
 use super::markdown::{self, Document};
 use super::{Passage, RetrieveError, Retriever};
 
 const ANALYZER: &str = "deskhand_en";
-const FINGERPRINT_FILE: &str = "deskhand-kb.fingerprint";
+/// The file beside an on-disk index naming the KB state it was built from.
+pub const FINGERPRINT_FILE: &str = "deskhand-kb.fingerprint";
 /// File endings read as knowledge-base documents.
 const EXTENSIONS: &[&str] = &["md", "markdown", "txt"];
 /// Greetings and sign-offs: common in tickets, never what they are about.
@@ -66,6 +68,8 @@ struct Fields {
     body: Field,
     url: Field,
     audience: Field,
+    locale: Field,
+    label: Field,
 }
 
 /// What a build read.
@@ -85,7 +89,6 @@ const INTERNAL: &str = "internal";
 pub struct TantivyIndex {
     reader: IndexReader,
     fields: Fields,
-    passages: u64,
     include_internal: bool,
 }
 
@@ -105,6 +108,8 @@ fn schema() -> (Schema, Fields) {
         body: b.add_text_field("body", text),
         url: b.add_text_field("url", STORED),
         audience: b.add_text_field("audience", STRING),
+        locale: b.add_text_field("locale", STRING),
+        label: b.add_text_field("label", STRING),
     };
     (b.build(), fields)
 }
@@ -263,6 +268,19 @@ impl TantivyIndex {
         Self::from_index(index, schema().1)
     }
 
+    /// Opens a prebuilt index held in `directory` (a published bundle's
+    /// files, see [`super::bundle`]) without rebuilding it; an index of
+    /// another schema is refused.
+    pub fn open_directory(directory: impl tantivy::Directory) -> anyhow::Result<Self> {
+        let index = Index::open(directory).context("opening the prebuilt index")?;
+        let (expected, fields) = schema();
+        anyhow::ensure!(
+            index.schema() == expected,
+            "the prebuilt index has another schema (built by another deskhand version)"
+        );
+        Self::from_index(index, fields)
+    }
+
     fn open(dir: &Path) -> anyhow::Result<Self> {
         let index =
             Index::open_in_dir(dir).with_context(|| format!("opening {}", dir.display()))?;
@@ -279,11 +297,9 @@ impl TantivyIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let passages = reader.searcher().num_docs();
         Ok(Self {
             reader,
             fields,
-            passages,
             include_internal: false,
         })
     }
@@ -323,29 +339,79 @@ impl TantivyIndex {
         let mut stats = BuildStats::default();
         for d in docs {
             stats.documents += 1;
-            for c in &d.chunks {
+            for passage in passages_of(&f, d) {
                 stats.passages += 1;
-                writer.add_document(doc!(
-                    f.doc_id => d.doc_id.as_str(),
-                    f.title => d.title.as_str(),
-                    f.section => c.section.as_deref().unwrap_or(""),
-                    f.body => c.text.as_str(),
-                    f.url => d.url.as_deref().unwrap_or(""),
-                    f.audience => if c.internal { INTERNAL } else { "public" },
-                ))?;
+                writer.add_document(passage)?;
             }
         }
         Ok((writer.finalize()?, stats))
     }
 
-    /// Passages indexed.
-    pub fn len(&self) -> u64 {
-        self.passages
+    /// Replaces the passages of `changed` documents and removes those of
+    /// `removed` ones (by document id), then makes every clone of this index
+    /// see the result. What `serve` does when KB files change
+    /// ([`super::watch`]); a crash mid-update leaves the last commit.
+    pub fn update(&self, removed: &[String], changed: &[Document]) -> anyhow::Result<()> {
+        let index = self.reader.searcher().index().clone();
+        let mut writer: tantivy::IndexWriter<TantivyDocument> = index
+            .writer_with_num_threads(1, 15_000_000)
+            .context("opening the index for an update")?;
+        for id in removed.iter().chain(changed.iter().map(|d| &d.doc_id)) {
+            writer.delete_term(Term::from_field_text(self.fields.doc_id, id));
+        }
+        for d in changed {
+            for passage in passages_of(&self.fields, d) {
+                writer.add_document(passage)?;
+            }
+        }
+        writer.commit().context("committing the index update")?;
+        writer
+            .wait_merging_threads()
+            .context("finishing the index update")?;
+        self.reader.reload().context("reloading the index")?;
+        Ok(())
     }
 
+    /// Passages indexed.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+}
+
+/// The index documents of `d`'s passages.
+fn passages_of(f: &Fields, d: &Document) -> Vec<TantivyDocument> {
+    d.chunks
+        .iter()
+        .map(|c| {
+            let mut passage = doc!(
+                f.doc_id => d.doc_id.as_str(),
+                f.title => d.title.as_str(),
+                f.section => c.section.as_deref().unwrap_or(""),
+                f.body => c.text.as_str(),
+                f.url => d.url.as_deref().unwrap_or(""),
+                f.audience => if c.internal { INTERNAL } else { "public" },
+            );
+            // Metadata filters (see `filter`): "_none" marks a passage
+            // that has no locale, or no labels.
+            match &d.locale {
+                Some(l) => filter::locale_terms(l)
+                    .iter()
+                    .for_each(|t| passage.add_text(f.locale, t)),
+                None => passage.add_text(f.locale, filter::NONE),
+            }
+            if d.labels.is_empty() {
+                passage.add_text(f.label, filter::NONE);
+            }
+            d.labels.iter().for_each(|l| passage.add_text(f.label, l));
+            passage
+        })
+        .collect()
+}
+
+impl TantivyIndex {
     /// Whether nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.passages == 0
+        self.len() == 0
     }
 
     /// The `k` best passages for `query`, with BM25 scores and relevance.
@@ -354,6 +420,33 @@ impl TantivyIndex {
     /// passage (with its title and heading) contains; a term the KB never
     /// uses weighs [`UNKNOWN_TERM_WEIGHT`] times an average known term.
     pub fn search(&self, query: &str, k: usize) -> anyhow::Result<Vec<Passage>> {
+        self.search_filtered(query, k, &Filter::default())
+    }
+
+    /// [`Self::search`] within `filter`: passages of its labels (or of
+    /// none), in its locale (or none) when any match, else in any locale.
+    pub fn search_filtered(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> anyhow::Result<Vec<Passage>> {
+        if let Some(locale) = &filter.locale {
+            let hits = self.search_within(query, k, Some(locale), &filter.labels)?;
+            if !hits.is_empty() {
+                return Ok(hits);
+            }
+        }
+        self.search_within(query, k, None, &filter.labels)
+    }
+
+    fn search_within(
+        &self,
+        query: &str,
+        k: usize,
+        locale: Option<&str>,
+        labels: &[String],
+    ) -> anyhow::Result<Vec<Passage>> {
         let terms = analyze(&super::topical(query));
         if terms.is_empty() || k == 0 {
             return Ok(Vec::new());
@@ -398,6 +491,37 @@ impl TantivyIndex {
                 (Occur::Must, query),
                 (Occur::MustNot, Box::new(internal)),
             ]));
+        }
+        // Filters only: they must match, and add nothing to the score.
+        let any_of = |field, values: Vec<String>| -> Box<dyn Query> {
+            let any = BooleanQuery::new(
+                values
+                    .iter()
+                    .map(|v| {
+                        let q: Box<dyn Query> = Box::new(TermQuery::new(
+                            Term::from_field_text(field, v),
+                            IndexRecordOption::Basic,
+                        ));
+                        (Occur::Should, q)
+                    })
+                    .collect(),
+            );
+            Box::new(ConstScoreQuery::new(Box::new(any), 0.0))
+        };
+        let mut musts = Vec::new();
+        if let Some(l) = locale {
+            let mut values = filter::locale_terms(l);
+            values.push(filter::NONE.to_owned());
+            musts.push((Occur::Must, any_of(f.locale, values)));
+        }
+        if !labels.is_empty() {
+            let mut values = labels.to_vec();
+            values.push(filter::NONE.to_owned());
+            musts.push((Occur::Must, any_of(f.label, values)));
+        }
+        if !musts.is_empty() {
+            musts.insert(0, (Occur::Must, query));
+            query = Box::new(BooleanQuery::new(musts));
         }
         let hits = searcher.search(&*query, &TopDocs::with_limit(k).order_by_score())?;
         let mut out = Vec::with_capacity(hits.len());
@@ -445,6 +569,20 @@ impl Retriever for TantivyIndex {
         let index = self.clone();
         let query = query.to_owned();
         tokio::task::spawn_blocking(move || index.search(&query, k))
+            .await
+            .map_err(|e| RetrieveError::Permanent(anyhow::anyhow!("search task failed: {e}")))?
+            .map_err(RetrieveError::Permanent)
+    }
+
+    async fn retrieve_filtered(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Passage>, RetrieveError> {
+        let index = self.clone();
+        let (query, filter) = (query.to_owned(), filter.clone());
+        tokio::task::spawn_blocking(move || index.search_filtered(&query, k, &filter))
             .await
             .map_err(|e| RetrieveError::Permanent(anyhow::anyhow!("search task failed: {e}")))?
             .map_err(RetrieveError::Permanent)

@@ -13,8 +13,8 @@ use anyhow::Context;
 use crate::api::{self, ApiState, Tokens};
 use crate::aws::{AwsSettings, sdk_config};
 use crate::config::{Config, GeneratorKind, RetrieverKind};
-use crate::knowledge::tantivy::load_documents;
-use crate::knowledge::{BedrockKb, Retriever, TantivyIndex};
+use crate::knowledge::bundle::{self, LiveIndex};
+use crate::knowledge::{BedrockKb, Retriever};
 use crate::llm::{Bedrock, Generator};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::notify::{Escalator, KeepDrafts, LogThen, SnsEscalator};
@@ -37,6 +37,8 @@ pub struct AwsRuntime {
     pub queue: SqsQueue,
     /// SNS escalations (after a log line).
     pub escalator: Arc<dyn Escalator>,
+    /// The published KB (`[retriever.bundle]`), opened at cold start.
+    pub kb: Option<Arc<LiveIndex>>,
 }
 
 impl AwsRuntime {
@@ -59,7 +61,27 @@ impl AwsRuntime {
     /// secret both named and given directly is an error.
     pub async fn from_config(mut config: Config) -> anyhow::Result<Self> {
         let sdk = sdk_config(&config.aws).await;
-        let (token, agent, admin) = crate::aws::resolve_secrets(&sdk, &config.aws).await?;
+        // The published KB downloads while the secrets are read.
+        let kb = async {
+            match (&config.retriever.kind, &config.retriever.bundle) {
+                (RetrieverKind::Tantivy, Some(settings)) => {
+                    let client = bundle::s3_client(&sdk, config.aws.endpoint_url.is_some());
+                    let kb_dir = config.kb_dir.clone();
+                    LiveIndex::start(
+                        client,
+                        settings,
+                        config.pipeline.answer_from_internal,
+                        move || bundle::layer_index(&kb_dir),
+                    )
+                    .await
+                    .map(|live| Some(Arc::new(live)))
+                }
+                _ => Ok(None),
+            }
+        };
+        let (secrets, kb) = tokio::join!(crate::aws::resolve_secrets(&sdk, &config.aws), kb);
+        let (token, agent, admin) = secrets?;
+        let kb = kb?;
         for (value, slot, name) in [
             (
                 token,
@@ -127,12 +149,15 @@ impl AwsRuntime {
             store,
             queue,
             escalator,
+            kb,
         })
     }
 
-    /// The retriever the configuration asks for: a Bedrock Knowledge Base,
-    /// or the Markdown folder (the template's layer at `/opt`) indexed in
-    /// memory at cold start.
+    /// The retriever the configuration asks for: a Bedrock Knowledge Base;
+    /// the KB published to S3 (`[retriever.bundle]`, opened at cold start,
+    /// followed while warm); or the KB folder (the template's layer at
+    /// `/opt`): its prebuilt index when it ships one, else its Markdown
+    /// indexed in memory.
     pub fn retriever(&self) -> anyhow::Result<Arc<dyn Retriever>> {
         match self.config.retriever.kind {
             RetrieverKind::BedrockKb => {
@@ -144,19 +169,13 @@ impl AwsRuntime {
                     .context("[retriever.bedrock_kb] is missing")?;
                 Ok(Arc::new(BedrockKb::new(&self.sdk, kb)?))
             }
-            RetrieverKind::Tantivy => {
-                let docs =
-                    load_documents(&self.config.kb_dir, &mut |_, _| {}).with_context(|| {
-                        format!(
-                            "loading the knowledge base from {}",
-                            self.config.kb_dir.display()
-                        )
-                    })?;
-                Ok(Arc::new(
-                    TantivyIndex::in_memory(&docs)?
+            RetrieverKind::Tantivy => match &self.kb {
+                Some(live) => Ok(live.clone()),
+                None => Ok(Arc::new(
+                    bundle::layer_index(&self.config.kb_dir)?
                         .including_internal(self.config.pipeline.answer_from_internal),
-                ))
-            }
+                )),
+            },
         }
     }
 

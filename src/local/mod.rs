@@ -148,6 +148,8 @@ pub struct Local {
     outbox_ready: Arc<tokio::sync::Notify>,
     tokens: Tokens,
     metrics: Metrics,
+    /// Follows the KB folder while serving (`retriever.watch_ms`).
+    kb_watch: Option<crate::knowledge::watch::KbWatch>,
     _lock: File,
 }
 
@@ -172,14 +174,23 @@ impl Local {
         let db = Db::open(&config.database_path())?;
         let store = SqliteStore::new(db.clone());
         let queue = SqliteQueue::new(db, config.queue.max_message_bytes);
+        let mut kb_watch = None;
         let (retriever, built): (Arc<dyn Retriever>, _) = match config.retriever.kind {
             RetrieverKind::Tantivy => {
-                let (index, built) = TantivyIndex::open_or_build(
-                    &config.kb_dir,
-                    &config.data_dir.join("index"),
-                    progress,
-                )?;
+                let index_dir = config.data_dir.join("index");
+                let (index, built) =
+                    TantivyIndex::open_or_build(&config.kb_dir, &index_dir, progress)?;
                 let index = index.including_internal(config.pipeline.answer_from_internal);
+                // The watch updates the BM25 index in place (the hybrid reads
+                // the same index); changed passages have no vector until the
+                // next start computes it.
+                if config.retriever.watch_ms != Some(0) {
+                    kb_watch = Some(crate::knowledge::watch::KbWatch::new(
+                        &config.kb_dir,
+                        Some(&index_dir),
+                        index.clone(),
+                    )?);
+                }
                 let docs =
                     crate::knowledge::tantivy::load_documents(&config.kb_dir, &mut |_, _| {})?;
                 let hybrid = hybrid(
@@ -248,6 +259,7 @@ impl Local {
                 outbox_ready,
                 tokens,
                 metrics,
+                kb_watch,
                 _lock: lock,
             },
             built,
@@ -301,7 +313,7 @@ impl Local {
     /// resolves; then stops taking requests, lets in-flight tickets finish
     /// (up to 30 s) and returns.
     pub async fn run(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
@@ -328,6 +340,13 @@ impl Local {
             };
             let stop = stop_rx.clone();
             workers.spawn(async move { w.run(n, stop).await });
+        }
+        if let Some(watch) = self.kb_watch.take() {
+            let every = self.config.retriever.watch_ms.map_or(
+                crate::knowledge::watch::DEFAULT_INTERVAL,
+                Duration::from_millis,
+            );
+            workers.spawn(watch.run(every, stop_rx.clone()));
         }
         let dispatcher = self.dispatcher().await?;
         let stop = stop_rx.clone();

@@ -97,6 +97,8 @@ pub struct Settings {
     /// The generator is the extractive one: it answers only in the
     /// knowledge base's own words, so it cannot answer another language.
     pub extractive: bool,
+    /// Brand or product labels by provider or channel (`[retriever.labels]`).
+    pub labels: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Settings {
@@ -114,6 +116,7 @@ impl Settings {
             chat_holding_message: c.pipeline.chat_holding_message.clone(),
             act_replies: c.pipeline.act_replies.clone(),
             extractive: c.generator.kind == GeneratorKind::Extractive,
+            labels: c.retriever.labels.clone(),
         }
     }
 }
@@ -476,6 +479,17 @@ impl Responder {
 
 /// The retrieval query: the subject and the question without the
 /// greetings and thanks around it.
+/// What retrieval prefers and admits for `ticket`: the customer's language
+/// preferred, the channel's brand only.
+fn retrieval_filter(ticket: &Ticket, settings: &Settings) -> crate::knowledge::filter::Filter {
+    crate::knowledge::filter::Filter::for_ticket(
+        language::detect(ticket.text.as_str()).map(|l| l.code),
+        ticket.provider.as_str(),
+        ticket.channel().as_str(),
+        &settings.labels,
+    )
+}
+
 fn query(text: &str, subject: Option<&str>) -> String {
     let question = acts::parse(text).question;
     let question = if question.is_empty() { text } else { question };
@@ -572,10 +586,12 @@ impl Pipeline {
         let query = query(ticket.text.as_str(), ticket.subject.as_deref());
         let customer =
             NewMessage::customer(ticket.ticket_id, ticket.text.as_str(), ticket.received_at);
+        let filter = retrieval_filter(ticket, &r.settings);
         let (begun, history, passages) = tokio::join!(
             self.store.begin(ticket, customer, self.settings().lease),
             self.store.history(conv, r.settings.history_turns + 1),
-            r.retriever.retrieve(&query, r.settings.top_k),
+            r.retriever
+                .retrieve_filtered(&query, r.settings.top_k, &filter),
         );
         let begun = match begun? {
             Begin::Done(record) if record.notified => return Ok(Processed::AlreadyDone),
@@ -633,10 +649,15 @@ impl Pipeline {
         }
 
         let r = &self.responder;
+        let filter = retrieval_filter(ticket, &r.settings);
         // A follow-up is retrieved with the question it follows (a second
         // lookup, only for such messages).
         let passages = match followup::query(ticket.text.as_str(), &history) {
-            Some(q) => r.retriever.retrieve(&q, r.settings.top_k).await,
+            Some(q) => {
+                r.retriever
+                    .retrieve_filtered(&q, r.settings.top_k, &filter)
+                    .await
+            }
             None => passages,
         };
         let confirms = after_answer(&history);

@@ -20,6 +20,7 @@
 pub mod freshdesk;
 pub mod helpscout;
 pub mod intercom;
+pub mod website;
 pub mod zendesk;
 
 use std::collections::BTreeMap;
