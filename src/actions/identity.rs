@@ -261,7 +261,7 @@ mod tests {
             ..user("u_42", &bound)
         };
         assert_eq!(other.verify(&b), Err(UserError::BadHash));
-        assert_eq!(IdentitySettings::default().bind_email, true);
+        assert!(IdentitySettings::default().bind_email);
     }
 
     #[test]
