@@ -1,6 +1,6 @@
 //! The store in the local SQLite file. Its behaviour is the `Store`
 //! contract in `tests/common/store_contract.rs`, run against it by
-//! `tests/store_sqlite.rs` (and against DynamoDB by `tests/aws_adapters.rs`).
+//! `tests/store/store_sqlite.rs` (and against DynamoDB by `tests/aws/aws_adapters.rs`).
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //   node widget.test.mjs --screenshot <deskhand_url> <out.png>
 //
 // <host_page_url> is a page on another origin that embeds the widget under a
-// hostile stylesheet (tests/widget_browser.rs serves it, with `/strict` for a
+// hostile stylesheet (tests/browser/widget_browser.rs serves it, with `/strict` for a
 // strict Content-Security-Policy); without it the demo page at
 // <deskhand_url>/ is the host and the cross-origin checks are not run.
 // Steps run in order (later ones build on earlier state) and stop at the

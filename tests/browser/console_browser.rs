@@ -1,0 +1,151 @@
+//! The agent console in a real headless Chromium: Debian's `chromium`,
+//! driven by `playwright-core` from `tests/browser/` (installed by
+//! `scripts/setup-browser`; nothing is downloaded by the test).
+//!
+//! The app runs on port 0 over a temporary SQLite file and the demo KB; a
+//! customer chats in the widget on the demo page while an agent signs in
+//! to `/agent`, sees the escalation arrive, replies (the widget shows it),
+//! notes, closes and hands back, and a wrong key and a request without the
+//! CSRF token are refused. The steps live in
+//! `tests/browser/console.test.mjs`; failures leave screenshots in
+//! `target/tmp/console-browser/`.
+//!
+//! A missing browser or Playwright is a failure, never a skip.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{TestApp, root};
+use deskhand::config::Secret;
+
+const AGENT_KEY: &str = "console-browser-agent-key-0123456789";
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn browser_dir() -> PathBuf {
+    root().join("tests/browser")
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("DESKHAND_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// Panics, saying what to run, unless Chromium, Node and Playwright are here.
+fn require_browser() {
+    let fix = "run scripts/setup-browser (Debian's chromium, then npm ci in tests/browser)";
+    assert!(
+        chromium().is_file(),
+        "browser tests need Chromium at {} (or set DESKHAND_CHROMIUM): {fix}",
+        chromium().display()
+    );
+    let node = std::process::Command::new("node").arg("--version").output();
+    assert!(
+        node.is_ok_and(|o| o.status.success()),
+        "browser tests need Node.js 20 or later on PATH: {fix}"
+    );
+    assert!(
+        browser_dir()
+            .join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "browser tests need playwright-core in tests/browser/node_modules: {fix}"
+    );
+}
+
+async fn run_node(args: &[&str]) {
+    let child = tokio::process::Command::new("node")
+        .arg(browser_dir().join("console.test.mjs"))
+        .args(args)
+        .current_dir(browser_dir())
+        .env("DESKHAND_CHROMIUM", chromium())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let out = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the browser run took longer than {RUN_TIMEOUT:?}"))
+        .expect("node runs");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "browser tests failed ({}); see the steps above",
+        out.status
+    );
+}
+
+fn artifacts() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-browser")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_console_works_in_headless_chromium() {
+    require_browser();
+    let app = TestApp::spawn_with(|c| c.agent_key = Some(Secret::new(AGENT_KEY))).await;
+    let artifacts = artifacts();
+    let _ = std::fs::remove_dir_all(&artifacts);
+    run_node(&[
+        &app.url(""),
+        AGENT_KEY,
+        artifacts.to_str().expect("UTF-8 path"),
+    ])
+    .await;
+    app.stop().await;
+}
+
+/// Regenerates `docs/console.png`, `docs/console-phone.png` and
+/// `docs/stats.png` over a few
+/// seeded conversations (the README's pictures of the console).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes docs/console*.png; run with --ignored"]
+async fn screenshot_for_the_docs() {
+    require_browser();
+    let app = TestApp::spawn_with(|c| c.agent_key = Some(Secret::new(AGENT_KEY))).await;
+    for (text, rating) in [
+        ("How do I export my data?", Some("up")),
+        ("How do I turn on two-factor authentication?", None),
+        ("How do I change my billing email?", Some("down")),
+        (
+            "This is terrible, I am furious, nothing works and I want a refund now",
+            None,
+        ),
+        (
+            "Can I pay with a purchase order from our procurement system?",
+            None,
+        ),
+        ("I want to talk to a human about my invoice", None),
+    ] {
+        let (id, token) = app.conversation().await;
+        app.post(&id, &token, text).await;
+        let poll = app.wait_for_reply(&id, &token, 1).await;
+        let bot = common::with_role(&poll, "assistant");
+        if let (Some(rating), Some(m)) = (rating, bot.first()) {
+            let mid = m["id"].as_str().unwrap();
+            let res = app
+                .http
+                .post(app.url(&format!("/v1/conversations/{id}/messages/{mid}/feedback")))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"rating": rating, "reason": "wrong_answer"}))
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_success());
+        }
+    }
+    let out = root().join("docs");
+    std::fs::create_dir_all(&out).unwrap();
+    run_node(&[
+        "--screenshot",
+        &app.url(""),
+        AGENT_KEY,
+        out.to_str().expect("UTF-8 path"),
+    ])
+    .await;
+    app.stop().await;
+}
