@@ -43,11 +43,16 @@ pub struct AwsRuntime {
 
 impl AwsRuntime {
     /// What every Lambda binary does first: logging, the configuration
-    /// from the environment, the clients. Panics with the reason, which the
-    /// Lambda runtime reports as an init error.
+    /// (the TOML file `DESKHAND_CONFIG` names, e.g. `/opt/deskhand.toml`
+    /// shipped in the KB layer for settings an environment variable cannot
+    /// carry well, such as `[[actions]]`; then the environment), the
+    /// clients. Panics with the reason, which the Lambda runtime reports as
+    /// an init error.
     pub async fn init() -> Self {
         crate::telemetry::init();
-        let config = Config::load(None, &serde_json::Value::Null).expect("configuration is valid");
+        let file = std::env::var_os("DESKHAND_CONFIG").map(std::path::PathBuf::from);
+        let config =
+            Config::load(file.as_deref(), &serde_json::Value::Null).expect("configuration is valid");
         Self::from_config(config)
             .await
             .expect("AWS clients can be built")
