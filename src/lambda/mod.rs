@@ -51,8 +51,8 @@ impl AwsRuntime {
     pub async fn init() -> Self {
         crate::telemetry::init();
         let file = std::env::var_os("DESKHAND_CONFIG").map(std::path::PathBuf::from);
-        let config =
-            Config::load(file.as_deref(), &serde_json::Value::Null).expect("configuration is valid");
+        let config = Config::load(file.as_deref(), &serde_json::Value::Null)
+            .expect("configuration is valid");
         Self::from_config(config)
             .await
             .expect("AWS clients can be built")
