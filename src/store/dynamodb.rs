@@ -311,20 +311,7 @@ impl DynamoStore {
         current: u64,
     ) -> Result<Append, StoreError> {
         let seq = current + 1;
-        let mut msg = key(conv_pk(conv), &msg_sk(seq));
-        msg.insert("seq".into(), n(seq));
-        msg.insert("id".into(), s(&m.id));
-        msg.insert("role".into(), s(m.role.as_str()));
-        msg.insert("text".into(), s(&m.text));
-        msg.insert("sources".into(), to_json(&m.sources));
-        msg.insert("created_at".into(), s(m.created_at.to_rfc3339()));
-        msg.insert("expires_at".into(), self.expires_at());
-        if let Some(t) = m.ticket_id {
-            msg.insert("ticket_id".into(), s(t.to_string()));
-        }
-        let mut marker = key(conv_pk(conv), &format!("MSGID#{}", m.id));
-        marker.insert("seq".into(), n(seq));
-        marker.insert("expires_at".into(), self.expires_at());
+        let (msg, marker) = self.message_items(conv, m, seq, &self.expires_at());
         let put = |item: Item| -> Result<TransactWriteItem, StoreError> {
             Ok(TransactWriteItem::builder()
                 .put(build(
