@@ -43,6 +43,9 @@ pub struct AwsSettings {
     pub agent_key_secret_id: Option<String>,
     /// Secrets Manager secret holding the admin key (`admin_key`).
     pub admin_key_secret_id: Option<String>,
+    /// Secrets Manager secret holding the widget's identity secret
+    /// (`identity.secret`), for the API function.
+    pub identity_secret_id: Option<String>,
     /// Secrets Manager secret holding the actions' secrets as a JSON
     /// object (`{"shop_token": "…"}`); merged into `action_secrets`.
     pub action_secrets_secret_id: Option<String>,
@@ -72,6 +75,7 @@ impl Default for AwsSettings {
             token_secret_id: None,
             agent_key_secret_id: None,
             admin_key_secret_id: None,
+            identity_secret_id: None,
             action_secrets_secret_id: None,
             agents_secret_id: None,
             operation_timeout_secs: None,
@@ -121,20 +125,21 @@ pub fn connect_timeout(sdk: &SdkConfig) -> Duration {
 
 /// The secrets named by `aws.*_secret_id`, read from Secrets Manager
 /// (concurrently; no call when none is configured): (token secret, agent
-/// key, admin key). A secret that is configured but cannot be read is an
+/// key, admin key, widget identity secret). A secret that is configured but cannot be read is an
 /// error naming it, so the function fails its cold start instead of
 /// serving without a key.
 pub async fn resolve_secrets(
     sdk: &SdkConfig,
     settings: &AwsSettings,
-) -> anyhow::Result<(Option<Secret>, Option<Secret>, Option<Secret>)> {
+) -> anyhow::Result<[Option<Secret>; 4]> {
     let ids = [
         (&settings.token_secret_id, "token_secret_id"),
         (&settings.agent_key_secret_id, "agent_key_secret_id"),
         (&settings.admin_key_secret_id, "admin_key_secret_id"),
+        (&settings.identity_secret_id, "identity_secret_id"),
     ];
     if ids.iter().all(|(id, _)| id.is_none()) {
-        return Ok((None, None, None));
+        return Ok([None, None, None, None]);
     }
     let client = aws_sdk_secretsmanager::Client::new(sdk);
     let read = |id: &Option<String>, key: &'static str| {
@@ -147,12 +152,13 @@ pub async fn resolve_secrets(
             }
         }
     };
-    let (token, agent, admin) = tokio::try_join!(
+    let (token, agent, admin, identity) = tokio::try_join!(
         read(ids[0].0, ids[0].1),
         read(ids[1].0, ids[1].1),
         read(ids[2].0, ids[2].1),
+        read(ids[3].0, ids[3].1),
     )?;
-    Ok((token, agent, admin))
+    Ok([token, agent, admin, identity])
 }
 
 /// The actions' secrets named by `aws.action_secrets_secret_id` (one

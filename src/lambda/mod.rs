@@ -85,7 +85,7 @@ impl AwsRuntime {
             }
         };
         let (secrets, kb) = tokio::join!(crate::aws::resolve_secrets(&sdk, &config.aws), kb);
-        let (token, agent, admin) = secrets?;
+        let [token, agent, admin, identity] = secrets?;
         let kb = kb?;
         for (value, slot, name) in [
             (
@@ -103,11 +103,22 @@ impl AwsRuntime {
                 &mut config.admin_key,
                 "admin_key (DESKHAND_ADMIN_KEY) and aws.admin_key_secret_id",
             ),
+            (
+                identity,
+                &mut config.identity.secret,
+                "identity.secret (DESKHAND_IDENTITY__SECRET) and aws.identity_secret_id",
+            ),
         ] {
             if let Some(value) = value {
                 anyhow::ensure!(slot.is_none(), "both {name} are set; keep one");
                 *slot = Some(value);
             }
+        }
+        if let Some(s) = &config.identity.secret {
+            anyhow::ensure!(
+                s.expose().len() >= 16,
+                "identity.secret must be at least 16 characters"
+            );
         }
         for (name, value) in crate::aws::resolve_action_secrets(&sdk, &config.aws).await? {
             anyhow::ensure!(

@@ -56,6 +56,69 @@ async fn the_worker_reads_action_secrets_once_from_secrets_manager() {
     );
 }
 
+/// The API function verifies widget users with `identity.secret` read
+/// from Secrets Manager at cold start (its ARN only in the environment);
+/// a short one stops the start; the template grants that one secret.
+#[tokio::test]
+async fn the_api_reads_the_identity_secret_from_secrets_manager() {
+    let moto = Moto::connect().await;
+    let arn = create_secret(&moto, "identity", "a-site-secret-0123456789").await;
+    let mut config = deskhand::config::Config {
+        aws: moto.aws_settings("t", "q", "", "arn:aws:sns:us-east-1:123456789012:t"),
+        ..Default::default()
+    };
+    config.aws.identity_secret_id = Some(arn);
+    let runtime = deskhand::lambda::AwsRuntime::from_config(config.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let secret = runtime.config.identity.secret.as_ref().map(|s| s.expose());
+    assert_eq!(secret, Some("a-site-secret-0123456789"));
+    // And a user signed with it verifies.
+    let user = deskhand::actions::identity::WidgetUser {
+        id: "u_1".into(),
+        email: None,
+        hash: deskhand::actions::identity::widget_user_hash(
+            "a-site-secret-0123456789",
+            "u_1",
+            None,
+        ),
+    };
+    assert!(user.verify(&runtime.config.identity).is_ok());
+    // Set both ways: refused.
+    let mut both = config.clone();
+    both.identity.secret = Some(deskhand::config::Secret::new("another-site-secret-0123"));
+    let err = format!(
+        "{:#}",
+        deskhand::lambda::AwsRuntime::from_config(both)
+            .await
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("identity_secret_id"), "{err}");
+    // Too short: refused, without quoting it.
+    let short = create_secret(&moto, "short", "tooSHORT").await;
+    config.aws.identity_secret_id = Some(short);
+    let err = format!(
+        "{:#}",
+        deskhand::lambda::AwsRuntime::from_config(config)
+            .await
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("identity.secret"), "{err}");
+    assert!(!err.contains("tooSHORT"), "{err}");
+    // The template: only the API function names it, and may read only it.
+    let t = template();
+    let api = &t["Resources"]["ApiFunction"]["Properties"];
+    assert!(
+        api["Environment"]["Variables"]
+            .get("DESKHAND_AWS__IDENTITY_SECRET_ID")
+            .is_some()
+    );
+    let policy = serde_yaml::to_string(&api["Policies"]).unwrap();
+    assert!(policy.contains("IdentitySecretArn"), "{policy}");
+}
+
 #[test]
 fn malformed_action_secrets_are_refused_without_quoting_them() {
     for bad in ["", "[1]", "{\"a\": 1}", "nope-SECRET"] {

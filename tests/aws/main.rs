@@ -18,6 +18,5 @@ mod console_aws;
 mod kb_publish_aws;
 mod lambda_smoke;
 mod outbox_aws;
-mod secrets_aws;
 mod stats_aws;
 mod store_floor;

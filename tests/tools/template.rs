@@ -212,8 +212,8 @@ fn no_secret_is_in_a_function_environment() {
         named += ids.len();
     }
     assert_eq!(
-        named, 4,
-        "API: token; agent function: token and agent key; worker: the actions' secret"
+        named, 5,
+        "API: token and the identity secret; agent function: token and agent key; worker: the actions' secret"
     );
     assert_eq!(
         text(&env(&t, "AgentFunction")["DESKHAND_AWS__AGENT_KEY_SECRET_ID"]),
