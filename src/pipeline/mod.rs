@@ -606,6 +606,12 @@ impl Pipeline {
         let result = async {
             let mut history = history?;
             history.retain(|m| m.body.ticket_id != Some(ticket.ticket_id));
+            // Read beside `begin`, the history may or may not hold this
+            // ticket's own message yet: either way, the turns before it.
+            let keep = r.settings.history_turns;
+            if history.len() > keep {
+                history.drain(..history.len() - keep);
+            }
             self.process_claimed(ticket, &begun, history, passages)
                 .await
         }
