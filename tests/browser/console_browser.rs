@@ -13,72 +13,14 @@
 //! A missing browser or Playwright is a failure, never a skip.
 
 use crate::common;
+use crate::harness::{require_browser, run_node};
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use common::{TestApp, root};
 use deskhand::config::Secret;
 
 const AGENT_KEY: &str = "console-browser-agent-key-0123456789";
-const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn browser_dir() -> PathBuf {
-    root().join("tests/browser")
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("DESKHAND_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-/// Panics, saying what to run, unless Chromium, Node and Playwright are here.
-fn require_browser() {
-    let fix = "run scripts/setup-browser (Debian's chromium, then npm ci in tests/browser)";
-    assert!(
-        chromium().is_file(),
-        "browser tests need Chromium at {} (or set DESKHAND_CHROMIUM): {fix}",
-        chromium().display()
-    );
-    let node = std::process::Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|o| o.status.success()),
-        "browser tests need Node.js 20 or later on PATH: {fix}"
-    );
-    assert!(
-        browser_dir()
-            .join("node_modules/playwright-core/package.json")
-            .is_file(),
-        "browser tests need playwright-core in tests/browser/node_modules: {fix}"
-    );
-}
-
-async fn run_node(args: &[&str]) {
-    let child = tokio::process::Command::new("node")
-        .arg(browser_dir().join("console.test.mjs"))
-        .args(args)
-        .current_dir(browser_dir())
-        .env("DESKHAND_CHROMIUM", chromium())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts");
-    let out = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("the browser run took longer than {RUN_TIMEOUT:?}"))
-        .expect("node runs");
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "browser tests failed ({}); see the steps above",
-        out.status
-    );
-}
 
 fn artifacts() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-browser")
@@ -90,11 +32,14 @@ async fn the_agent_console_works_in_headless_chromium() {
     let app = TestApp::spawn_with(|c| c.agent_key = Some(Secret::new(AGENT_KEY))).await;
     let artifacts = artifacts();
     let _ = std::fs::remove_dir_all(&artifacts);
-    run_node(&[
-        &app.url(""),
-        AGENT_KEY,
-        artifacts.to_str().expect("UTF-8 path"),
-    ])
+    run_node(
+        "console.test.mjs",
+        &[
+            &app.url(""),
+            AGENT_KEY,
+            artifacts.to_str().expect("UTF-8 path"),
+        ],
+    )
     .await;
     app.stop().await;
 }
@@ -140,12 +85,15 @@ async fn screenshot_for_the_docs() {
     }
     let out = root().join("docs");
     std::fs::create_dir_all(&out).unwrap();
-    run_node(&[
-        "--screenshot",
-        &app.url(""),
-        AGENT_KEY,
-        out.to_str().expect("UTF-8 path"),
-    ])
+    run_node(
+        "console.test.mjs",
+        &[
+            "--screenshot",
+            &app.url(""),
+            AGENT_KEY,
+            out.to_str().expect("UTF-8 path"),
+        ],
+    )
     .await;
     app.stop().await;
 }

@@ -7,4 +7,5 @@
 mod common;
 
 mod console_browser;
+mod harness;
 mod widget_browser;

@@ -13,10 +13,9 @@
 //! pass without having run these.
 
 use crate::common;
+use crate::harness::{browser_dir, require_browser, run_node};
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use axum::Router;
 use axum::http::header;
@@ -27,76 +26,6 @@ use deskhand::config::Secret;
 use tokio::net::TcpListener;
 
 const AGENT_KEY: &str = "browser-test-agent-key-0123456789";
-/// The whole browser run, start to finish (it takes about a minute).
-const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn browser_dir() -> PathBuf {
-    root().join("tests/browser")
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("DESKHAND_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-/// Panics, saying what to run, unless Chromium, Node and Playwright are here.
-fn require_browser() {
-    let fix = "run scripts/setup-browser (Debian's chromium, then npm ci in tests/browser)";
-    let chromium = chromium();
-    assert!(
-        chromium.is_file(),
-        "browser tests need Chromium at {} (or set DESKHAND_CHROMIUM): {fix}",
-        chromium.display()
-    );
-    let node = std::process::Command::new("node").arg("--version").output();
-    let version = match node {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        _ => panic!("browser tests need Node.js 20 or later on PATH: {fix}"),
-    };
-    let major: u32 = version
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        major >= 20,
-        "browser tests need Node.js 20 or later, found {version}: {fix}"
-    );
-    assert!(
-        browser_dir()
-            .join("node_modules/playwright-core/package.json")
-            .is_file(),
-        "browser tests need playwright-core in tests/browser/node_modules: {fix}"
-    );
-}
-
-/// Runs the browser script with `args`; prints its output; panics on failure.
-async fn run_node(args: &[&str]) {
-    let child = tokio::process::Command::new("node")
-        .arg(browser_dir().join("widget.test.mjs"))
-        .args(args)
-        .current_dir(browser_dir())
-        .env("DESKHAND_CHROMIUM", chromium())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts");
-    let out = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("the browser run took longer than {RUN_TIMEOUT:?}"))
-        .expect("node runs");
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "browser tests failed ({}); see the steps above",
-        out.status
-    );
-}
 
 /// A page on another origin that embeds the widget, like a customer's site.
 struct HostSite {
@@ -179,12 +108,15 @@ async fn the_widget_works_in_headless_chromium() {
     let host_page = site.serve(&deskhand);
     let artifacts = artifacts();
     let _ = std::fs::remove_dir_all(&artifacts);
-    run_node(&[
-        &deskhand,
-        AGENT_KEY,
-        artifacts.to_str().expect("UTF-8 path"),
-        &host_page,
-    ])
+    run_node(
+        "widget.test.mjs",
+        &[
+            &deskhand,
+            AGENT_KEY,
+            artifacts.to_str().expect("UTF-8 path"),
+            &host_page,
+        ],
+    )
     .await;
     app.stop().await;
 }
@@ -197,11 +129,14 @@ async fn screenshot_for_the_docs() {
     let app = TestApp::spawn().await;
     let out = root().join("docs/widget.png");
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    run_node(&[
-        "--screenshot",
-        &app.url(""),
-        out.to_str().expect("UTF-8 path"),
-    ])
+    run_node(
+        "widget.test.mjs",
+        &[
+            "--screenshot",
+            &app.url(""),
+            out.to_str().expect("UTF-8 path"),
+        ],
+    )
     .await;
     app.stop().await;
 }
