@@ -25,7 +25,6 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::domain::Outcome;
 use crate::store::TicketRecord;
 
@@ -234,13 +233,23 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// The template's deployment, with the configured metrics setting.
-    pub fn for_config(config: &Config) -> Self {
+    /// The template's deployment, with EMF metrics on or off
+    /// (`metrics.emf`).
+    pub fn with_emf_metrics(emf_metrics: bool) -> Self {
         Self {
-            emf_metrics: config.metrics.emf,
+            emf_metrics,
             ..Self::default()
         }
     }
+}
+
+/// What figures are priced with: the price table and the deployment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pricing {
+    /// Model and AWS prices (`[prices]`).
+    pub prices: Prices,
+    /// The deployment's shape.
+    pub deployment: Deployment,
 }
 
 impl Default for Deployment {
@@ -585,9 +594,9 @@ impl Summary {
         records: &[TicketRecord],
         since: DateTime<Utc>,
         until: DateTime<Utc>,
-        config: &Config,
+        pricing: &Pricing,
     ) -> Self {
-        let prices = &config.prices;
+        let prices = &pricing.prices;
         let mut by_outcome: BTreeMap<String, u64> = BTreeMap::new();
         let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
         let mut models: BTreeMap<String, ModelCost> = BTreeMap::new();
@@ -664,17 +673,17 @@ impl Summary {
             metric_shares,
             days,
         };
-        let deployment = Deployment::for_config(config);
+        let deployment = &pricing.deployment;
         let fixed_cost = infra(
             &Traffic {
                 days,
                 ..Traffic::default()
             },
             &prices.infra,
-            &deployment,
+            deployment,
         )
         .total();
-        let infra = infra(&traffic, &prices.infra, &deployment);
+        let infra = infra(&traffic, &prices.infra, deployment);
         let total_cost = model_cost + infra.total();
         let per_resolution = |v: f64| {
             if resolutions > 0 {

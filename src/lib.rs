@@ -35,19 +35,14 @@
 //! - [`sqlite`]: the local SQLite file shared by the store and the queue.
 //! - [`lambda`]: the AWS front doors: SQS worker and HTTP API on Lambda.
 //! - [`local`]: `deskhand serve`: the one-box runtime (API + worker tasks).
-//! - [`eval`]: `deskhand eval`: retrieval and decision quality on a case set.
-//! - [`soak`]: `deskhand soak`: fault injection and the nothing-lost invariant.
-//! - [`bench`]: `deskhand bench`: CPU per ticket, local-mode throughput and latency,
-//!   Lambda cold start and memory, retrieval latency — numbers a user can re-run.
+//! - [`tools`]: off the ticket path: `eval`, `soak`, `bench`.
 
 pub mod actions;
 pub mod api;
 pub mod aws;
-pub mod bench;
 pub mod config;
 pub mod cost;
 pub mod domain;
-pub mod eval;
 pub mod gaps;
 pub mod ingest;
 pub mod knowledge;
@@ -60,8 +55,9 @@ pub mod outbox;
 pub mod pipeline;
 pub mod queue;
 pub mod resolution;
-pub mod soak;
+pub mod secret;
 pub mod sqlite;
 pub mod store;
 pub mod telemetry;
+pub mod tools;
 pub mod worker;

@@ -49,7 +49,7 @@ impl Default for ResolutionSettings {
 }
 
 impl ResolutionSettings {
-    /// Checks the bounds (called by [`crate::config::Config::load`]).
+    /// Checks the bounds (called when the configuration loads).
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             (1..=24 * 30).contains(&self.assume_after_hours),
@@ -486,12 +486,13 @@ const PARALLEL: usize = 8;
 pub async fn gather(
     store: &dyn Store,
     people: &dyn PeopleStore,
-    config: &crate::config::Config,
+    pricing: &crate::cost::Pricing,
+    settings: ResolutionSettings,
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(Summary, Resolution), StoreError> {
     let records = store.tickets_since(since).await?;
-    let summary = Summary::of(&records, since, now, config);
+    let summary = Summary::of(&records, since, now, pricing);
     let mut by_conv: HashMap<ConversationId, Vec<TicketRecord>> = HashMap::new();
     for r in records {
         by_conv.entry(r.conversation_id).or_default().push(r);
@@ -507,7 +508,7 @@ pub async fn gather(
         .buffer_unordered(PARALLEL)
         .try_collect()
         .await?;
-    let resolution = Resolution::of(&facts, &summary, now, config.resolution);
+    let resolution = Resolution::of(&facts, &summary, now, settings);
     Ok((summary, resolution))
 }
 

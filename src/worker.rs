@@ -38,7 +38,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// From the queue settings.
-    pub fn from_config(c: &crate::config::QueueSettings) -> Self {
+    pub fn from_config(c: &crate::queue::QueueSettings) -> Self {
         Self {
             base: Duration::from_millis(c.backoff_base_ms),
             max: Duration::from_secs(c.backoff_max_secs),

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::identity::Identity;
 use super::spec::{Action, Method, Template};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// What a call produced.
 #[derive(Debug, Clone, PartialEq)]

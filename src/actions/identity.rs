@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::spec::IdentityNeed;
-use crate::config::Secret;
 use crate::domain::{Channel, EmailAddress, Ticket};
+use crate::secret::Secret;
 
 /// `[identity]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -38,8 +38,8 @@ use std::sync::Arc;
 use regex::Regex;
 use tracing::info;
 
-use crate::config::Secret;
 use crate::domain::{Channel, Message, ReasonCode, Role, Ticket};
+use crate::secret::Secret;
 
 pub use call::{CallRecord, CallResult};
 pub use identity::{Identity, IdentitySettings, VerifiedUser, WidgetUser};

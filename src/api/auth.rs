@@ -16,9 +16,9 @@ use axum::http::HeaderMap;
 
 use super::error::ApiError;
 use crate::actions::VerifiedUser;
-use crate::config::Secret;
 use crate::domain::ConversationId;
 use crate::ingest::email::reply_token::ReplyTokens;
+use crate::secret::Secret;
 
 /// Domain separation: tokens for other purposes cannot be confused with these.
 const CONTEXT: &[u8] = b"deskhand conversation token v1\0";

@@ -23,6 +23,8 @@ pub mod error;
 mod feedback;
 mod inbound;
 pub mod ratelimit;
+mod settings;
+pub use settings::{ApiSettings, Limits};
 mod stats;
 mod widget;
 
@@ -37,7 +39,6 @@ use serde::de::DeserializeOwned;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::{Config, Limits};
 use crate::queue::Queue;
 use crate::store::{ConversationLimiter, PeopleStore, ReplayGuard, Store};
 
@@ -55,7 +56,7 @@ struct Inner {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     tokens: Tokens,
-    config: Arc<Config>,
+    config: Arc<ApiSettings>,
     replay: Option<Arc<dyn ReplayGuard>>,
     conversation_limiter: Option<Arc<dyn ConversationLimiter>>,
     people: Option<Arc<dyn PeopleStore>>,
@@ -67,7 +68,7 @@ impl ApiState {
         store: Arc<dyn Store>,
         queue: Arc<dyn Queue>,
         tokens: Tokens,
-        config: Arc<Config>,
+        config: Arc<ApiSettings>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -134,8 +135,8 @@ impl ApiState {
         &self.inner.tokens
     }
 
-    /// All settings.
-    pub fn config(&self) -> &Config {
+    /// The API's settings.
+    pub fn config(&self) -> &ApiSettings {
         &self.inner.config
     }
 

@@ -26,7 +26,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 
 use super::ApiError;
-use crate::config::Limits;
+use super::Limits;
 use crate::domain::ConversationId;
 use crate::store::{Admission, ConversationLimiter, StoreError};
 

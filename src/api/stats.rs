@@ -108,9 +108,15 @@ pub(super) async fn figures(
             ));
         }
     };
-    let (summary, resolution) =
-        crate::resolution::gather(state.store(), state.people()?, state.config(), since, now)
-            .await?;
+    let (summary, resolution) = crate::resolution::gather(
+        state.store(),
+        state.people()?,
+        &state.config().pricing,
+        state.config().resolution,
+        since,
+        now,
+    )
+    .await?;
     if csv {
         return Ok((
             [

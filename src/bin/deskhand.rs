@@ -15,7 +15,8 @@ use deskhand::knowledge::TantivyIndex;
 use deskhand::knowledge::tantivy::fingerprint;
 use deskhand::local::{self, Local};
 use deskhand::pipeline::{Responder, Rules, Settings};
-use deskhand::{eval, telemetry};
+use deskhand::telemetry;
+use deskhand::tools::eval;
 
 /// deskhand answers customer-support tickets from your knowledge base, and
 /// hands the rest to people.
@@ -214,8 +215,15 @@ async fn stats(cli: &Cli, args: &StatsArgs) -> anyhow::Result<()> {
     let since =
         deskhand::cost::parse_since(args.since.as_deref(), now).map_err(anyhow::Error::msg)?;
     let (store, people) = stores(&config, args.aws).await?;
-    let (summary, resolution) =
-        deskhand::resolution::gather(store.as_ref(), people.as_ref(), &config, since, now).await?;
+    let (summary, resolution) = deskhand::resolution::gather(
+        store.as_ref(),
+        people.as_ref(),
+        &config.pricing(),
+        config.resolution,
+        since,
+        now,
+    )
+    .await?;
     if args.json {
         let out = json!({"summary": summary, "resolution": resolution});
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -619,7 +627,7 @@ async fn cost(cli: &Cli, args: &CostArgs) -> anyhow::Result<()> {
         if args.markdown {
             print!(
                 "{}",
-                cost::markdown_table(prices, &cost::Deployment::for_config(&config))
+                cost::markdown_table(prices, &config.pricing().deployment)
             );
             return Ok(());
         }
@@ -634,10 +642,7 @@ async fn cost(cli: &Cli, args: &CostArgs) -> anyhow::Result<()> {
         } else {
             args.conversations.clone()
         };
-        let (w, d) = (
-            cost::Workload::default(),
-            cost::Deployment::for_config(&config),
-        );
+        let (w, d) = (cost::Workload::default(), config.pricing().deployment);
         let mut rows = Vec::new();
         for n in counts {
             for m in &models {
@@ -677,7 +682,7 @@ async fn cost(cli: &Cli, args: &CostArgs) -> anyhow::Result<()> {
         let store = deskhand::store::SqliteStore::new(deskhand::sqlite::Db::open(&db)?);
         store.tickets_since(since).await?
     };
-    let summary = cost::Summary::of(&records, since, now, &config);
+    let summary = cost::Summary::of(&records, since, now, &config.pricing());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -921,9 +926,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &overrides(&[("kb_dir", path(&args.kb))]),
             )?;
             let mut plan = if args.tiny {
-                deskhand::bench::Plan::tiny()
+                deskhand::tools::bench::Plan::tiny()
             } else {
-                deskhand::bench::Plan::full()
+                deskhand::tools::bench::Plan::full()
             };
             if let Some(n) = args.tickets {
                 plan.e2e_tickets = n;
@@ -939,22 +944,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             if args.worker {
-                let (row, skipped) = deskhand::bench::run_worker(&config, &plan).await;
+                let (row, skipped) = deskhand::tools::bench::run_worker(&config, &plan).await;
                 let row = row.ok_or_else(|| {
                     anyhow::anyhow!("worker scenario: {}", skipped.unwrap_or_default())
                 })?;
                 if args.json {
                     println!("{}", serde_json::to_string_pretty(&row)?);
                 } else {
-                    print!("{}", deskhand::bench::worker::render(&row));
+                    print!("{}", deskhand::tools::bench::worker::render(&row));
                 }
                 return Ok(());
             }
-            let report = deskhand::bench::run(&config, &plan).await?;
+            let report = deskhand::tools::bench::run(&config, &plan).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", deskhand::bench::render(&report));
+                print!("{}", deskhand::tools::bench::render(&report));
             }
             Ok(())
         }
@@ -990,16 +995,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let retriever = local::retriever_in_memory(&config)?;
             let limit = std::time::Duration::from_secs(args.time_limit);
             let rates = if args.harsh {
-                deskhand::soak::FaultRates::harsh()
+                deskhand::tools::soak::FaultRates::harsh()
             } else {
-                deskhand::soak::FaultRates::default()
+                deskhand::tools::soak::FaultRates::default()
             };
             let report = if args.aws {
                 let runtime = deskhand::lambda::AwsRuntime::from_config(config).await?;
-                deskhand::soak::aws(&runtime, retriever, args.tickets, args.seed, rates, limit)
-                    .await?
+                deskhand::tools::soak::aws(
+                    &runtime,
+                    retriever,
+                    args.tickets,
+                    args.seed,
+                    rates,
+                    limit,
+                )
+                .await?
             } else {
-                deskhand::soak::local(retriever, args.tickets, args.seed, rates, limit).await?
+                deskhand::tools::soak::local(retriever, args.tickets, args.seed, rates, limit)
+                    .await?
             };
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Per-provider secrets and options for inbound email and helpdesk webhooks.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -850,7 +850,9 @@ mod tests {
         html_to_text(&"<".repeat(100_000));
         html_to_text("<a href='x'");
         strip_reply(&"On x\n".repeat(100_000), None);
-        assert!(t.elapsed().as_secs() < 5, "{:?}", t.elapsed());
+        // A quadratic pass over these inputs takes hours; the generous bound
+        // catches only that (a loaded 2-core CI box took over 5 s here).
+        assert!(t.elapsed().as_secs() < 120, "{:?}", t.elapsed());
     }
 
     #[test]
@@ -870,7 +872,7 @@ mod tests {
         strip_reply(&"Begin forwarded message:\n".repeat(20_000), None);
         strip_reply(&"Hi\n\n> quoted\nmore\n".repeat(10_000), None);
         strip_reply(&"10:00 2024 a@b.co:\n> q\nx\n".repeat(10_000), None);
-        assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
+        assert!(t.elapsed().as_secs() < 120, "{:?}", t.elapsed());
     }
 
     #[test]

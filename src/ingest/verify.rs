@@ -11,7 +11,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::IngestError;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The value of header `name`, trimmed; `None` when absent or not text.
 pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

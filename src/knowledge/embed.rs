@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::sync::OnceCell;
 
 use crate::aws::AwsSettings;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// What a text is: the question, or knowledge-base content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

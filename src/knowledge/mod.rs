@@ -14,6 +14,8 @@ pub mod filter;
 pub mod hybrid;
 pub mod import;
 pub mod markdown;
+mod settings;
+pub use settings::{RetrieverKind, RetrieverSettings};
 pub mod tantivy;
 pub mod watch;
 

@@ -135,7 +135,7 @@ impl AwsRuntime {
                 "both [[agents]] and aws.agents_secret_id are set; keep one"
             );
             config.agents = agents;
-            crate::api::console::validate(&config)?;
+            crate::api::console::validate(&config.api())?;
         }
         let aws = &config.aws;
         let table = AwsSettings::require(&aws.table, "table")?;
@@ -296,7 +296,7 @@ impl AwsRuntime {
             Arc::new(self.store.clone()),
             Arc::new(self.queue.clone()),
             Tokens::new(secret),
-            self.config.clone(),
+            Arc::new(self.config.api()),
         )
         .with_replay_guard(Arc::new(self.store.clone()))
         .with_people(Arc::new(self.store.clone()));

@@ -10,6 +10,8 @@ pub mod breaker;
 pub mod extractive;
 pub mod openai;
 pub mod prompt;
+mod settings;
+pub use settings::{GeneratorKind, GeneratorSettings};
 pub mod tools;
 
 use std::sync::LazyLock;

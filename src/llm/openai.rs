@@ -11,8 +11,8 @@ use serde_json::json;
 use super::prompt::{SYSTEM_PROMPT, TOOL_NAME, answer_schema, user_content};
 use super::tools::{MAX_TOOL_ROUNDS, Tools};
 use super::{GenerateError, GenerateRequest, Generation, Generator, json_in_text, parse_answer};
-use crate::config::Secret;
 use crate::domain::Usage;
+use crate::secret::Secret;
 
 /// How the endpoint is asked for JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

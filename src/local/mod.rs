@@ -273,7 +273,7 @@ impl Local {
             Arc::new(self.store.clone()),
             Arc::new(self.queue.clone()),
             self.tokens.clone(),
-            Arc::new(self.config.clone()),
+            Arc::new(self.config.api()),
         )
         .with_replay_guard(Arc::new(self.store.clone()))
         .with_people(Arc::new(self.store.clone()));

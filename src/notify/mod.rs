@@ -5,7 +5,9 @@
 //! `notified` only after [`Escalator::escalate`] returns `Ok`.
 
 pub mod drafts;
+mod settings;
 pub mod sns;
+pub use settings::{EscalationSettings, WebhookFormat};
 pub mod webhook;
 
 use async_trait::async_trait;

@@ -6,8 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
+use super::WebhookFormat;
 use super::{EscalateError, Escalation, Escalator};
-use crate::config::{Secret, WebhookFormat};
+use crate::secret::Secret;
 
 /// Characters of customer text put in a chat message.
 const CHAT_EXCERPT: usize = 500;

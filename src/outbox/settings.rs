@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
 use crate::domain::Provider;
+use crate::secret::Secret;
 
 /// Outbound delivery.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -45,6 +45,8 @@ pub mod decide;
 pub mod followup;
 pub mod language;
 pub mod rules;
+mod settings;
+pub use settings::PipelineSettings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +54,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::{Instrument, info_span, warn};
 
-use crate::config::{Config, GeneratorKind};
 use crate::domain::{
     Channel, ConversationStatus, Decision, Message, NewMessage, Outcome, ReasonCode, Reply, Role,
     Ticket, Usage,
@@ -75,7 +76,7 @@ const TRANSCRIPT_TURNS: usize = 6;
 /// Characters of each transcript turn.
 const TRANSCRIPT_CHARS: usize = 500;
 
-/// Pipeline settings, from [`Config`].
+/// Pipeline settings, from the configuration (`Settings::from_config`).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Earlier messages given to the generator.
@@ -99,26 +100,6 @@ pub struct Settings {
     pub extractive: bool,
     /// Brand or product labels by provider or channel (`[retriever.labels]`).
     pub labels: std::collections::BTreeMap<String, Vec<String>>,
-}
-
-impl Settings {
-    /// From the loaded configuration.
-    pub fn from_config(c: &Config) -> Self {
-        Self {
-            history_turns: c.pipeline.history_turns,
-            top_k: c.pipeline.top_k,
-            lease: Duration::from_secs(c.queue.visibility_timeout_secs),
-            gate: Gate {
-                min_confidence: c.pipeline.min_confidence,
-            },
-            min_relevance: c.pipeline.min_relevance,
-            holding_message: c.pipeline.holding_message.clone(),
-            chat_holding_message: c.pipeline.chat_holding_message.clone(),
-            act_replies: c.pipeline.act_replies.clone(),
-            extractive: c.generator.kind == GeneratorKind::Extractive,
-            labels: c.retriever.labels.clone(),
-        }
-    }
 }
 
 /// How a delivery was handled.

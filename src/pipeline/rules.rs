@@ -19,8 +19,8 @@
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use vader_sentiment::SentimentIntensityAnalyzer;
 
+use super::PipelineSettings;
 use super::language::{self, Language};
-use crate::config::PipelineSettings;
 use crate::domain::ReasonCode;
 
 /// Ways of asking for a person. Config adds more.

@@ -6,8 +6,10 @@
 //! the same thing: an envelope body and its receive count.
 
 mod envelope;
+mod settings;
 pub mod sqlite;
 pub mod sqs;
+pub use settings::QueueSettings;
 
 use async_trait::async_trait;
 

@@ -16,7 +16,8 @@ use common::peers::WebhookReceiver;
 use common::{TestApp, with_role};
 use deskhand::actions::identity::{user_hash, widget_user_hash};
 use deskhand::actions::{Actions, Identity};
-use deskhand::config::{Config, Secret, WebhookFormat};
+use deskhand::config::{Config, WebhookFormat};
+use deskhand::secret::Secret;
 use serde_json::{Value, json};
 
 const SITE_SECRET: &str = "site-identity-secret-0123";

@@ -12,9 +12,10 @@ use common::bedrock_double::{BedrockDouble, Reply as BedrockReply, fake_aws_env}
 use common::peers::{ModelServer, Reply, WebhookReceiver};
 use common::{TestApp, with_role};
 use deskhand::actions::identity::widget_user_hash;
-use deskhand::config::{Config, GeneratorKind, Secret, WebhookFormat};
+use deskhand::config::{Config, GeneratorKind, WebhookFormat};
 use deskhand::llm::bedrock::BedrockSettings;
 use deskhand::llm::openai::OpenAiSettings;
+use deskhand::secret::Secret;
 use serde_json::{Value, json};
 
 const SITE_SECRET: &str = "site-identity-secret-0123";

@@ -6,7 +6,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::{TestApp, with_role};
-use deskhand::config::Secret;
+use deskhand::secret::Secret;
 use serde_json::{Value, json};
 
 const KEY: &str = "agent-key-for-tests-0123456789";

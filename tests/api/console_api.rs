@@ -7,7 +7,7 @@ use crate::common;
 
 use common::{TestApp, with_role};
 use deskhand::api::console::AgentAccount;
-use deskhand::config::Secret;
+use deskhand::secret::Secret;
 use serde_json::{Value, json};
 
 const SHARED: &str = "console-shared-key-0123456789";

@@ -16,18 +16,19 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use common::{TestApp, with_role};
-use deskhand::config::{Config, Secret};
+use deskhand::config::Config;
 use deskhand::domain::{
     ConversationId, Customer, EmailAddress, MessageText, Outcome, Provider, ReasonCode, Role,
     Thread, Ticket, TicketId,
 };
-use deskhand::eval;
 use deskhand::knowledge::TantivyIndex;
 use deskhand::knowledge::tantivy::load_documents;
 use deskhand::notify::{EscalateError, Escalation, Escalator};
 use deskhand::pipeline::{Pipeline, Processed, Responder, Rules, Settings, acts};
+use deskhand::secret::Secret;
 use deskhand::sqlite::Db;
 use deskhand::store::{SqliteStore, Store};
+use deskhand::tools::eval;
 use serde_json::{Value, json};
 
 const AGENT: &str = "agent-key-for-tests-0123456789";

@@ -9,8 +9,9 @@ use crate::common;
 
 use common::TestApp;
 use common::peers::{ModelServer, Reply};
-use deskhand::config::{GeneratorKind, Secret};
+use deskhand::config::GeneratorKind;
 use deskhand::llm::openai::OpenAiSettings;
+use deskhand::secret::Secret;
 use serde_json::json;
 
 #[tokio::test]

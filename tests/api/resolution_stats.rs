@@ -9,7 +9,7 @@ use crate::common;
 
 use chrono::{Duration, Utc};
 use common::{TestApp, test_config, with_role};
-use deskhand::config::Secret;
+use deskhand::secret::Secret;
 use deskhand::sqlite::Db;
 use deskhand::store::SqliteStore;
 use serde_json::{Value, json};
@@ -133,10 +133,16 @@ async fn a_seeded_demo_counts_resolutions_the_way_helpdesks_do() {
     let config = test_config(data.path());
     let store = SqliteStore::new(Db::open(&config.database_path()).unwrap());
     let now = Utc::now() + Duration::days(2);
-    let (_, later) =
-        deskhand::resolution::gather(&store, &store, &config, now - Duration::days(30), now)
-            .await
-            .unwrap();
+    let (_, later) = deskhand::resolution::gather(
+        &store,
+        &store,
+        &config.pricing(),
+        config.resolution,
+        now - Duration::days(30),
+        now,
+    )
+    .await
+    .unwrap();
     println!("{}", later.render());
     assert_eq!(
         (

@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::TestApp;
-use deskhand::config::Secret;
+use deskhand::secret::Secret;
 use serde_json::Value;
 
 const KEY: &str = "admin-key-for-tests-0123456789";

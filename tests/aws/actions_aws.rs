@@ -86,7 +86,7 @@ async fn the_api_reads_the_identity_secret_from_secrets_manager() {
     assert!(user.verify(&runtime.config.identity).is_ok());
     // Set both ways: refused.
     let mut both = config.clone();
-    both.identity.secret = Some(deskhand::config::Secret::new("another-site-secret-0123"));
+    both.identity.secret = Some(deskhand::secret::Secret::new("another-site-secret-0123"));
     let err = format!(
         "{:#}",
         deskhand::lambda::AwsRuntime::from_config(both)

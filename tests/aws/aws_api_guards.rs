@@ -13,8 +13,9 @@ use crate::inbound_support;
 
 use chrono::{Timelike, Utc};
 use common::moto::Moto;
-use deskhand::config::{Config, Secret};
+use deskhand::config::Config;
 use deskhand::lambda::AwsRuntime;
+use deskhand::secret::Secret;
 use inbound_support::{Req, payload, settings, signed};
 use serde_json::{Value, json};
 

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::bedrock_double::{BedrockDouble, Reply};
 use common::moto::{Moto, global_env, sqs_event};
-use deskhand::config::{Config, GeneratorKind, RetrieverKind, Secret};
+use deskhand::config::{Config, GeneratorKind, RetrieverKind};
 use deskhand::knowledge::bedrock_kb::KbSettings;
 use deskhand::lambda::{AwsRuntime, worker};
 use deskhand::llm::bedrock::BedrockSettings;
 use deskhand::queue::sqs::Received;
+use deskhand::secret::Secret;
 use serde_json::{Value, json};
 
 struct Stack {

@@ -12,10 +12,11 @@ use chrono::Utc;
 use common::moto::Moto;
 use common::store_contract::ticket;
 use deskhand::api::console::AgentAccount;
-use deskhand::config::{Config, Secret};
+use deskhand::config::Config;
 use deskhand::domain::{ConversationId, Customer, Priority, ReasonCode};
 use deskhand::lambda::AwsRuntime;
 use deskhand::notify::Escalation;
+use deskhand::secret::Secret;
 use serde_json::{Value, json};
 
 const SECRET: &str = "console-aws-secret-0123456789abcdef";

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use axum::http::Method;
 use common::moto::{Moto, template};
-use deskhand::config::{Config, Secret};
+use deskhand::config::Config;
 use deskhand::domain::{OutboxState, Provider};
 use deskhand::lambda::{AwsRuntime, dispatcher};
 use deskhand::outbox::settings::{EmailOutSettings, EmailTransport, HelpdeskOutSettings};
 use deskhand::outbox::{Channels, DispatchSettings, Dispatcher, OutboundPolicy};
+use deskhand::secret::Secret;
 use deskhand::store::{DynamoStore, OutboxStore};
 use outbox_support::{
     HelpdeskServer, Recorder, Seen, complete_with, email_ticket, helpdesk_ticket,

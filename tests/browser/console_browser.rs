@@ -18,7 +18,7 @@ use crate::harness::{require_browser, run_node};
 use std::path::{Path, PathBuf};
 
 use common::{TestApp, root};
-use deskhand::config::Secret;
+use deskhand::secret::Secret;
 
 const AGENT_KEY: &str = "console-browser-agent-key-0123456789";
 

@@ -22,7 +22,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use common::{TestApp, root};
-use deskhand::config::Secret;
+use deskhand::secret::Secret;
 use tokio::net::TcpListener;
 
 const AGENT_KEY: &str = "browser-test-agent-key-0123456789";

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SecondsFormat, Utc};
-use deskhand::config::Secret;
 use deskhand::ingest::InboundSettings;
 use deskhand::ingest::settings::{
     BasicAuthSettings, FreshdeskSettings, MailgunSettings, SendgridSettings, SesSettings,
     SigningSecret,
 };
+use deskhand::secret::Secret;
 use hmac::{Hmac, Mac};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;

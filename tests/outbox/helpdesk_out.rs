@@ -16,7 +16,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use common::TestApp;
-use deskhand::config::Secret;
 use deskhand::domain::{
     ConversationStatus, OutboxState, Provider, ReasonCode, ShadowOutcome, Source, Ticket,
 };
@@ -24,6 +23,7 @@ use deskhand::outbox::settings::{HelpdeskMode, HelpdeskOutSettings};
 use deskhand::outbox::{
     Channels, DispatchSettings, Dispatched, Dispatcher, OutboundPolicy, OutboundSettings,
 };
+use deskhand::secret::Secret;
 use deskhand::sqlite::Db;
 use deskhand::store::{OutboxStore, SqliteStore, Store};
 use outbox_support::{HelpdeskServer, Recorder, Seen, complete_with, helpdesk_ticket};

@@ -6,8 +6,9 @@
 use crate::common;
 
 use common::moto::{Moto, template};
-use deskhand::config::{Config, Secret};
+use deskhand::config::Config;
 use deskhand::lambda::AwsRuntime;
+use deskhand::secret::Secret;
 
 async fn create_secret(moto: &Moto, name: &str, value: &str) -> String {
     aws_sdk_secretsmanager::Client::new(&moto.sdk)

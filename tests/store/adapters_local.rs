@@ -6,12 +6,13 @@ use crate::common;
 use std::time::Duration;
 
 use common::peers::{ModelServer, Reply, WebhookReceiver};
-use deskhand::config::{Secret, WebhookFormat};
+use deskhand::config::WebhookFormat;
 use deskhand::domain::{Channel, Priority, Provider, ReasonCode};
 use deskhand::knowledge::Passage;
 use deskhand::llm::openai::{OpenAiSettings, ResponseFormat};
 use deskhand::llm::{GenerateError, GenerateRequest, Generator, OpenAi};
 use deskhand::notify::{Escalation, Escalator, Webhook};
+use deskhand::secret::Secret;
 
 fn settings(model: &ModelServer, timeout_secs: u64) -> OpenAiSettings {
     OpenAiSettings {

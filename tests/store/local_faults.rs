@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use common::peers::{ModelServer, Reply, WebhookReceiver};
 use common::{TestApp, root, with_role};
-use deskhand::config::{Config, GeneratorKind, Secret, WebhookFormat};
+use deskhand::config::{Config, GeneratorKind, WebhookFormat};
 use deskhand::llm::openai::OpenAiSettings;
 use deskhand::queue::SqliteQueue;
+use deskhand::secret::Secret;
 use deskhand::sqlite::Db;
 use serde_json::Value;
 

@@ -123,7 +123,12 @@ fn a_summary_adds_up_stored_tickets() {
         ),
     ];
     let now = Utc::now();
-    let s = Summary::of(&records, now - Duration::days(30), now, &Config::default());
+    let s = Summary::of(
+        &records,
+        now - Duration::days(30),
+        now,
+        &Config::default().pricing(),
+    );
     assert_eq!(s.tickets, 5);
     assert_eq!(s.conversations, 5);
     assert_eq!(s.resolutions, 2);

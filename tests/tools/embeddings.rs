@@ -225,7 +225,7 @@ async fn bad_replies_are_classified_and_never_misaligned() {
     let e = OpenAiEmbedder::new(OpenAiEmbedSettings {
         base_url: format!("{url}/v1"),
         model: "m".into(),
-        api_key: Some(deskhand::config::Secret::new("k")),
+        api_key: Some(deskhand::secret::Secret::new("k")),
         marking: Marking::Prefix,
         batch: 8,
         timeout_secs: 5,

@@ -5,9 +5,9 @@
 use crate::common;
 
 use deskhand::config::Config;
-use deskhand::eval::{self, Report};
 use deskhand::local;
 use deskhand::pipeline::{Responder, Rules, Settings};
+use deskhand::tools::eval::{self, Report};
 
 async fn evaluate(kb: &str, set: &str) -> Report {
     let root = common::root();

@@ -7,10 +7,10 @@
 use crate::common;
 
 use deskhand::config::Config;
-use deskhand::eval::{self, Report};
 use deskhand::knowledge::embed::{EmbedderKind, EmbedderSettings, Marking, OpenAiEmbedSettings};
 use deskhand::local;
 use deskhand::pipeline::{Responder, Rules, Settings};
+use deskhand::tools::eval::{self, Report};
 
 async fn evaluate(kb: &str, set: &str, embedder: Option<&str>) -> Report {
     let root = common::root();

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use common::moto::Moto;
 use common::root;
-use deskhand::config::{Config, Secret};
+use deskhand::config::Config;
 use deskhand::knowledge::tantivy::load_documents;
 use deskhand::knowledge::{Retriever, TantivyIndex};
-use deskhand::soak::{self, FaultRates};
+use deskhand::secret::Secret;
+use deskhand::tools::soak::{self, FaultRates};
 
 fn retriever() -> Arc<dyn Retriever> {
     Arc::new(

@@ -44,7 +44,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState, JsonBody, agent};
-use crate::config::Config;
+use crate::api::ApiSettings;
 use crate::domain::{
     Channel, ConversationId, ConversationStatus, Customer, Outcome, Priority, ReasonCode, Role,
     Source,
@@ -91,8 +91,8 @@ impl Default for ConsoleSettings {
     }
 }
 
-/// Checks `[[agents]]` and `[console]` (called by [`Config::load`]).
-pub fn validate(config: &Config) -> anyhow::Result<()> {
+/// Checks `[[agents]]` and `[console]` (called when the configuration loads).
+pub fn validate(config: &ApiSettings) -> anyhow::Result<()> {
     let c = &config.console;
     anyhow::ensure!(
         (1..=24 * 30).contains(&c.session_hours),
@@ -742,15 +742,15 @@ mod tests {
 
     #[test]
     fn agents_are_checked() {
-        let mut c = Config {
+        let mut c = ApiSettings {
             agents: vec![AgentAccount {
                 name: "dana".into(),
-                key: crate::config::Secret::new("short"),
+                key: crate::secret::Secret::new("short"),
             }],
-            ..Config::default()
+            ..ApiSettings::default()
         };
         assert!(validate(&c).is_err());
-        c.agents[0].key = crate::config::Secret::new("a-long-enough-key-0123");
+        c.agents[0].key = crate::secret::Secret::new("a-long-enough-key-0123");
         assert!(validate(&c).is_ok());
         c.agents.push(c.agents[0].clone());
         assert!(validate(&c).unwrap_err().to_string().contains("twice"));

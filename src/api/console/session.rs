@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::api::ApiSettings;
 use crate::api::Tokens;
-use crate::config::{Config, Secret};
+use crate::secret::Secret;
 use crate::store::people::MAX_AGENT_NAME;
 
 /// The cookie's name.
@@ -75,7 +76,7 @@ pub fn clean_name(raw: &str) -> String {
 
 /// The key that signs `agent`'s sessions: their own with `[[agents]]`,
 /// else the one shared `agent_key`.
-fn key_of<'a>(config: &'a Config, agent: &str) -> Option<&'a Secret> {
+fn key_of<'a>(config: &'a ApiSettings, agent: &str) -> Option<&'a Secret> {
     if config.agents.is_empty() {
         config
             .agent_key
@@ -91,7 +92,7 @@ fn key_of<'a>(config: &'a Config, agent: &str) -> Option<&'a Secret> {
 }
 
 /// Whether the console can be signed in to at all.
-pub fn enabled(config: &Config) -> bool {
+pub fn enabled(config: &ApiSettings) -> bool {
     !config.agents.is_empty()
         || config
             .agent_key
@@ -102,7 +103,7 @@ pub fn enabled(config: &Config) -> bool {
 /// The agent `key` signs in, if any. With `[[agents]]` the key names the
 /// agent; with one shared key the agent names themselves (`name`, or
 /// "agent").
-pub fn sign_in(config: &Config, name: Option<&str>, key: &str) -> Option<String> {
+pub fn sign_in(config: &ApiSettings, name: Option<&str>, key: &str) -> Option<String> {
     if key.is_empty() {
         return None;
     }
@@ -134,7 +135,7 @@ fn mac(tokens: &Tokens, agent: &str, expires: i64, key: &Secret) -> [u8; 32] {
 /// The cookie value of a new session for `agent`, or `None` when the
 /// agent has no key (cannot happen right after [`sign_in`]).
 pub fn issue(
-    config: &Config,
+    config: &ApiSettings,
     tokens: &Tokens,
     agent: &str,
     until: DateTime<Utc>,
@@ -150,7 +151,7 @@ pub fn issue(
 
 /// The session a cookie value proves, if it is genuine and unexpired.
 pub fn verify(
-    config: &Config,
+    config: &ApiSettings,
     tokens: &Tokens,
     value: &str,
     now: DateTime<Utc>,
@@ -205,8 +206,8 @@ pub fn set_cookie(value: Option<(&str, i64)>) -> String {
 mod tests {
     use super::*;
 
-    fn config(agents: &[(&str, &str)], shared: Option<&str>) -> Config {
-        Config {
+    fn config(agents: &[(&str, &str)], shared: Option<&str>) -> ApiSettings {
+        ApiSettings {
             agents: agents
                 .iter()
                 .map(|(n, k)| AgentAccount {
@@ -215,7 +216,7 @@ mod tests {
                 })
                 .collect(),
             agent_key: shared.map(Secret::new),
-            ..Config::default()
+            ..ApiSettings::default()
         }
     }
 

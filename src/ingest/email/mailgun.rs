@@ -266,7 +266,7 @@ mod tests {
             .collect()
     }
 
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     fn signed_form(fields: &str, ts: i64, token: &str) -> Form {
         let sig = hex::encode(verify::hmac_sha256(

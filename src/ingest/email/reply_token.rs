@@ -17,8 +17,8 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::Secret;
 use crate::domain::{ConversationId, EmailAddress};
+use crate::secret::Secret;
 
 /// Domain separation from every other MAC made under the same secret.
 const CONTEXT: &[u8] = b"deskhand email reply tag v1\0";

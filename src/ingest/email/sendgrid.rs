@@ -199,7 +199,7 @@ mod tests {
     use p256::pkcs8::EncodePublicKey;
 
     use super::*;
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     fn key() -> SigningKey {
         SigningKey::from_bytes(&[9u8; 32].into()).unwrap()

@@ -239,8 +239,8 @@ pub mod generic {
     use axum::http::HeaderMap;
     use chrono::{DateTime, Utc};
 
-    use crate::config::Secret;
     use crate::ingest::{IngestError, verify};
+    use crate::secret::Secret;
 
     /// The signature header.
     pub const SIGNATURE: &str = "x-deskhand-signature";

@@ -22,10 +22,10 @@ use serde_json::{Value, json};
 use super::{
     AgentActivity, Api, content, escalation, id_of, needs, posted_at, ticket_ref, time_of,
 };
-use crate::config::Secret;
 use crate::domain::{OutboundAction, OutboxRecord};
 use crate::outbox::settings::HelpdeskOutSettings;
 use crate::outbox::{Channel, DeliverError, Sent};
+use crate::secret::Secret;
 
 /// Freshdesk adapter.
 pub struct Freshdesk {

@@ -22,11 +22,11 @@ use serde_json::json;
 use super::{
     AgentActivity, Api, content, escalation, id_of, needs, posted_at, ticket_ref, time_of,
 };
-use crate::config::Secret;
 use crate::domain::OutboxRecord;
 use crate::ingest::text::html_to_text;
 use crate::outbox::settings::HelpdeskOutSettings;
 use crate::outbox::{Channel, DeliverError, Sent};
+use crate::secret::Secret;
 
 /// Front adapter.
 pub struct Front {

@@ -23,11 +23,11 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::{AgentActivity, Api, content, escalation, needs, posted_at, ticket_ref, time_of};
-use crate::config::Secret;
 use crate::domain::OutboxRecord;
 use crate::ingest::text::html_to_text;
 use crate::outbox::settings::HelpdeskOutSettings;
 use crate::outbox::{Channel, DeliverError, Sent};
+use crate::secret::Secret;
 
 /// Help Scout adapter.
 pub struct HelpScout {

@@ -25,10 +25,10 @@ use serde_json::{Value, json};
 use super::{
     AgentActivity, Api, content, escalation, id_of, needs, posted_at, ticket_ref, time_of,
 };
-use crate::config::Secret;
 use crate::domain::OutboxRecord;
 use crate::outbox::settings::HelpdeskOutSettings;
 use crate::outbox::{Channel, DeliverError, Sent};
+use crate::secret::Secret;
 
 /// The audit-metadata key carrying the outbox record id.
 pub const METADATA_KEY: &str = "deskhand_outbox_id";

@@ -43,8 +43,8 @@ pub const RESET_EVERY: usize = 10;
 /// The question every ticket asks (the fixtures answer it).
 const QUESTION: &str = "How do I turn on two-factor authentication?";
 
-const CONVERSE: &str = include_str!("../../fixtures/bedrock/converse_tool_use.json");
-const RETRIEVE: &str = include_str!("../../fixtures/bedrock/retrieve_s3_web.json");
+const CONVERSE: &str = include_str!("../../../fixtures/bedrock/converse_tool_use.json");
+const RETRIEVE: &str = include_str!("../../../fixtures/bedrock/retrieve_s3_web.json");
 
 /// What to run.
 #[derive(Debug, Clone)]
