@@ -55,6 +55,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod queue;
 pub mod resolution;
+pub mod runtime;
 pub mod secret;
 pub mod sqlite;
 pub mod store;

@@ -13,8 +13,9 @@ use deskhand::config::Config;
 use deskhand::domain::Decision;
 use deskhand::knowledge::TantivyIndex;
 use deskhand::knowledge::tantivy::fingerprint;
-use deskhand::local::{self, Local};
-use deskhand::pipeline::{Responder, Rules, Settings};
+use deskhand::local::Local;
+use deskhand::pipeline::Responder;
+use deskhand::runtime::{self, Aws};
 use deskhand::telemetry;
 use deskhand::tools::eval;
 
@@ -245,7 +246,7 @@ async fn gaps(cli: &Cli, args: &GapsArgs) -> anyhow::Result<()> {
         deskhand::cost::parse_since(args.since.as_deref(), now).map_err(anyhow::Error::msg)?;
     let (store, people) = stores(&config, args.aws).await?;
     let questions = deskhand::gaps::questions(store.as_ref(), people.as_ref(), since).await?;
-    let retriever = match local::retriever_in_memory(&config) {
+    let retriever = match runtime::retriever_in_memory(&config) {
         Ok(r) => Some(r),
         Err(error) => {
             eprintln!("closest passages left out: {error:#}");
@@ -542,21 +543,16 @@ async fn responder(config: &Config) -> anyhow::Result<Responder> {
     let retriever: std::sync::Arc<dyn deskhand::knowledge::Retriever> = match config.retriever.kind
     {
         deskhand::config::RetrieverKind::Tantivy => {
-            let hybrid = local::hybrid_in_memory(config)?;
+            let hybrid = runtime::hybrid_in_memory(config)?;
             hybrid
                 .prepare()
                 .await
                 .context("computing the passage vectors")?;
             std::sync::Arc::new(hybrid)
         }
-        _ => local::retriever_in_memory(config)?,
+        _ => runtime::retriever_in_memory(config)?,
     };
-    Ok(Responder::new(
-        retriever,
-        local::generator(config)?,
-        Rules::new(&config.pipeline)?,
-        Settings::from_config(config),
-    ))
+    runtime::responder(config, retriever, runtime::generator(config, Aws::Lazy)?)
 }
 
 async fn shutdown_signal() {
@@ -859,7 +855,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if args.calibrate {
                 // Fitted on the retriever the answers came from (hybrid,
                 // with the embedder when one is configured).
-                let hybrid = local::hybrid_in_memory(&config)?;
+                let hybrid = runtime::hybrid_in_memory(&config)?;
                 hybrid.prepare().await?;
                 let (fit, n) = eval::calibrate(&hybrid, config.pipeline.top_k, &cases).await?;
                 eprintln!(
@@ -992,7 +988,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.config.as_deref(),
                 &overrides(&[("kb_dir", path(&args.kb))]),
             )?;
-            let retriever = local::retriever_in_memory(&config)?;
+            let retriever = runtime::retriever_in_memory(&config)?;
             let limit = std::time::Duration::from_secs(args.time_limit);
             let rates = if args.harsh {
                 deskhand::tools::soak::FaultRates::harsh()

@@ -13,14 +13,15 @@ use anyhow::Context;
 use crate::api::{self, ApiState, Tokens};
 use crate::aws::{AwsSettings, sdk_config};
 use crate::config::{Config, GeneratorKind, RetrieverKind};
+use crate::knowledge::Retriever;
 use crate::knowledge::bundle::{self, LiveIndex};
-use crate::knowledge::{BedrockKb, Retriever};
-use crate::llm::{Bedrock, Generator};
+use crate::llm::Generator;
 use crate::metrics::{MeteredStore, Metrics};
 use crate::notify::{Escalator, KeepDrafts, LogThen, SnsEscalator};
 use crate::outbox::{Channels, DispatchSettings, Dispatcher, OutboundPolicy};
-use crate::pipeline::{Pipeline, Responder, Rules, Settings};
+use crate::pipeline::Pipeline;
 use crate::queue::SqsQueue;
+use crate::runtime::{self, Aws};
 use crate::store::{DynamoConversationLimiter, DynamoStore};
 use crate::worker::Backoff;
 
@@ -175,40 +176,19 @@ impl AwsRuntime {
     /// `/opt`): its prebuilt index when it ships one, else its Markdown
     /// indexed in memory.
     pub fn retriever(&self) -> anyhow::Result<Arc<dyn Retriever>> {
-        match self.config.retriever.kind {
-            RetrieverKind::BedrockKb => {
-                let kb = self
-                    .config
-                    .retriever
-                    .bedrock_kb
-                    .clone()
-                    .context("[retriever.bedrock_kb] is missing")?;
-                Ok(Arc::new(BedrockKb::new(&self.sdk, kb)?))
-            }
-            RetrieverKind::Tantivy => match &self.kb {
-                Some(live) => Ok(live.clone()),
-                None => Ok(Arc::new(
-                    bundle::layer_index(&self.config.kb_dir)?
-                        .including_internal(self.config.pipeline.answer_from_internal),
-                )),
-            },
-        }
+        runtime::bedrock_or(&self.config, Aws::Shared(&self.sdk), || match &self.kb {
+            Some(live) => Ok(live.clone()),
+            None => Ok(Arc::new(
+                bundle::layer_index(&self.config.kb_dir)?
+                    .including_internal(self.config.pipeline.answer_from_internal),
+            )),
+        })
     }
 
     /// The generator the configuration asks for; Bedrock's client comes
     /// from the shared SDK configuration.
     pub fn generator(&self) -> anyhow::Result<Arc<dyn Generator>> {
-        match self.config.generator.kind {
-            GeneratorKind::Bedrock => Ok(Arc::new(crate::llm::breaker::Breaker::new(
-                Bedrock::new(
-                    &self.sdk,
-                    self.config.generator.bedrock.clone().unwrap_or_default(),
-                    self.config.pipeline.max_passage_chars,
-                ),
-                self.config.generator.breaker,
-            ))),
-            _ => crate::local::generator(&self.config),
-        }
+        runtime::generator(&self.config, Aws::Shared(&self.sdk))
     }
 
     /// The ticket pipeline over these adapters.
@@ -217,16 +197,7 @@ impl AwsRuntime {
     }
 
     fn pipeline_over(&self, store: Arc<dyn crate::store::Store>) -> anyhow::Result<Arc<Pipeline>> {
-        let responder = Responder::new(
-            self.retriever()?,
-            self.generator()?,
-            Rules::new(&self.config.pipeline)?,
-            Settings::from_config(&self.config),
-        )
-        .with_actions(Arc::new(crate::actions::Actions::new(
-            &self.config.actions,
-            self.config.action_secrets.clone(),
-        )?));
+        let responder = runtime::responder(&self.config, self.retriever()?, self.generator()?)?;
         Ok(Arc::new(
             Pipeline::new(store, self.escalator.clone(), responder)
                 .with_outbound(OutboundPolicy::from_settings(&self.config.outbound)),

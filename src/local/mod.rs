@@ -17,16 +17,15 @@ use tokio::sync::watch;
 use tracing::{Instrument, info, warn};
 
 use crate::api::{self, ApiState, Tokens};
-use crate::config::{Config, GeneratorKind, RetrieverKind};
+use crate::config::Config;
+use crate::knowledge::TantivyIndex;
 use crate::knowledge::tantivy::BuildStats;
-use crate::knowledge::{BedrockKb, Hybrid, Retriever, TantivyIndex, embed};
-use crate::llm::breaker::Breaker;
-use crate::llm::{Bedrock, Extractive, Generator, OpenAi};
 use crate::metrics::{MeteredStore, Metrics};
-use crate::notify::{Escalator, LogThen, Webhook};
+use crate::notify::Escalator;
 use crate::outbox::{Channels, DispatchSettings, Dispatcher, EmailTransport, OutboundPolicy};
-use crate::pipeline::{Pipeline, Responder, Rules, Settings};
+use crate::pipeline::Pipeline;
 use crate::queue::{Delivery, SqliteQueue};
+use crate::runtime::{self, Aws};
 use crate::sqlite::Db;
 use crate::store::SqliteStore;
 use crate::worker::{self, Action, Backoff};
@@ -36,107 +35,6 @@ use crate::worker::{self, Action, Backoff};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an idle worker looks for messages whose retry delay ended.
 const IDLE_POLL: Duration = Duration::from_millis(250);
-
-/// The generator the configuration asks for.
-pub fn generator(config: &Config) -> anyhow::Result<Arc<dyn Generator>> {
-    Ok(match config.generator.kind {
-        GeneratorKind::Extractive => Arc::new(
-            Extractive::new(config.generator.extractive)
-                .allowing_internal(config.pipeline.answer_from_internal),
-        ),
-        GeneratorKind::Openai => {
-            let s = config
-                .generator
-                .openai
-                .clone()
-                .context("[generator.openai] is missing")?;
-            Arc::new(Breaker::new(
-                OpenAi::new(s, config.pipeline.max_passage_chars)?,
-                config.generator.breaker,
-            ))
-        }
-        // The SDK configuration loads on the first call: this wiring is sync.
-        GeneratorKind::Bedrock => Arc::new(Breaker::new(
-            Bedrock::lazy(
-                config.aws.clone(),
-                config.generator.bedrock.clone().unwrap_or_default(),
-                config.pipeline.max_passage_chars,
-            ),
-            config.generator.breaker,
-        )),
-    })
-}
-
-/// The retriever the configuration asks for, without a data folder: the KB
-/// folder indexed in memory, or a Bedrock Knowledge Base (eval, ask).
-pub fn retriever_in_memory(config: &Config) -> anyhow::Result<Arc<dyn Retriever>> {
-    Ok(match config.retriever.kind {
-        RetrieverKind::Tantivy => Arc::new(hybrid_in_memory(config)?),
-        RetrieverKind::BedrockKb => {
-            let kb = config
-                .retriever
-                .bedrock_kb
-                .clone()
-                .context("[retriever.bedrock_kb] is missing")?;
-            Arc::new(BedrockKb::lazy(config.aws.clone(), kb)?)
-        }
-    })
-}
-
-/// The KB folder indexed in memory as a [`Hybrid`] retriever, with the
-/// configured embedder; passage vectors are cached in the data folder
-/// (one file per KB folder) when an embedder is configured.
-pub fn hybrid_in_memory(config: &Config) -> anyhow::Result<Hybrid> {
-    let docs = crate::knowledge::tantivy::load_documents(&config.kb_dir, &mut |_, _| {})?;
-    let index =
-        TantivyIndex::in_memory(&docs)?.including_internal(config.pipeline.answer_from_internal);
-    let name = {
-        use sha2::Digest;
-        let path = config
-            .kb_dir
-            .canonicalize()
-            .unwrap_or_else(|_| config.kb_dir.clone());
-        let digest = sha2::Sha256::digest(path.to_string_lossy().as_bytes());
-        format!("vectors-{}.bin", &hex::encode(digest)[..16])
-    };
-    hybrid(config, index, &docs, &config.data_dir.join(name))
-}
-
-/// `index` (built from `docs`) as a [`Hybrid`] retriever with the
-/// configured embedder, vectors cached in `cache`.
-fn hybrid(
-    config: &Config,
-    index: TantivyIndex,
-    docs: &[crate::knowledge::markdown::Document],
-    cache: &std::path::Path,
-) -> anyhow::Result<Hybrid> {
-    let hybrid = Hybrid::new(index, docs);
-    Ok(
-        match embed::from_settings(&config.retriever.embedder, &config.aws)? {
-            Some(embedder) => hybrid.with_embedder(
-                embedder,
-                docs,
-                config.pipeline.answer_from_internal,
-                Some(cache),
-            ),
-            None => hybrid,
-        },
-    )
-}
-
-/// The escalator the configuration asks for: a log line, plus the webhook.
-pub fn escalator(config: &Config) -> anyhow::Result<Arc<dyn Escalator>> {
-    let e = &config.escalation;
-    let webhook = match &e.webhook_url {
-        Some(url) => Some(Box::new(Webhook::new(
-            url.clone(),
-            e.webhook_format,
-            Duration::from_secs(e.webhook_timeout_secs),
-        )?) as Box<dyn Escalator>),
-        None => None,
-    };
-    Ok(Arc::new(LogThen::new(webhook)))
-}
 
 /// Everything `serve` runs.
 pub struct Local {
@@ -175,66 +73,49 @@ impl Local {
         let store = SqliteStore::new(db.clone());
         let queue = SqliteQueue::new(db, config.queue.max_message_bytes);
         let mut kb_watch = None;
-        let (retriever, built): (Arc<dyn Retriever>, _) = match config.retriever.kind {
-            RetrieverKind::Tantivy => {
-                let index_dir = config.data_dir.join("index");
-                let (index, built) =
-                    TantivyIndex::open_or_build(&config.kb_dir, &index_dir, progress)?;
-                let index = index.including_internal(config.pipeline.answer_from_internal);
-                // The watch updates the BM25 index in place (the hybrid reads
-                // the same index); changed passages have no vector until the
-                // next start computes it.
-                if config.retriever.watch_ms != Some(0) {
-                    kb_watch = Some(crate::knowledge::watch::KbWatch::new(
-                        &config.kb_dir,
-                        Some(&index_dir),
-                        index.clone(),
-                    )?);
-                }
-                let docs =
-                    crate::knowledge::tantivy::load_documents(&config.kb_dir, &mut |_, _| {})?;
-                let hybrid = hybrid(
-                    &config,
-                    index,
-                    &docs,
-                    &config.data_dir.join("index-vectors.bin"),
-                )?;
-                // Passage vectors are computed (or loaded) in the background;
-                // until they are ready, questions are answered from BM25.
-                if hybrid.has_vectors()
-                    && let Ok(runtime) = tokio::runtime::Handle::try_current()
-                {
-                    let warm = hybrid.clone();
-                    runtime.spawn(async move {
-                        if let Err(error) = warm.prepare().await {
-                            warn!(message = "Passage vectors not ready; BM25 alone for now.", %error);
-                        }
-                    });
-                }
-                (Arc::new(hybrid), built)
+        let mut kb_built = None;
+        let retriever = runtime::bedrock_or(&config, Aws::Lazy, || {
+            let index_dir = config.data_dir.join("index");
+            let (index, built) = TantivyIndex::open_or_build(&config.kb_dir, &index_dir, progress)?;
+            kb_built = built;
+            let index = index.including_internal(config.pipeline.answer_from_internal);
+            // The watch updates the BM25 index in place (the hybrid reads
+            // the same index); changed passages have no vector until the
+            // next start computes it.
+            if config.retriever.watch_ms != Some(0) {
+                kb_watch = Some(crate::knowledge::watch::KbWatch::new(
+                    &config.kb_dir,
+                    Some(&index_dir),
+                    index.clone(),
+                )?);
             }
-            RetrieverKind::BedrockKb => {
-                let kb = config
-                    .retriever
-                    .bedrock_kb
-                    .clone()
-                    .context("[retriever.bedrock_kb] is missing")?;
-                (Arc::new(BedrockKb::lazy(config.aws.clone(), kb)?), None)
+            let docs = crate::knowledge::tantivy::load_documents(&config.kb_dir, &mut |_, _| {})?;
+            let hybrid = runtime::hybrid(
+                &config,
+                index,
+                &docs,
+                &config.data_dir.join("index-vectors.bin"),
+            )?;
+            // Passage vectors are computed (or loaded) in the background;
+            // until they are ready, questions are answered from BM25.
+            if hybrid.has_vectors()
+                && let Ok(handle) = tokio::runtime::Handle::try_current()
+            {
+                let warm = hybrid.clone();
+                handle.spawn(async move {
+                    if let Err(error) = warm.prepare().await {
+                        warn!(message = "Passage vectors not ready; BM25 alone for now.", %error);
+                    }
+                });
             }
-        };
-        let responder = Responder::new(
-            retriever,
-            generator(&config)?,
-            Rules::new(&config.pipeline)?,
-            Settings::from_config(&config),
-        )
-        .with_actions(Arc::new(crate::actions::Actions::new(
-            &config.actions,
-            config.action_secrets.clone(),
-        )?));
+            Ok(Arc::new(hybrid))
+        })?;
+        let built = kb_built;
+        let responder =
+            runtime::responder(&config, retriever, runtime::generator(&config, Aws::Lazy)?)?;
         let metrics = Metrics::prometheus();
         let escalator: Arc<dyn Escalator> = Arc::new(crate::notify::KeepDrafts::new(
-            escalator(&config)?,
+            runtime::escalator(&config)?,
             Arc::new(store.clone()),
         ));
         let outbox_ready = Arc::new(tokio::sync::Notify::new());

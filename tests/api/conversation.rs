@@ -258,7 +258,7 @@ fn responder() -> Responder {
     let docs = load_documents(&config.kb_dir, &mut |_, _| {}).unwrap();
     Responder::new(
         Arc::new(TantivyIndex::in_memory(&docs).unwrap()),
-        deskhand::local::generator(&config).unwrap(),
+        deskhand::runtime::generator(&config, deskhand::runtime::Aws::Lazy).unwrap(),
         Rules::new(&config.pipeline).unwrap(),
         Settings::from_config(&config),
     )

@@ -136,7 +136,7 @@ async fn attacks_do_not_change_the_decision_rules() {
     );
     let responder = Responder::new(
         retriever,
-        deskhand::local::generator(&config).unwrap(),
+        deskhand::runtime::generator(&config, deskhand::runtime::Aws::Lazy).unwrap(),
         Rules::new(&config.pipeline).unwrap(),
         Settings::from_config(&config),
     );

@@ -5,8 +5,8 @@
 use crate::common;
 
 use deskhand::config::Config;
-use deskhand::local;
 use deskhand::pipeline::{Responder, Rules, Settings};
+use deskhand::runtime;
 use deskhand::tools::eval::{self, Report};
 
 async fn evaluate(kb: &str, set: &str) -> Report {
@@ -18,8 +18,8 @@ async fn evaluate(kb: &str, set: &str) -> Report {
     // The product's retriever: BM25 with spelling correction and near-twin
     // disambiguation (no embedder configured: tests/tools/eval_embeddings.rs).
     let responder = Responder::new(
-        local::retriever_in_memory(&config).unwrap(),
-        local::generator(&config).unwrap(),
+        runtime::retriever_in_memory(&config).unwrap(),
+        runtime::generator(&config, runtime::Aws::Lazy).unwrap(),
         Rules::new(&config.pipeline).unwrap(),
         Settings::from_config(&config),
     );

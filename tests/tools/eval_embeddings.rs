@@ -8,8 +8,8 @@ use crate::common;
 
 use deskhand::config::Config;
 use deskhand::knowledge::embed::{EmbedderKind, EmbedderSettings, Marking, OpenAiEmbedSettings};
-use deskhand::local;
 use deskhand::pipeline::{Responder, Rules, Settings};
+use deskhand::runtime;
 use deskhand::tools::eval::{self, Report};
 
 async fn evaluate(kb: &str, set: &str, embedder: Option<&str>) -> Report {
@@ -34,11 +34,11 @@ async fn evaluate(kb: &str, set: &str, embedder: Option<&str>) -> Report {
             bedrock: None,
         };
     }
-    let retriever = local::hybrid_in_memory(&config).unwrap();
+    let retriever = runtime::hybrid_in_memory(&config).unwrap();
     retriever.prepare().await.unwrap();
     let responder = Responder::new(
         std::sync::Arc::new(retriever),
-        local::generator(&config).unwrap(),
+        runtime::generator(&config, runtime::Aws::Lazy).unwrap(),
         Rules::new(&config.pipeline).unwrap(),
         Settings::from_config(&config),
     );
