@@ -32,11 +32,12 @@ use serde::{Deserialize, Serialize};
 use super::{GenerateError, GenerateRequest, Generation, Generator};
 use crate::domain::{Channel, Usage};
 use crate::knowledge::Passage;
+use crate::knowledge::hybrid::Vocabulary;
 use crate::knowledge::markdown::{is_agent_voice, is_internal_heading, sentences};
 use crate::knowledge::tantivy::analyze;
 
 /// Passages considered beyond the best one, when nearly as relevant.
-const CANDIDATES: usize = 3;
+const CANDIDATES: usize = 5;
 /// Longest reply, in characters, before we stop adding units.
 const MAX_CHAT_CHARS: usize = 600;
 const MAX_EMAIL_CHARS: usize = 1_000;
@@ -151,6 +152,8 @@ struct Unit {
     text: String,
     /// Terms of the unit's own text.
     terms: HashSet<String>,
+    /// The terms a list item adds to its lead-in.
+    item_terms: Option<HashSet<String>>,
 }
 
 struct Line<'a> {
@@ -207,6 +210,18 @@ static TIME: LazyLock<Regex> = LazyLock::new(|| {
         | \b(?:january|february|march|april|may|june|july|august|september|october|november|december)\b
         | \b(?:before|after|until|by|on|at\s+the\s+end\s+of|at\s+the\s+start\s+of)\s+(?:the|your|each|every)\b
         | \b(?:24/7|around\s+the\s+clock|midnight|noon)\b")
+        .expect("static regex")
+});
+/// "When" that asks ("when will…", "by when"), not one that sets a scene
+/// ("…the codes I printed when I set it up").
+static WHEN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bwhen\s+(?:is|are|was|were|will|would|do|does|did|can|could|should|shall|must|'s)\b|\b(?:by|until|till|since|from)\s+when\b|^\s*when\s*\?")
+        .expect("static regex")
+});
+/// Words that say what kind of answer is wanted ("how many", "how
+/// long") or stand in for a noun ("the old one"), not what it is about.
+static FORM_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bhow\s+(?:many|much|long|often|soon|quickly|fast|far)\b|\b(?:one|ones)\b")
         .expect("static regex")
 });
 static INSTRUCTION: LazyLock<Regex> = LazyLock::new(|| {
@@ -333,17 +348,18 @@ pub fn asks(question: &str) -> Asks {
         "how i do",
     ]) {
         Asks::Steps
-    } else if has(&[
-        "when",
-        "what time",
-        "what hours",
-        "which hours",
-        "what days",
-        "which days",
-        "deadline",
-        "opening hours",
-        "open hours",
-    ]) {
+    } else if WHEN.is_match(&q)
+        || has(&[
+            "what time",
+            "what hours",
+            "which hours",
+            "what days",
+            "which days",
+            "deadline",
+            "opening hours",
+            "open hours",
+        ])
+    {
         Asks::Time
     } else {
         Asks::Other
@@ -359,13 +375,26 @@ fn contains_words(haystack: &str, phrase: &str) -> bool {
 }
 
 /// How well `unit` holds the kind of answer `asks` wants: 1, 0.5 or 0.
-fn answer_type(asks: Asks, kind: Kind, text: &str) -> f32 {
-    // List numbers are not numbers the customer asked for.
-    let bare: String = text
+fn answer_type(want: &Want, kind: Kind, text: &str) -> f32 {
+    let (asks, noun) = (want.asks, want.noun.as_deref());
+    // List numbers are not numbers the customer asked for, nor are the
+    // ones the customer gave ("I get 429 errors").
+    let mut bare: String = text
         .lines()
         .map(|l| ITEM.replace(l, ""))
         .collect::<Vec<_>>()
         .join("\n");
+    if !want.given.is_empty() {
+        bare = GIVEN_NUMBER
+            .replace_all(&bare, |c: &regex::Captures<'_>| {
+                if want.given.iter().any(|g| g == &c[0]) {
+                    String::from(" ")
+                } else {
+                    c[0].to_owned()
+                }
+            })
+            .into_owned();
+    }
     let text = bare.as_str();
     // Steps say how, rarely how much or how long.
     let scale = if kind == Kind::Steps && asks != Asks::Steps {
@@ -382,7 +411,11 @@ fn answer_type(asks: Asks, kind: Kind, text: &str) -> f32 {
                 _ => 0.0,
             },
             Asks::Amount => f32::from(AMOUNT.is_match(text)),
-            Asks::Count => f32::from(NUMBER.is_match(text)),
+            Asks::Count => match noun {
+                _ if !NUMBER.is_match(text) => 0.0,
+                Some(n) if !counts(text, n) => 0.25,
+                _ => 1.0,
+            },
             Asks::Duration => {
                 if DURATION.is_match(text) {
                     1.0
@@ -403,6 +436,59 @@ fn answer_type(asks: Asks, kind: Kind, text: &str) -> f32 {
             }
             Asks::Other => 0.0,
         }
+}
+
+/// What the question asks for, in detail.
+struct Want {
+    asks: Asks,
+    /// What "how many" counts, as an index term.
+    noun: Option<String>,
+    /// Numbers the question itself gives.
+    given: Vec<String>,
+}
+
+static GIVEN_NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").expect("static regex"));
+
+/// What "how many" counts ("how many API keys can…" → `key`), as an
+/// index term.
+fn counted(question: &str) -> Option<String> {
+    let q = question.to_lowercase();
+    let rest = q
+        .find("how many ")
+        .map(|i| &q[i + 9..])
+        .or_else(|| q.find("number of ").map(|i| &q[i + 10..]))?;
+    const STOP: &[&str] = &[
+        "can", "could", "do", "does", "did", "is", "are", "was", "were", "will", "would", "should",
+        "may", "might", "i", "we", "you", "they", "there", "per", "in", "on", "for", "of", "at",
+        "to", "my", "our", "your", "a", "an", "the", "that", "which", "allowed",
+    ];
+    let words: Vec<&str> = rest
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(3)
+        .take_while(|w| !STOP.contains(w))
+        .collect();
+    words.last().and_then(|w| analyze(w).into_iter().next())
+}
+
+/// Whether a number in `text` counts `noun` (an index term): the noun is
+/// among the three words after it ("up to 5 active keys") or the two
+/// before it ("keys: 5").
+fn counts(text: &str, noun: &str) -> bool {
+    let is_noun = |w: &str| analyze(w).iter().any(|t| t == noun);
+    text.lines().any(|line| {
+        let words: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | ':' | ';' | '/'))
+            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+            .filter(|w| !w.is_empty())
+            .collect();
+        words.iter().enumerate().any(|(i, w)| {
+            NUMBER.is_match(w)
+                && (words[i + 1..].iter().take(3).any(|x| is_noun(x))
+                    || words[i.saturating_sub(2)..i].iter().any(|x| is_noun(x)))
+        })
+    })
 }
 
 /// The question's names and numbers: words capitalized inside a sentence,
@@ -473,6 +559,7 @@ fn units(pi: usize, text: &str) -> Vec<Unit> {
         last,
         kind,
         terms: analyze(&text).into_iter().collect(),
+        item_terms: None,
         text,
     };
     // Sentences, leaning on the one before when they start with a pronoun.
@@ -586,7 +673,16 @@ fn units(pi: usize, text: &str) -> Vec<Unit> {
                     Some(l) => format!("{l}\n- {item}"),
                     None => (*item).to_owned(),
                 };
-                out.push(mk(line_pos[i + k], line_pos[i + k], Kind::Item, text));
+                let mut unit = mk(line_pos[i + k], line_pos[i + k], Kind::Item, text);
+                // What the item says that its lead-in does not.
+                let lead: HashSet<String> = lead_text.iter().flat_map(|l| analyze(l)).collect();
+                unit.item_terms = Some(
+                    analyze(item)
+                        .into_iter()
+                        .filter(|t| !lead.contains(t))
+                        .collect(),
+                );
+                out.push(unit);
             }
         }
         i = j + 1;
@@ -622,12 +718,32 @@ impl Extractive {
         max_chars: usize,
         allow_internal: bool,
     ) -> Option<Extract> {
-        let q = analyze(&crate::knowledge::topical(question));
         let best = passages.first()?;
+        // The question's topic words, spelled as the passages spell them
+        // (the retriever forgave the typo; the units must too).
+        let vocabulary = Vocabulary::of_texts(passages.iter().take(CANDIDATES).flat_map(|p| {
+            [
+                p.title.as_str(),
+                p.section.as_deref().unwrap_or(""),
+                p.text.as_str(),
+            ]
+        }));
+        let topic = FORM_WORDS
+            .replace_all(&crate::knowledge::topical(question), " ")
+            .into_owned();
+        let q = analyze(&vocabulary.correct(&topic));
         if q.is_empty() {
             return None;
         }
         let kind = asks(question);
+        let want = Want {
+            asks: kind,
+            noun: counted(question),
+            given: GIVEN_NUMBER
+                .find_iter(question)
+                .map(|m| m.as_str().to_owned())
+                .collect(),
+        };
         let floor = best.relevance * 0.6;
         let mut all: Vec<Unit> = Vec::new();
         let mut heading_terms: HashMap<usize, HashSet<String>> = HashMap::new();
@@ -692,13 +808,20 @@ impl Extractive {
                 } else {
                     0.0
                 };
-                let typ = answer_type(kind, u.kind, &u.text);
+                let typ = answer_type(&want, u.kind, &u.text);
+                // An item that matches the question only through its
+                // lead-in answers no more than its whole list does.
+                let generic_item = u
+                    .item_terms
+                    .as_ref()
+                    .is_some_and(|t| cover(&|x| t.contains(x)) == 0.0);
                 let len = u.text.chars().count() as f32;
                 let score = 0.40 * own
                     + 0.25 * ctx
                     + 0.20 * passages[u.passage].relevance
                     + 0.25 * task
                     + type_weight * typ
+                    - if generic_item { 0.1 } else { 0.0 }
                     - 0.02 * u.passage as f32
                     - 0.0002 * len
                     - 0.0004 * (len - 200.0).max(0.0)
@@ -724,7 +847,7 @@ impl Extractive {
             .iter()
             .filter(|t| chosen.terms.contains(*t) || heads.contains(*t))
             .collect();
-        let chosen_type = answer_type(kind, chosen.kind, &chosen.text);
+        let chosen_type = answer_type(&want, chosen.kind, &chosen.text);
         let mut extra: Option<(usize, f32)> = None;
         for (i, u) in all.iter().enumerate() {
             if u.passage != chosen.passage
@@ -741,7 +864,7 @@ impl Extractive {
                 / total;
             let typed = kind != Asks::Other
                 && chosen_type < 1.0
-                && answer_type(kind, u.kind, &u.text) == 1.0
+                && answer_type(&want, u.kind, &u.text) == 1.0
                 && scored[i].1 >= 0.5 * best_own;
             let value = gain + if typed { 0.3 } else { 0.0 };
             if (gain >= 0.2 || typed) && extra.is_none_or(|(_, v)| value > v) {
@@ -761,7 +884,7 @@ impl Extractive {
         let unit_coverage = cover(&|t| terms.contains(t));
         let answer_type = pick
             .iter()
-            .map(|&i| answer_type(kind, all[i].kind, &all[i].text))
+            .map(|&i| answer_type(&want, all[i].kind, &all[i].text))
             .fold(0.0, f32::max);
         let answer_type = if kind == Asks::Other {
             0.7
@@ -1045,6 +1168,80 @@ mod tests {
         assert_eq!(a.answer_type, 1.0);
         assert_eq!(b.answer_type, 0.0);
         assert!(a.raw() > b.raw());
+    }
+
+    #[tokio::test]
+    async fn how_many_wants_the_number_of_what_it_counts() {
+        let p = vec![
+            passage(
+                "limits.md",
+                Some("Usage limits"),
+                "Every workspace has two limits:\n- 500 uploads per day per workspace\n- 50 GB of storage per workspace",
+                0.9,
+            ),
+            passage(
+                "members.md",
+                Some("Adding members"),
+                "Open Settings and click Add member. Each workspace can have up to 8 members.",
+                0.8,
+            ),
+        ];
+        let g = answer("How many members can one workspace have?", p.clone()).await;
+        assert!(g.answer.contains("up to 8 members"), "{}", g.answer);
+        assert_eq!(g.sources, ["members.md"]);
+        // The question names the list, not one item: the whole list.
+        let g = answer("what are the workspace limits?", p).await;
+        assert!(
+            g.answer.contains("500 uploads") && g.answer.contains("50 GB"),
+            "{}",
+            g.answer
+        );
+        assert_eq!(
+            counted("how many API keys can I create?").as_deref(),
+            Some("key")
+        );
+        assert_eq!(
+            counted("what's the maximum number of seats per plan").as_deref(),
+            Some("seat")
+        );
+        assert_eq!(counted("how much is it"), None);
+        assert!(counts("Keys: 5 per account.", "key"));
+        assert!(counts("You can add 25 more users.", "user"));
+        assert!(!counts("- 100 requests per minute\n- per API key", "key"));
+    }
+
+    #[tokio::test]
+    async fn a_number_the_customer_gave_is_not_the_answer() {
+        let p = vec![passage(
+            "api.md",
+            Some("Rate limits"),
+            "The API allows 60 requests per minute per token. A request over the limit gets a 503 error with a Retry-After header.",
+            0.9,
+        )];
+        let g = answer("we keep getting 503 errors, what is the limit?", p).await;
+        assert!(g.answer.contains("60 requests per minute"), "{}", g.answer);
+    }
+
+    #[tokio::test]
+    async fn misspelled_words_still_find_their_unit() {
+        let p = vec![passage(
+            "receipts.md",
+            Some("Adding receipts"),
+            "Upload: drag files into the Receipts page, up to 10 MB each.\n\nForward: send receipts by email to your personal forwarding address, shown under Settings → Email.",
+            0.9,
+        )];
+        let g = answer("can i forwrd my reciepts by email", p).await;
+        assert!(g.answer.contains("forwarding address"), "{}", g.answer);
+    }
+
+    #[test]
+    fn a_when_that_sets_a_scene_does_not_ask_for_a_time() {
+        assert_eq!(asks("when will my refund arrive?"), Asks::Time);
+        assert_eq!(asks("by when do I have to pay"), Asks::Time);
+        assert_eq!(
+            asks("I printed backup codes when I set it up, do they still work?"),
+            Asks::Other
+        );
     }
 
     #[test]
