@@ -239,12 +239,44 @@ static DEBRIS: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 static LINK_SYNTAX: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"!?\[([^\]]*)\]\([^)]*\)").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"\[([^\]]*)\]\([^)]*\)").expect("static regex"));
+/// Images: Markdown syntax (alt text is not for the reader of a reply),
+/// bare image file names and "[image]"-style markers.
+static IMAGE_REF: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)!\[[^\]]*\]\([^)]*\)|\[(?:image|screenshot|img|figure|video)[^\]]*\]|\(\s*(?:image|screenshot)\s*\)|[^\s()\[\]]+\.(?:png|jpe?g|gif|svg|webp|bmp)\b")
+        .expect("static regex")
+});
+/// Help-centre chrome, not content: feedback widgets, navigation, share
+/// and print links, "updated" stamps.
+static CHROME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)
+        ^\s*(?:was\s+this\s+(?:article|page|answer|information)\s+helpful
+        | did\s+this\s+(?:article|page|answer)\s+(?:help|answer)
+        | (?:related|popular|recommended|more|other|similar)\s+(?:articles|topics|questions)\b
+        | see\s+also\b | in\s+this\s+article\b | (?:table\s+of\s+)?contents\s*:?\s*$ | back\s+to\s+top\b
+        | (?:share|print|email)\s+this\s+(?:article|page)\b
+        | (?:last\s+)?(?:updated|modified|edited)\s*(?::|on\b|\d|an?\s+\w+\s+ago|\d+\s+\w+\s+ago)
+        | \d+\s+(?:out\s+of\s+)?(?:of\s+)?\d+\s+(?:people\s+)?found\s+this\s+helpful
+        | (?:yes|no)\s*[/|]?\s*(?:yes|no)?\s*$
+        | (?:still\s+need\s+help|have\s+more\s+questions|can'?t\s+find\s+what\s+you'?re\s+looking\s+for)\??\s*(?:submit\s+a\s+request|contact\s+us)?\.?\s*$
+        | (?:thumbs\s+up|thumbs\s+down|helpful\s*\?|not\s+helpful)\s*$)",
+    )
+    .expect("static regex")
+});
+
+/// Whether `text` (a line or a heading) is help-centre chrome rather than
+/// content: "Was this article helpful?", "Related articles", "Updated 3
+/// days ago"…
+pub fn is_chrome(text: &str) -> bool {
+    CHROME.is_match(text)
+}
 
 /// `text` as a customer may see it: no Markdown or HTML debris, white
 /// space tidied, list markers plain.
 pub fn customer_text(text: &str) -> String {
-    let t = LINK_SYNTAX.replace_all(text, "$1");
+    let t = IMAGE_REF.replace_all(text, "");
+    let t = LINK_SYNTAX.replace_all(&t, "$1");
     let mut lines = Vec::new();
     let mut blank = false;
     for line in t.lines() {
@@ -755,6 +787,9 @@ impl Extractive {
             if p.relevance < floor {
                 continue;
             }
+            if p.section.as_deref().is_some_and(is_chrome) {
+                continue;
+            }
             let internal = is_internal_heading(&p.title)
                 || p.section.as_deref().is_some_and(is_internal_heading);
             if internal && !allow_internal {
@@ -763,11 +798,15 @@ impl Extractive {
             let mut heads: HashSet<String> = analyze(&p.title).into_iter().collect();
             heads.extend(analyze(p.section.as_deref().unwrap_or("")));
             heading_terms.insert(pi, heads);
-            all.extend(units(pi, &p.text).into_iter().filter(|u| {
+            // Images go before the text is cut into sentences: "![…]" is
+            // no sentence end.
+            let text = IMAGE_REF.replace_all(&p.text, "");
+            all.extend(units(pi, &text).into_iter().filter(|u| {
                 // A lead-in alone is a fragment: it comes with its list.
                 let lead_in_alone = !matches!(u.kind, Kind::Steps | Kind::List | Kind::Item)
                     && u.text.trim_end().ends_with(':');
                 !lead_in_alone
+                    && !u.text.lines().any(is_chrome)
                     && !has_placeholder(&u.text)
                     && (allow_internal || !is_agent_voice(&u.text))
             }));
@@ -1245,6 +1284,47 @@ mod tests {
         assert_eq!(
             asks("I printed backup codes when I set it up, do they still work?"),
             Asks::Other
+        );
+    }
+
+    #[tokio::test]
+    async fn help_centre_chrome_and_images_never_reach_the_customer() {
+        let p = vec![
+            passage(
+                "export.md",
+                Some("Export your data"),
+                "![Export button](export.png) Go to Settings → Data and click Export CSV.\n\nWas this article helpful?\n\nYes No\n\nUpdated 3 days ago",
+                0.9,
+            ),
+            passage(
+                "export.md",
+                Some("Related articles"),
+                "- Export your data to a spreadsheet\n- Import data from a spreadsheet",
+                0.9,
+            ),
+        ];
+        let g = answer("how do I export my data to a spreadsheet?", p).await;
+        assert_eq!(g.answer, "Go to Settings → Data and click Export CSV.");
+        for chrome in [
+            "Was this article helpful?",
+            "Related articles",
+            "Updated 3 days ago",
+            "12 out of 15 found this helpful",
+            "Still need help? Contact us",
+            "Yes No",
+        ] {
+            assert!(is_chrome(chrome), "{chrome}");
+        }
+        for content in [
+            "Still need help with a refund? Write to billing@example.com.",
+            "Yes, you can change your plan at any time.",
+            "Updated invoices are sent again automatically.",
+        ] {
+            assert!(!is_chrome(content), "{content}");
+        }
+        assert_eq!(
+            customer_text("See [the guide](https://x.example) ![shot](a.png) and [screenshot]."),
+            "See the guide and ."
         );
     }
 
