@@ -105,6 +105,15 @@ impl Vocabulary {
         v
     }
 
+    /// The vocabulary of some texts (the passages an answer is taken from).
+    pub fn of_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut v = Self::default();
+        for t in texts {
+            v.add(t);
+        }
+        v
+    }
+
     fn add(&mut self, text: &str) {
         for m in WORD.find_iter(text) {
             let w = m.as_str().to_lowercase();

@@ -579,6 +579,29 @@ mod tests {
             ("Mi abogado se pondrá en contacto con ustedes", "legal"),
             ("Mein Konto wurde gehackt", "security"),
             ("Mon mari est décédé", "bereavement"),
+            // Fraud, takeover and bereavement in other words.
+            (
+                "There's a charge I don't recognise from last Tuesday",
+                "fraud",
+            ),
+            ("I see two transactions I didn't make", "fraud"),
+            (
+                "I think I got scammed, money is missing from my account",
+                "fraud",
+            ),
+            ("Someone changed my email without asking me", "security"),
+            (
+                "I keep getting sign-in codes but I didn't request a code",
+                "security",
+            ),
+            (
+                "I'm the executor of my late father's business",
+                "bereavement",
+            ),
+            (
+                "We lost my husband in March; his subscription still renews",
+                "bereavement",
+            ),
         ] {
             let hit = r.check(t);
             assert_eq!(
@@ -594,6 +617,8 @@ mod tests {
             "My phone died while I was scanning a receipt",
             "Is there a quick hack to duplicate an invoice?",
             "I made a purchase order template, can I reuse it?",
+            "I lost my phone, how do I sign in?",
+            "Can I change my email address?",
         ] {
             assert_eq!(reason(&r, t), None, "{t}");
         }

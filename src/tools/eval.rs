@@ -137,6 +137,9 @@ pub struct CaseResult {
     pub correct: bool,
 }
 
+/// The confidence from which an answer counts as confident.
+pub const CONFIDENT: f32 = 0.85;
+
 /// Reliability of the confidence, one bin.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bin {
@@ -195,6 +198,9 @@ pub struct Report {
     pub hit_at_3_by_language: BTreeMap<String, (usize, usize)>,
     /// Reliability of the confidence of generated answers.
     pub calibration: Vec<Bin>,
+    /// Generated answers with confidence of at least [`CONFIDENT`] (the
+    /// issue's target: at least 90 % of them right).
+    pub confident: Bin,
     /// Brier score of the confidence of generated answers (lower is better).
     pub brier: Option<f64>,
     /// Every case.
@@ -376,27 +382,26 @@ fn report(cases: Vec<CaseResult>) -> Report {
             (c.confidence, right)
         })
         .collect();
+    let bin = |w: &[f32]| {
+        let inside: Vec<&(f32, bool)> = scored
+            .iter()
+            .filter(|(c, _)| *c >= w[0] && *c < w[1])
+            .collect();
+        Bin {
+            from: w[0],
+            to: w[1].min(1.0),
+            count: inside.len(),
+            mean_confidence: if inside.is_empty() {
+                0.0
+            } else {
+                inside.iter().map(|(c, _)| f64::from(*c)).sum::<f64>() / inside.len() as f64
+            },
+            accuracy: ratio(inside.iter().filter(|(_, ok)| *ok).count(), inside.len()),
+        }
+    };
     let edges = [0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001];
-    let calibration = edges
-        .windows(2)
-        .map(|w| {
-            let inside: Vec<&(f32, bool)> = scored
-                .iter()
-                .filter(|(c, _)| *c >= w[0] && *c < w[1])
-                .collect();
-            Bin {
-                from: w[0],
-                to: w[1].min(1.0),
-                count: inside.len(),
-                mean_confidence: if inside.is_empty() {
-                    0.0
-                } else {
-                    inside.iter().map(|(c, _)| f64::from(*c)).sum::<f64>() / inside.len() as f64
-                },
-                accuracy: ratio(inside.iter().filter(|(_, ok)| *ok).count(), inside.len()),
-            }
-        })
-        .collect();
+    let calibration = edges.windows(2).map(bin).collect();
+    let confident = bin(&[CONFIDENT, 1.0001]);
     let brier = (!scored.is_empty()).then(|| {
         scored
             .iter()
@@ -428,6 +433,7 @@ fn report(cases: Vec<CaseResult>) -> Report {
             by
         },
         calibration,
+        confident,
         brier,
         cases,
     }
@@ -557,6 +563,15 @@ impl Report {
                 }
             ));
         }
+        out.push_str(&format!(
+            "confidence ≥ {CONFIDENT:.2}: {} answers, {} answered correctly\n",
+            self.confident.count,
+            if self.confident.count == 0 {
+                "-".into()
+            } else {
+                pct(self.confident.accuracy)
+            }
+        ));
         if let Some(b) = self.brier {
             out.push_str(&format!("brier score {b:.3}\n"));
         }

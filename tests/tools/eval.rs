@@ -40,12 +40,20 @@ async fn dev_set_meets_its_thresholds() {
     assert!(r.escalation_recall >= 0.90, "{shown}");
     assert!(r.escalation_precision >= 0.60, "{shown}");
     // Answered correctly: cites an expected document and states every
-    // expected fact (20 of 46 before facts could be checked: 9 of 30).
-    assert!(r.answered_correct >= 20, "{shown}");
+    // expected fact (9 of 30 before facts could be checked; 25 of 50
+    // before answer units knew what "how many" counts: now 29).
+    assert!(r.answered_correct >= 28, "{shown}");
     assert!(r.facts_cases >= 40, "the dev set must check facts");
     // Confidence means something: the most confident answers are mostly right.
     let top = r.calibration.last().unwrap();
     assert!(top.count >= 10 && top.accuracy >= 0.75, "{shown}");
+    // The target: answers at 0.85 or more are 90 % right (21 of
+    // them, 95 %, with the log-loss slope; 31 at 87 % with the old one).
+    let confident = &r.confident;
+    assert!(
+        confident.count >= 15 && confident.accuracy >= 0.9,
+        "{shown}"
+    );
     // Rule-driven reasons must be named right.
     for reason in ["asked_for_human", "sensitive_topic", "negative_sentiment"] {
         let c = &r.reasons[reason];
