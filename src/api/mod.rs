@@ -38,6 +38,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, Limits};
+use crate::outbox::OutboundPolicy;
 use crate::queue::Queue;
 use crate::store::{ConversationLimiter, PeopleStore, ReplayGuard, Store};
 
@@ -59,6 +60,7 @@ struct Inner {
     replay: Option<Arc<dyn ReplayGuard>>,
     conversation_limiter: Option<Arc<dyn ConversationLimiter>>,
     people: Option<Arc<dyn PeopleStore>>,
+    outbound: OutboundPolicy,
 }
 
 impl ApiState {
@@ -74,12 +76,26 @@ impl ApiState {
                 store,
                 queue,
                 tokens,
+                outbound: OutboundPolicy::from_settings(&config.outbound),
                 config,
                 replay: None,
                 conversation_limiter: None,
                 people: None,
             }),
         }
+    }
+
+    /// Routes agents' replies by `policy` (the configuration's
+    /// `[outbound]` by default); a local server passes one that wakes its
+    /// dispatcher.
+    pub fn with_outbound(mut self, policy: OutboundPolicy) -> Self {
+        Arc::make_mut(&mut self.inner).outbound = policy;
+        self
+    }
+
+    /// Which outbox records agents' replies create.
+    pub(crate) fn outbound(&self) -> &OutboundPolicy {
+        &self.inner.outbound
     }
 
     /// Spends inbound single-use signatures (Mailgun's tokens) through

@@ -276,7 +276,11 @@ impl Local {
             Arc::new(self.config.clone()),
         )
         .with_replay_guard(Arc::new(self.store.clone()))
-        .with_people(Arc::new(self.store.clone()));
+        .with_people(Arc::new(self.store.clone()))
+        .with_outbound(
+            OutboundPolicy::from_settings(&self.config.outbound)
+                .with_nudge(self.outbox_ready.clone()),
+        );
         api::router_with(
             state,
             api::Routes {

@@ -47,7 +47,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::domain::{
     Channel as ChannelKind, ConversationStatus, Delivery, DeliveryMode, NewOutbox, OutboundAction,
-    OutboxRecord, Provider, ReasonCode, Role, ShadowOutcome, ShadowReview, Ticket,
+    OutboxRecord, Provider, ReasonCode, ReplyRoute, Role, ShadowOutcome, ShadowReview, Ticket,
 };
 use crate::notify::{Escalation, Escalator, TranscriptLine};
 use crate::store::{OutboxClaim, OutboxStore, Settle, Store, StoreError};
@@ -314,6 +314,94 @@ impl OutboundPolicy {
     }
 }
 
+/// How an agent's reply reaches the customer ([`OutboundPolicy::agent_reply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentDelivery {
+    /// The widget polls it: the stored message is the delivery.
+    Poll,
+    /// This outbox record delivers it (written with the message).
+    Outbox(Box<NewOutbox>),
+    /// The customer's channel has no `[outbound]` section (or the
+    /// conversation no reply route): the reply is only stored.
+    Unconfigured,
+    /// The email's sender failed authentication: a reply would go to
+    /// whoever was impersonated, so none is sent.
+    HeldSender,
+}
+
+impl AgentDelivery {
+    /// Its name in API answers.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AgentDelivery::Poll => "poll",
+            AgentDelivery::Outbox(_) => "outbox",
+            AgentDelivery::Unconfigured => "stored_only",
+            AgentDelivery::HeldSender => "held_sender",
+        }
+    }
+}
+
+impl OutboundPolicy {
+    /// How an agent's reply `message_id` reaches the customer whose latest
+    /// ticket left `route`. A person wrote it, so it is always public (also
+    /// when the helpdesk is in shadow mode) and carries no "reply 'human'"
+    /// line. An email reply threads under the customer's latest message
+    /// (In-Reply-To, References, "Re:" subject) with its own Message-ID,
+    /// derived from the message id, in the domain ingest chose for replies.
+    pub fn agent_reply(
+        &self,
+        conversation: crate::domain::ConversationId,
+        route: Option<&ReplyRoute>,
+        message_id: &str,
+        text: &str,
+    ) -> AgentDelivery {
+        let Some(route) = route else {
+            return AgentDelivery::Unconfigured;
+        };
+        let configured = match route.provider.channel() {
+            ChannelKind::Widget => return AgentDelivery::Poll,
+            ChannelKind::Email if route.customer.email_auth.is_some_and(|a| a.spoofed()) => {
+                return AgentDelivery::HeldSender;
+            }
+            ChannelKind::Email => self.email.is_some(),
+            ChannelKind::Helpdesk => self.helpdesks.contains_key(&route.provider),
+        };
+        if !configured {
+            return AgentDelivery::Unconfigured;
+        }
+        let mut thread = route.thread.clone();
+        if route.provider.channel() == ChannelKind::Email {
+            thread.reply_message_id = thread
+                .reply_message_id
+                .as_deref()
+                .and_then(|id| id.trim_end_matches('>').rsplit_once('@'))
+                .map(|(_, domain)| {
+                    let local: String = message_id
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+                        .collect();
+                    format!("<{local}.agent@{domain}>")
+                });
+        }
+        AgentDelivery::Outbox(Box::new(NewOutbox::message(
+            message_id,
+            Delivery {
+                ticket_id: route.ticket_id,
+                conversation_id: conversation,
+                provider: route.provider,
+                customer: route.customer.clone(),
+                subject: route.subject.clone(),
+                thread,
+                action: OutboundAction::Reply {
+                    mode: DeliveryMode::Public,
+                    text: text.to_owned(),
+                    sources: Vec::new(),
+                },
+            },
+        )))
+    }
+}
+
 /// Dispatcher timing and budget, from `[outbound]`.
 #[derive(Debug, Clone, Copy)]
 pub struct DispatchSettings {
@@ -515,6 +603,7 @@ impl Dispatcher {
                 ConversationStatus::Escalated,
                 Some(ReasonCode::DeliveryFailed),
                 None,
+                Vec::new(),
             )
             .await
         {
