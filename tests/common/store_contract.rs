@@ -427,6 +427,7 @@ fn outbox_for(t: &Ticket, id: &str) -> deskhand::domain::NewOutbox {
                 mode: DeliveryMode::Public,
                 text: "answer".into(),
                 sources: vec![],
+                by_agent: false,
             },
         },
     }
