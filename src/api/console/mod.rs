@@ -7,7 +7,7 @@
 //! | `GET /agent`, `/agent/console.js`, `/agent/console.css`, `/agent/favicon.svg` | the page (plain HTML, CSS and JS; no framework, no build step) |
 //! | `POST /agent/api/session` | sign in with an agent key → session cookie + CSRF token |
 //! | `GET /agent/api/session` | who is signed in (and the CSRF token again, after a reload) |
-//! | `POST /agent/api/session/end` | sign out (clears the cookie) |
+//! | `POST /agent/api/session/end` | sign out: revokes every session of the agent server-side, clears the cookie |
 //! | `GET /agent/api/queue?reason=&channel=` | conversations waiting for a person, newest escalation first |
 //! | `GET /agent/api/conversations/{id}` | transcript with sources, confidences and ratings; notes; the bot's draft |
 //! | `POST /agent/api/conversations/{id}/reply` | an agent reply (through the agent API's path: the widget polls it) |
@@ -216,6 +216,11 @@ impl FromRequestParts<ApiState> for Signed {
         let cookie = session::cookie_value(&parts.headers).ok_or_else(not_signed_in)?;
         let s = session::verify(state.config(), state.tokens(), cookie, Utc::now())
             .ok_or_else(not_signed_in)?;
+        // Signed out since (here or on another device): revoked.
+        if state.people()?.session_generation(&s.agent).await? != s.generation {
+            tracing::warn!(message = "Console session refused: signed out.", agent = %s.agent);
+            return Err(not_signed_in());
+        }
         if parts.method != Method::GET && parts.method != Method::HEAD {
             let given = parts
                 .headers
@@ -275,7 +280,9 @@ async fn sign_in(
         })?;
     let hours = i64::from(config.console.session_hours);
     let until = Utc::now() + Duration::hours(hours);
-    let cookie = session::issue(config, state.tokens(), &agent, until).ok_or_else(not_signed_in)?;
+    let generation = state.people()?.session_generation(&agent).await?;
+    let cookie = session::issue(config, state.tokens(), &agent, generation, until)
+        .ok_or_else(not_signed_in)?;
     tracing::info!(message = "Agent signed in to the console.", agent = %agent);
     let mut res = Json(Who {
         csrf: session::csrf(state.tokens(), &cookie),
@@ -303,14 +310,18 @@ async fn whoami(s: Signed, State(state): State<ApiState>) -> Response {
     )
 }
 
-/// `POST /agent/api/session/end`.
-async fn sign_out(_: Signed) -> Response {
+/// `POST /agent/api/session/end`: ends every session of the agent (this
+/// cookie and any copy of it, and the agent's other devices), then clears
+/// the cookie.
+async fn sign_out(s: Signed, State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let generation = state.people()?.end_sessions(&s.agent).await?;
+    tracing::info!(message = "Agent signed out of the console.", agent = %s.agent, generation);
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&session::set_cookie(None)).expect("static cookie"),
     );
-    res
+    Ok(res)
 }
 
 #[derive(Deserialize)]
