@@ -38,6 +38,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, Limits};
+use crate::knowledge::embed::Embedder;
 use crate::outbox::OutboundPolicy;
 use crate::queue::Queue;
 use crate::store::{ConversationLimiter, PeopleStore, ReplayGuard, Store};
@@ -61,6 +62,7 @@ struct Inner {
     conversation_limiter: Option<Arc<dyn ConversationLimiter>>,
     people: Option<Arc<dyn PeopleStore>>,
     outbound: OutboundPolicy,
+    embedder: Option<Arc<dyn Embedder>>,
 }
 
 impl ApiState {
@@ -81,6 +83,7 @@ impl ApiState {
                 replay: None,
                 conversation_limiter: None,
                 people: None,
+                embedder: None,
             }),
         }
     }
@@ -91,6 +94,18 @@ impl ApiState {
     pub fn with_outbound(mut self, policy: OutboundPolicy) -> Self {
         Arc::make_mut(&mut self.inner).outbound = policy;
         self
+    }
+
+    /// Embeds questions for the console's content-gap report (grouped by
+    /// terms without one).
+    pub fn with_embedder(mut self, embedder: Option<Arc<dyn Embedder>>) -> Self {
+        Arc::make_mut(&mut self.inner).embedder = embedder;
+        self
+    }
+
+    /// The embedder, if one is configured.
+    pub(crate) fn embedder(&self) -> Option<&dyn Embedder> {
+        self.inner.embedder.as_deref()
     }
 
     /// Which outbox records agents' replies create.

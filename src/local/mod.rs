@@ -124,6 +124,15 @@ fn hybrid(
     )
 }
 
+/// The configured embedder for the content-gap report; a broken setting
+/// (already reported by the retriever) leaves the report to terms.
+pub fn gap_embedder(config: &Config) -> Option<Arc<dyn embed::Embedder>> {
+    embed::from_settings(&config.retriever.embedder, &config.aws)
+        .inspect_err(|error| warn!(message = "No embedder for the gap report.", error = %format!("{error:#}")))
+        .ok()
+        .flatten()
+}
+
 /// The escalator the configuration asks for: a log line, plus the webhook.
 pub fn escalator(config: &Config) -> anyhow::Result<Arc<dyn Escalator>> {
     let e = &config.escalation;
@@ -280,7 +289,8 @@ impl Local {
         .with_outbound(
             OutboundPolicy::from_settings(&self.config.outbound)
                 .with_nudge(self.outbox_ready.clone()),
-        );
+        )
+        .with_embedder(gap_embedder(&self.config));
         api::router_with(
             state,
             api::Routes {

@@ -15,7 +15,7 @@
 //! | `POST /agent/api/conversations/{id}/close`, `…/handback` | close, or give it back to the bot |
 //! | `POST /agent/api/conversations/{id}/assign`, `…/unassign` | assign to the signed-in agent, or release |
 //! | `GET /agent/api/stats?since=&format=` | what `GET /v1/stats` answers (resolution figures; `format=csv` to export) |
-//! | `GET /agent/api/gaps?since=` | the content-gap report ([`crate::gaps`]; without closest passages, which need the retriever: `deskhand gaps`) |
+//! | `GET /agent/api/gaps?since=` | the content-gap report ([`crate::gaps`]: grouped by embeddings when `retriever.embedder` is configured, else by terms; without closest passages, which need the retriever: `deskhand gaps`) |
 //!
 //! Every API route needs a session ([`session`]); every POST but sign-in
 //! also needs the session's CSRF token in `X-CSRF-Token` (403
@@ -80,6 +80,10 @@ pub struct ConsoleSettings {
     pub session_hours: u32,
     /// How far back the queue looks for tickets that needed a person.
     pub queue_days: u32,
+    /// The content-gap report, with an embedder configured: the least
+    /// average cosine similarity for two groups of questions to merge
+    /// (model-dependent; see [`crate::gaps`]).
+    pub gaps_similarity: f32,
 }
 
 impl Default for ConsoleSettings {
@@ -87,6 +91,7 @@ impl Default for ConsoleSettings {
         Self {
             session_hours: 12,
             queue_days: 30,
+            gaps_similarity: crate::gaps::EMBED_JOIN_AT,
         }
     }
 }
@@ -101,6 +106,10 @@ pub fn validate(config: &Config) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=365).contains(&c.queue_days),
         "console.queue_days must be within 1..=365"
+    );
+    anyhow::ensure!(
+        (-1.0..=1.0).contains(&c.gaps_similarity),
+        "console.gaps_similarity must be within -1..=1 (a cosine similarity)"
     );
     let mut names = std::collections::HashSet::new();
     for a in &config.agents {
@@ -486,7 +495,11 @@ async fn gaps(
     let since = crate::cost::parse_since(q.since.as_deref(), now)
         .map_err(|m| ApiError::bad_request("invalid_since", m))?;
     let questions = crate::gaps::questions(state.store(), state.people()?, since).await?;
-    let report = crate::gaps::report(&questions, since, None).await;
+    let how = crate::gaps::Grouping {
+        embedder: state.embedder(),
+        join_at: state.config().console.gaps_similarity,
+    };
+    let report = crate::gaps::report(&questions, since, None, how).await;
     Ok(private(Json(report).into_response()))
 }
 
