@@ -290,10 +290,16 @@ pub fn cluster_vectors(vectors: &[Vec<f32>], join_at: f32) -> Vec<Vec<usize>> {
             a.extend(b);
             a.sort_unstable();
         }
-        for k in 0..n {
+        let from_j = sum[j].clone();
+        for (k, s) in from_j.iter().enumerate() {
             if k != i && k != j {
-                sum[i][k] += sum[j][k];
-                sum[k][i] = sum[i][k];
+                sum[i][k] += s;
+            }
+        }
+        let to_i = sum[i].clone();
+        for (k, row) in sum.iter_mut().enumerate() {
+            if k != i && k != j {
+                row[i] = to_i[k];
             }
         }
     }
