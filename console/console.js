@@ -447,6 +447,9 @@
   async function loadGaps() {
     try {
       const v = await api('GET', '/gaps?since=' + since(30));
+      $('gaps-how').textContent = (v.clustering === 'embeddings'
+        ? 'Grouped by meaning (embeddings).'
+        : 'Grouped by shared words.') + (v.clustering_note ? ' ' + v.clustering_note : '');
       if (!v.gaps.length) { $('gaps-list').replaceChildren(el('li', { class: 'muted' }, 'No gaps in the last 30 days.')); return; }
       $('gaps-list').replaceChildren(...v.gaps.map((g) => el('li', {},
         el('span', { class: 'terms' }, g.terms.join(', ') || '(no shared terms)'),

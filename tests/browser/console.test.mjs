@@ -237,6 +237,7 @@ async function main(base, agentKey, artifacts) {
     assert(await agent.isHidden('#main'), 'j does nothing on the stats page');
     await agent.click('#nav-gaps');
     await agent.locator('#gaps-list li li').filter({ hasText: 'How do I export my data?' }).waitFor({ timeout: WAIT });
+    assert(/Grouped by shared words/.test(await agent.textContent('#gaps-how')), 'says how the gaps were grouped');
     await agent.click('#nav-queue');
     await agent.locator('#queue-pane').waitFor({ state: 'visible', timeout: WAIT });
   });
