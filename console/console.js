@@ -324,13 +324,28 @@
     return (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).slice(0, 64);
   }
 
+  // A reply that failed is sent again with the same Idempotency-Key, so a
+  // reply that did reach the server before the failure is stored and
+  // delivered once.
+  let pending = null;
+
+  const DELIVERY = {
+    poll: 'Reply sent: the customer sees it in the chat.',
+    outbox: 'Reply sent: it goes out on the customer\'s channel (email or helpdesk).',
+    stored_only: 'Reply saved, but not sent: this channel has no outbound delivery configured.',
+    held_sender: 'Reply saved, but not sent: the sender failed email authentication (the address may be forged).',
+  };
+
   async function sendReply(text) {
     if (!text.trim()) { say('Write a reply first.'); $('reply').focus(); return; }
+    const conv = current && current.conversation_id;
+    if (!pending || pending.text !== text || pending.conv !== conv) pending = { text, conv, key: key() };
     $('send').disabled = true;
     try {
-      await act('reply', { text }, { 'Idempotency-Key': key() });
+      const out = await act('reply', { text }, { 'Idempotency-Key': pending.key });
+      pending = null;
       $('reply').value = '';
-      say('Reply sent.');
+      say((out && DELIVERY[out.delivery]) || 'Reply sent.');
     } catch (e) {
       say('The reply was not sent: ' + e.message);
     } finally {
@@ -432,6 +447,9 @@
   async function loadGaps() {
     try {
       const v = await api('GET', '/gaps?since=' + since(30));
+      $('gaps-how').textContent = (v.clustering === 'embeddings'
+        ? 'Grouped by meaning (embeddings).'
+        : 'Grouped by shared words.') + (v.clustering_note ? ' ' + v.clustering_note : '');
       if (!v.gaps.length) { $('gaps-list').replaceChildren(el('li', { class: 'muted' }, 'No gaps in the last 30 days.')); return; }
       $('gaps-list').replaceChildren(...v.gaps.map((g) => el('li', {},
         el('span', { class: 'terms' }, g.terms.join(', ') || '(no shared terms)'),

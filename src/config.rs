@@ -233,6 +233,7 @@ impl Config {
             agents: self.agents.clone(),
             console: self.console.clone(),
             inbound: self.inbound.clone(),
+            outbound: self.outbound.clone(),
             identity: self.identity.clone(),
             resolution: self.resolution,
             pricing: self.pricing(),

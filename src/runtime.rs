@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aws_config::SdkConfig;
+use tracing::warn;
 
 use crate::config::{Config, GeneratorKind, RetrieverKind};
 use crate::knowledge::markdown::Document;
@@ -131,6 +132,15 @@ pub fn hybrid(
             None => hybrid,
         },
     )
+}
+
+/// The configured embedder for the content-gap report; a broken setting
+/// (already reported by the retriever) leaves the report to terms.
+pub fn gap_embedder(config: &Config) -> Option<Arc<dyn embed::Embedder>> {
+    embed::from_settings(&config.retriever.embedder, &config.aws)
+        .inspect_err(|error| warn!(message = "No embedder for the gap report.", error = %format!("{error:#}")))
+        .ok()
+        .flatten()
 }
 
 /// The escalator for one box: a log line, plus the webhook when one is

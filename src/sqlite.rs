@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS conversations (
     created_at        TEXT NOT NULL,
     updated_at        TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reply_routes (
+    conversation_id TEXT PRIMARY KEY,
+    route           TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS messages (
     conversation_id TEXT NOT NULL,
     seq             INTEGER NOT NULL,

@@ -3,9 +3,20 @@
 //!
 //! | route | effect on `status` |
 //! |---|---|
-//! | `POST /v1/conversations/{id}/agent-replies` | appends an `agent` message; `open`/`closed` → `escalated` (a person has taken over, so the bot does not talk over them) |
+//! | `POST /v1/conversations/{id}/agent-replies` | appends an `agent` message and, for email and helpdesk customers, the outbox record that delivers it; `open`/`closed` → `escalated` (a person has taken over, so the bot does not talk over them) |
 //! | `POST /v1/conversations/{id}/close` | → `closed` (the customer's next message reopens it) |
 //! | `POST /v1/conversations/{id}/handback` | → `open` (the bot answers the next message) |
+//!
+//! A reply reaches the customer on their channel: the widget polls it; an
+//! email or helpdesk conversation gets an outbox record, written in the
+//! same atomic step as the message and delivered by the dispatcher, to the
+//! address and thread of the customer's latest ticket (the conversation's
+//! [`ReplyRoute`](crate::domain::ReplyRoute)). The message and the record
+//! share one id, derived from `Idempotency-Key`, so a retried reply is
+//! stored and sent once. The answer's `delivery` says which happened:
+//! `poll`, `outbox`, `stored_only` (no `[outbound]` section for that
+//! channel) or `held_sender` (the email's sender failed authentication;
+//! nothing is sent to an address that may be forged).
 //!
 //! Every route takes the agents' API key as `Authorization: Bearer <key>`,
 //! compared in constant time. With no `agent_key` configured the routes
@@ -25,6 +36,7 @@ use tracing::info;
 use super::auth::bearer;
 use super::{ApiError, ApiState, JsonBody};
 use crate::domain::{ConversationId, ConversationStatus, NewMessage, Role};
+use crate::outbox::AgentDelivery;
 
 /// Longest `Idempotency-Key` accepted.
 /// Longest agent name kept (for the log).
@@ -93,6 +105,9 @@ pub(super) struct Updated {
     pub(super) status: ConversationStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     message_id: Option<String>,
+    /// How a reply reaches the customer (see the module docs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery: Option<&'static str>,
 }
 
 /// `POST /v1/conversations/{id}/agent-replies` → 201.
@@ -120,9 +135,10 @@ pub(super) async fn reply(
     Ok((StatusCode::CREATED, Json(updated)))
 }
 
-/// Stores an agent's reply as the conversation's next message (the widget
-/// polls it; the status becomes `escalated`, see the module docs). Shared
-/// by this API and the agent console.
+/// Stores an agent's reply as the conversation's next message, with the
+/// outbox record that delivers it on the customer's channel, in one step
+/// (the status becomes `escalated`, see the module docs). Shared by this
+/// API and the agent console.
 pub(super) async fn send_reply(
     state: &ApiState,
     id: ConversationId,
@@ -140,6 +156,14 @@ pub(super) async fn send_reply(
         ConversationStatus::Escalated => current.escalation_reason,
         _ => None,
     };
+    let delivery =
+        state
+            .outbound()
+            .agent_reply(id, current.reply_route.as_ref(), &message_id, text);
+    let outbox = match &delivery {
+        AgentDelivery::Outbox(record) => vec![(**record).clone()],
+        _ => Vec::new(),
+    };
     let message = NewMessage {
         id: message_id.clone(),
         role: Role::Agent,
@@ -150,18 +174,29 @@ pub(super) async fn send_reply(
     };
     let updated = state
         .store()
-        .set_status(id, ConversationStatus::Escalated, reason, Some(message))
+        .set_status(
+            id,
+            ConversationStatus::Escalated,
+            reason,
+            Some(message),
+            outbox,
+        )
         .await?;
+    if matches!(delivery, AgentDelivery::Outbox(_)) {
+        state.outbound().nudge();
+    }
     info!(
         message = "Agent replied.",
         conversation_id = %id,
         agent = agent.unwrap_or("-"),
         took_over = current.status != ConversationStatus::Escalated,
+        delivery = delivery.as_str(),
     );
     Ok(Updated {
         conversation_id: id,
         status: updated.status,
         message_id: Some(message_id),
+        delivery: Some(delivery.as_str()),
     })
 }
 
@@ -199,12 +234,16 @@ pub(super) async fn change_status(
     id: ConversationId,
     status: ConversationStatus,
 ) -> Result<Updated, ApiError> {
-    let updated = state.store().set_status(id, status, None, None).await?;
+    let updated = state
+        .store()
+        .set_status(id, status, None, None, Vec::new())
+        .await?;
     info!(message = "Agent changed a conversation's status.", conversation_id = %id, %status);
     Ok(Updated {
         conversation_id: id,
         status: updated.status,
         message_id: None,
+        delivery: None,
     })
 }
 

@@ -39,6 +39,8 @@ use serde::de::DeserializeOwned;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::knowledge::embed::Embedder;
+use crate::outbox::OutboundPolicy;
 use crate::queue::Queue;
 use crate::store::{ConversationLimiter, PeopleStore, ReplayGuard, Store};
 
@@ -60,6 +62,8 @@ struct Inner {
     replay: Option<Arc<dyn ReplayGuard>>,
     conversation_limiter: Option<Arc<dyn ConversationLimiter>>,
     people: Option<Arc<dyn PeopleStore>>,
+    outbound: OutboundPolicy,
+    embedder: Option<Arc<dyn Embedder>>,
 }
 
 impl ApiState {
@@ -75,12 +79,39 @@ impl ApiState {
                 store,
                 queue,
                 tokens,
+                outbound: OutboundPolicy::from_settings(&config.outbound),
                 config,
                 replay: None,
                 conversation_limiter: None,
                 people: None,
+                embedder: None,
             }),
         }
+    }
+
+    /// Routes agents' replies by `policy` (the configuration's
+    /// `[outbound]` by default); a local server passes one that wakes its
+    /// dispatcher.
+    pub fn with_outbound(mut self, policy: OutboundPolicy) -> Self {
+        Arc::make_mut(&mut self.inner).outbound = policy;
+        self
+    }
+
+    /// Embeds questions for the console's content-gap report (grouped by
+    /// terms without one).
+    pub fn with_embedder(mut self, embedder: Option<Arc<dyn Embedder>>) -> Self {
+        Arc::make_mut(&mut self.inner).embedder = embedder;
+        self
+    }
+
+    /// The embedder, if one is configured.
+    pub(crate) fn embedder(&self) -> Option<&dyn Embedder> {
+        self.inner.embedder.as_deref()
+    }
+
+    /// Which outbox records agents' replies create.
+    pub(crate) fn outbound(&self) -> &OutboundPolicy {
+        &self.inner.outbound
     }
 
     /// Spends inbound single-use signatures (Mailgun's tokens) through

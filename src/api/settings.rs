@@ -98,6 +98,8 @@ pub struct ApiSettings {
     pub console: super::console::ConsoleSettings,
     /// Inbound email and helpdesk channels.
     pub inbound: crate::ingest::InboundSettings,
+    /// Replies back to email and helpdesks (agents' replies go out by it).
+    pub outbound: crate::outbox::OutboundSettings,
     /// Widget identity verification.
     pub identity: crate::actions::IdentitySettings,
     /// How resolutions are counted.

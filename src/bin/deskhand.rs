@@ -253,7 +253,12 @@ async fn gaps(cli: &Cli, args: &GapsArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let report = deskhand::gaps::report(&questions, since, retriever.as_deref()).await;
+    let embedder = runtime::gap_embedder(&config);
+    let how = deskhand::gaps::Grouping {
+        embedder: embedder.as_deref(),
+        join_at: config.console.gaps_similarity,
+    };
+    let report = deskhand::gaps::report(&questions, since, retriever.as_deref(), how).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

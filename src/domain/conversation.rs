@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ConversationId, Customer, Provider, ReasonCode, TicketId, named_enum};
+use super::{ConversationId, Customer, Provider, ReasonCode, Thread, Ticket, TicketId, named_enum};
 
 named_enum!(
     /// Who wrote a message.
@@ -122,8 +122,48 @@ pub struct Conversation {
     pub customer: Customer,
     /// Subject of its first ticket.
     pub subject: Option<String>,
+    /// Where a reply to the customer goes: the channel details of the
+    /// latest ticket begun in it (`None` before any, or in data written
+    /// before deskhand kept it).
+    pub reply_route: Option<ReplyRoute>,
     /// When its first ticket was claimed.
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+/// What a reply written outside the pipeline (an agent's) needs to reach
+/// the customer on their channel: the provider, reply address, subject and
+/// threading ids of the conversation's latest inbound ticket. The store
+/// replaces it each time a ticket of the conversation begins, so a reply
+/// answers the customer's newest message in its own thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyRoute {
+    /// The ticket it was taken from.
+    pub ticket_id: TicketId,
+    /// Who delivered it.
+    pub provider: Provider,
+    /// Its customer (the reply address).
+    #[serde(default)]
+    pub customer: Customer,
+    /// Its subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Its threading ids (helpdesk ticket id, email Message-ID and
+    /// References).
+    #[serde(default)]
+    pub thread: Thread,
+}
+
+impl ReplyRoute {
+    /// The route back to `ticket`'s customer.
+    pub fn of(ticket: &Ticket) -> Self {
+        Self {
+            ticket_id: ticket.ticket_id,
+            provider: ticket.provider,
+            customer: ticket.customer.clone(),
+            subject: ticket.subject.clone(),
+            thread: ticket.thread.clone(),
+        }
+    }
 }

@@ -10,7 +10,9 @@ mod ids;
 mod outbox;
 mod ticket;
 
-pub use conversation::{Conversation, ConversationStatus, Message, NewMessage, Role, Source};
+pub use conversation::{
+    Conversation, ConversationStatus, Message, NewMessage, ReplyRoute, Role, Source,
+};
 pub use decision::{Decision, Escalate, Outcome, Priority, ReasonCode, Reply, Usage};
 pub use feedback::{FeedbackReason, Rating};
 pub use ids::{ConversationId, IdError, TicketId};

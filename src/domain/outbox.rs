@@ -63,6 +63,10 @@ pub enum OutboundAction {
         /// Cited passages, listed as links.
         #[serde(default)]
         sources: Vec<Source>,
+        /// A person wrote it (an agent's reply): email sends it without the
+        /// `Auto-Submitted` marking of the bot's answers.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_agent: bool,
     },
     /// Tell the helpdesk a person is needed: tag, assign, and an internal
     /// note with the reason (and the draft, if the bot had one).

@@ -270,7 +270,8 @@ impl AwsRuntime {
             Arc::new(self.config.api()),
         )
         .with_replay_guard(Arc::new(self.store.clone()))
-        .with_people(Arc::new(self.store.clone()));
+        .with_people(Arc::new(self.store.clone()))
+        .with_embedder(runtime::gap_embedder(&self.config));
         // Lambda instances share no memory: the conversation limit is
         // counted in the table.
         let per_minute = self.config.limits.per_conversation_per_minute;

@@ -157,7 +157,12 @@ impl Local {
             Arc::new(self.config.api()),
         )
         .with_replay_guard(Arc::new(self.store.clone()))
-        .with_people(Arc::new(self.store.clone()));
+        .with_people(Arc::new(self.store.clone()))
+        .with_outbound(
+            OutboundPolicy::from_settings(&self.config.outbound)
+                .with_nudge(self.outbox_ready.clone()),
+        )
+        .with_embedder(runtime::gap_embedder(&self.config));
         api::router_with(
             state,
             api::Routes {

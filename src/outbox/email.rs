@@ -9,7 +9,9 @@
 //! root and the same conversation. `Reply-To` also carries the conversation
 //! id as a plus address, for clients that drop References. The body has a
 //! plain-text and an HTML part, sources as links, and `Auto-Submitted:
-//! auto-replied` (RFC 3834) so other robots do not answer it.
+//! auto-replied` (RFC 3834) so other robots do not answer it. An agent's
+//! reply threads the same way (under the customer's latest message, with
+//! its own Message-ID) and, written by a person, is not marked automatic.
 //!
 //! Neither SMTP nor SES has a deduplication key: a dispatcher that dies
 //! between a successful send and marking the record delivered sends it once
@@ -154,7 +156,13 @@ pub fn compose(
     record: &OutboxRecord,
 ) -> Result<Message, DeliverError> {
     let d = &record.delivery;
-    let OutboundAction::Reply { text, sources, .. } = &d.action else {
+    let OutboundAction::Reply {
+        text,
+        sources,
+        by_agent,
+        ..
+    } = &d.action
+    else {
         return Err(DeliverError::Permanent(
             "an email channel has no escalation action".into(),
         ));
@@ -176,16 +184,19 @@ pub fn compose(
         .from(from.clone())
         .to(Mailbox::new(name, to_email))
         .subject(reply_subject(d.subject.as_deref()))
-        .message_id(d.thread.reply_message_id.clone())
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("Auto-Submitted"),
-            "auto-replied".into(),
-        ))
-        // Asks Exchange/Outlook not to send out-of-office replies back.
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
-            "All".into(),
-        ));
+        .message_id(d.thread.reply_message_id.clone());
+    if !by_agent {
+        b = b
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Auto-Submitted"),
+                "auto-replied".into(),
+            ))
+            // Asks Exchange/Outlook not to send out-of-office replies back.
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
+                "All".into(),
+            ));
+    }
     if let Some(r) = reply_to(settings, &from, d) {
         b = b.reply_to(r);
     }

@@ -47,16 +47,29 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::domain::{
     Channel as ChannelKind, ConversationStatus, Delivery, DeliveryMode, NewOutbox, OutboundAction,
-    OutboxRecord, Provider, ReasonCode, Role, ShadowOutcome, ShadowReview, Ticket,
+    OutboxRecord, Provider, ReasonCode, ReplyRoute, Role, ShadowOutcome, ShadowReview, Ticket,
 };
 use crate::notify::{Escalation, Escalator, TranscriptLine};
 use crate::store::{OutboxClaim, OutboxStore, Settle, Store, StoreError};
 use crate::worker::Backoff;
 pub use settings::{EmailTransport, HelpdeskMode, OutboundSettings};
 
-/// A delivery succeeded.
 /// The last line of an emailed answer: a one-word reply reaches a person.
 pub const HUMAN_LINE: &str = "Reply 'human' to reach a person.";
+
+/// [`HUMAN_LINE`] in each language the rules understand the one-word
+/// answer in (`pipeline::rules`: human, humano, humain, Mensch); an
+/// answer in another language, or of unknown language, gets English.
+/// `[outbound.email] human_line` overrides or adds to these.
+pub const HUMAN_LINES: &[(&str, &str)] = &[
+    ("en", HUMAN_LINE),
+    ("es", "Responda «humano» para hablar con una persona."),
+    ("fr", "Répondez « humain » pour parler à une personne."),
+    ("de", "Antworten Sie „Mensch“, um eine Person zu erreichen."),
+    ("pt", "Responda \"humano\" para falar com uma pessoa."),
+];
+
+/// A delivery succeeded.
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sent {
@@ -179,6 +192,8 @@ impl Channels {
 pub struct OutboundPolicy {
     /// Email replies are sent; `true`: the holding message too.
     email: Option<bool>,
+    /// The last line of emailed answers, by language code.
+    human_lines: HashMap<String, String>,
     helpdesks: HashMap<Provider, HelpdeskMode>,
     nudge: Option<Arc<Notify>>,
 }
@@ -196,8 +211,16 @@ impl OutboundPolicy {
         .into_iter()
         .filter_map(|p| s.helpdesk(p).map(|h| (p, h.mode)))
         .collect();
+        let mut human_lines: HashMap<String, String> = HUMAN_LINES
+            .iter()
+            .map(|(l, t)| ((*l).to_owned(), (*t).to_owned()))
+            .collect();
+        if let Some(e) = &s.email {
+            human_lines.extend(e.human_line.clone());
+        }
         Self {
             email: s.email.as_ref().map(|e| e.holding_message),
+            human_lines,
             helpdesks,
             nudge: None,
         }
@@ -237,6 +260,31 @@ impl OutboundPolicy {
         text: &str,
         sources: &[crate::domain::Source],
     ) -> Vec<NewOutbox> {
+        self.answer_in(ticket, message_id, text, sources, None)
+    }
+
+    /// The line that ends an emailed answer in `language` (a detected
+    /// ISO 639-1 code): configured, built in ([`HUMAN_LINES`]), or English;
+    /// `None` where it was configured empty.
+    pub fn human_line(&self, language: Option<&str>) -> Option<&str> {
+        let line = language
+            .and_then(|l| self.human_lines.get(l))
+            .or_else(|| self.human_lines.get("en"))
+            .map_or(HUMAN_LINE, String::as_str)
+            .trim();
+        (!line.is_empty()).then_some(line)
+    }
+
+    /// [`Self::answer`] for a message in `language`: an emailed answer ends
+    /// with [`Self::human_line`] in the customer's language.
+    pub fn answer_in(
+        &self,
+        ticket: &Ticket,
+        message_id: &str,
+        text: &str,
+        sources: &[crate::domain::Source],
+        language: Option<&str>,
+    ) -> Vec<NewOutbox> {
         let mode = match ticket.channel() {
             ChannelKind::Email if self.email.is_some() => DeliveryMode::Public,
             ChannelKind::Helpdesk => match self.helpdesks.get(&ticket.provider) {
@@ -248,8 +296,8 @@ impl OutboundPolicy {
         };
         // An emailed answer says how to reach a person (the rules know
         // the one-word reply in every language they speak).
-        let text = match ticket.channel() {
-            ChannelKind::Email => format!("{}\n\n{HUMAN_LINE}", text.trim_end()),
+        let text = match (ticket.channel(), self.human_line(language)) {
+            (ChannelKind::Email, Some(line)) => format!("{}\n\n{line}", text.trim_end()),
             _ => text.to_owned(),
         };
         vec![NewOutbox::message(
@@ -260,6 +308,7 @@ impl OutboundPolicy {
                     mode,
                     text,
                     sources: sources.to_vec(),
+                    by_agent: false,
                 },
             ),
         )]
@@ -289,6 +338,7 @@ impl OutboundPolicy {
                             mode: DeliveryMode::Public,
                             text: text.to_owned(),
                             sources: Vec::new(),
+                            by_agent: false,
                         },
                     ),
                 )],
@@ -311,6 +361,95 @@ impl OutboundPolicy {
             },
             ChannelKind::Widget => Vec::new(),
         }
+    }
+}
+
+/// How an agent's reply reaches the customer ([`OutboundPolicy::agent_reply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentDelivery {
+    /// The widget polls it: the stored message is the delivery.
+    Poll,
+    /// This outbox record delivers it (written with the message).
+    Outbox(Box<NewOutbox>),
+    /// The customer's channel has no `[outbound]` section (or the
+    /// conversation no reply route): the reply is only stored.
+    Unconfigured,
+    /// The email's sender failed authentication: a reply would go to
+    /// whoever was impersonated, so none is sent.
+    HeldSender,
+}
+
+impl AgentDelivery {
+    /// Its name in API answers.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AgentDelivery::Poll => "poll",
+            AgentDelivery::Outbox(_) => "outbox",
+            AgentDelivery::Unconfigured => "stored_only",
+            AgentDelivery::HeldSender => "held_sender",
+        }
+    }
+}
+
+impl OutboundPolicy {
+    /// How an agent's reply `message_id` reaches the customer whose latest
+    /// ticket left `route`. A person wrote it, so it is always public (also
+    /// when the helpdesk is in shadow mode) and carries no "reply 'human'"
+    /// line. An email reply threads under the customer's latest message
+    /// (In-Reply-To, References, "Re:" subject) with its own Message-ID,
+    /// derived from the message id, in the domain ingest chose for replies.
+    pub fn agent_reply(
+        &self,
+        conversation: crate::domain::ConversationId,
+        route: Option<&ReplyRoute>,
+        message_id: &str,
+        text: &str,
+    ) -> AgentDelivery {
+        let Some(route) = route else {
+            return AgentDelivery::Unconfigured;
+        };
+        let configured = match route.provider.channel() {
+            ChannelKind::Widget => return AgentDelivery::Poll,
+            ChannelKind::Email if route.customer.email_auth.is_some_and(|a| a.spoofed()) => {
+                return AgentDelivery::HeldSender;
+            }
+            ChannelKind::Email => self.email.is_some(),
+            ChannelKind::Helpdesk => self.helpdesks.contains_key(&route.provider),
+        };
+        if !configured {
+            return AgentDelivery::Unconfigured;
+        }
+        let mut thread = route.thread.clone();
+        if route.provider.channel() == ChannelKind::Email {
+            thread.reply_message_id = thread
+                .reply_message_id
+                .as_deref()
+                .and_then(|id| id.trim_end_matches('>').rsplit_once('@'))
+                .map(|(_, domain)| {
+                    let local: String = message_id
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+                        .collect();
+                    format!("<{local}.agent@{domain}>")
+                });
+        }
+        AgentDelivery::Outbox(Box::new(NewOutbox::message(
+            message_id,
+            Delivery {
+                ticket_id: route.ticket_id,
+                conversation_id: conversation,
+                provider: route.provider,
+                customer: route.customer.clone(),
+                subject: route.subject.clone(),
+                thread,
+                action: OutboundAction::Reply {
+                    mode: DeliveryMode::Public,
+                    text: text.to_owned(),
+                    sources: Vec::new(),
+                    by_agent: true,
+                },
+            },
+        )))
     }
 }
 
@@ -515,6 +654,7 @@ impl Dispatcher {
                 ConversationStatus::Escalated,
                 Some(ReasonCode::DeliveryFailed),
                 None,
+                Vec::new(),
             )
             .await
         {
@@ -649,5 +789,138 @@ impl Dispatcher {
         };
         self.outbox.settle_outbox(&record.id, token, settle).await?;
         Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        AuthVerdict, ConversationId, Customer, EmailAddress, EmailAuth, MessageText, Thread,
+        TicketId,
+    };
+
+    fn email_ticket() -> Ticket {
+        let ticket_id = TicketId::new();
+        Ticket {
+            ticket_id,
+            conversation_id: ConversationId::random(),
+            provider: Provider::Postmark,
+            customer: Customer {
+                email: EmailAddress::parse("ann@example.com"),
+                ..Customer::default()
+            },
+            subject: Some("Login".into()),
+            text: MessageText::parse("hola", 100).unwrap(),
+            attachments: vec![],
+            thread: Thread {
+                root: Some("<a@example.com>".into()),
+                message_id: Some("<b@example.com>".into()),
+                references: vec!["<a@example.com>".into()],
+                reply_message_id: Some(format!("<{ticket_id}@deskhand.acme.test>")),
+                reply_token: None,
+            },
+            received_at: Utc::now(),
+        }
+    }
+
+    fn settings(human_line: &[(&str, &str)]) -> OutboundSettings {
+        OutboundSettings {
+            email: Some(settings::EmailOutSettings {
+                transport: EmailTransport::Smtp,
+                from: "support@acme.test".into(),
+                reply_to: None,
+                holding_message: false,
+                smtp: None,
+                ses: None,
+                human_line: human_line
+                    .iter()
+                    .map(|(l, t)| ((*l).to_owned(), (*t).to_owned()))
+                    .collect(),
+            }),
+            ..OutboundSettings::default()
+        }
+    }
+
+    fn text_of(records: &[NewOutbox]) -> &str {
+        match &records[0].delivery.action {
+            OutboundAction::Reply { text, .. } => text,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn emailed_answers_end_in_the_customers_language() {
+        let p = OutboundPolicy::from_settings(&settings(&[]));
+        let t = email_ticket();
+        let line = |lang| text_of(&p.answer_in(&t, "m", "Answer.", &[], lang)).to_owned();
+        assert_eq!(line(Some("es")), format!("Answer.\n\n{}", HUMAN_LINES[1].1));
+        assert!(line(Some("fr")).ends_with("« humain » pour parler à une personne."));
+        assert!(line(Some("de")).ends_with("„Mensch“, um eine Person zu erreichen."));
+        // Unknown or unlisted: English.
+        assert!(line(None).ends_with(HUMAN_LINE));
+        assert!(line(Some("nl")).ends_with(HUMAN_LINE));
+        // Configured: replaced, added, or left out.
+        let p = OutboundPolicy::from_settings(&settings(&[
+            ("es", "Escriba «humano» y le atiende una persona."),
+            ("it", "Rispondi «umano» per parlare con una persona."),
+            ("fr", ""),
+        ]));
+        let line = |lang| text_of(&p.answer_in(&t, "m", "Answer.", &[], lang)).to_owned();
+        assert!(line(Some("es")).ends_with("le atiende una persona."));
+        assert!(line(Some("it")).ends_with("con una persona."));
+        assert_eq!(line(Some("fr")), "Answer.");
+        assert!(settings(&[("EN!", "x")]).validate().is_err());
+        assert!(settings(&[("es", "two\nlines")]).validate().is_err());
+    }
+
+    #[test]
+    fn agent_replies_thread_under_the_latest_message_with_their_own_id() {
+        let p = OutboundPolicy::from_settings(&settings(&[]));
+        let t = email_ticket();
+        let route = ReplyRoute::of(&t);
+        let AgentDelivery::Outbox(r) =
+            p.agent_reply(t.conversation_id, Some(&route), "0b1e-x y", "Hi")
+        else {
+            panic!("no record")
+        };
+        assert_eq!(r.id, "0b1e-x y");
+        let th = &r.delivery.thread;
+        assert_eq!(th.message_id.as_deref(), Some("<b@example.com>"));
+        assert_eq!(th.references, ["<a@example.com>"]);
+        assert_eq!(
+            th.reply_message_id.as_deref(),
+            Some("<0b1e-xy.agent@deskhand.acme.test>")
+        );
+        assert!(matches!(
+            &r.delivery.action,
+            OutboundAction::Reply { mode: DeliveryMode::Public, text, by_agent: true, .. } if text == "Hi"
+        ));
+        // Widget: polled. No route or no section: stored only. A forged
+        // sender: nothing sent.
+        let mut w = route.clone();
+        w.provider = Provider::Widget;
+        assert_eq!(
+            p.agent_reply(t.conversation_id, Some(&w), "m", "x"),
+            AgentDelivery::Poll
+        );
+        assert_eq!(
+            p.agent_reply(t.conversation_id, None, "m", "x"),
+            AgentDelivery::Unconfigured
+        );
+        let none = OutboundPolicy::default();
+        assert_eq!(
+            none.agent_reply(t.conversation_id, Some(&route), "m", "x"),
+            AgentDelivery::Unconfigured
+        );
+        let mut forged = route.clone();
+        forged.customer.email_auth = Some(EmailAuth {
+            dmarc: Some(AuthVerdict::Fail),
+            ..EmailAuth::default()
+        });
+        assert_eq!(
+            p.agent_reply(t.conversation_id, Some(&forged), "m", "x"),
+            AgentDelivery::HeldSender
+        );
     }
 }

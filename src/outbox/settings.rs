@@ -151,10 +151,28 @@ pub struct EmailOutSettings {
     /// SES options.
     #[serde(default)]
     pub ses: Option<SesOutSettings>,
+    /// The last line of an emailed answer, by the language the customer
+    /// wrote in (ISO 639-1 code, as detected): `{ es = "…" }` replaces or
+    /// adds a language, `""` leaves the line out for it. Built in: en, es,
+    /// fr, de, pt (see [`crate::outbox::HUMAN_LINES`]); an undetected or
+    /// unlisted language gets English. The word it asks for must be one
+    /// the rules take as asking for a person.
+    #[serde(default)]
+    pub human_line: std::collections::BTreeMap<String, String>,
 }
 
 impl EmailOutSettings {
     fn validate(&self) -> anyhow::Result<()> {
+        for (lang, line) in &self.human_line {
+            anyhow::ensure!(
+                (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_lowercase()),
+                "outbound.email.human_line: {lang:?} is not a language code (en, es, fr…)"
+            );
+            anyhow::ensure!(
+                line.chars().count() <= 200 && !line.chars().any(char::is_control),
+                "outbound.email.human_line.{lang}: at most 200 characters on one line"
+            );
+        }
         crate::outbox::email::mailbox(&self.from)
             .map_err(|e| anyhow::anyhow!("outbound.email.from: {e}"))?;
         if let Some(r) = &self.reply_to {

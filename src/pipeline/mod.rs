@@ -724,10 +724,13 @@ impl Pipeline {
             };
         let outbox = match (&thought.decision, &message) {
             (_, None) => Vec::new(),
-            (Decision::Answer(reply), Some(m)) => {
-                self.outbound
-                    .answer(ticket, &m.id, &reply.text, &reply.sources)
-            }
+            (Decision::Answer(reply), Some(m)) => self.outbound.answer_in(
+                ticket,
+                &m.id,
+                &reply.text,
+                &reply.sources,
+                thought.language.map(|l| l.code),
+            ),
             (Decision::Escalate(e), Some(m)) => self.outbound.escalation(
                 ticket,
                 Some((&m.id, &m.text)),

@@ -43,8 +43,8 @@ use super::{
     Begin, Claim, ClaimToken, Completed, Completion, Page, Store, StoreError, TicketRecord,
 };
 use crate::domain::{
-    Conversation, ConversationId, ConversationStatus, Message, NewMessage, Outcome, ReasonCode,
-    Ticket, TicketId,
+    Conversation, ConversationId, ConversationStatus, Message, NewMessage, NewOutbox, Outcome,
+    ReasonCode, Ticket, TicketId,
 };
 
 mod floor;
@@ -214,6 +214,10 @@ fn conversation_from(id: ConversationId, item: &Item) -> Result<Option<Conversat
         subject: get_s(item, "subject").map(str::to_owned),
         created_at: time(item, "created_at")?,
         updated_at: time(item, "updated_at")?,
+        reply_route: match get_s(item, "reply_route") {
+            Some(r) => Some(serde_json::from_str(r).map_err(|_| corrupt("reply_route"))?),
+            None => None,
+        },
     }))
 }
 
@@ -460,6 +464,19 @@ impl Store for DynamoStore {
             .await;
         match claimed {
             Ok(out) => {
+                // The claimed ticket is the conversation's reply route.
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(conv_pk(ticket.conversation_id), "META")))
+                    .update_expression("SET reply_route = :route")
+                    .expression_attribute_values(
+                        ":route",
+                        to_json(&crate::domain::ReplyRoute::of(ticket)),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("UpdateItem", e))?;
                 let old = out.attributes.unwrap_or_default();
                 let attempt = get_n::<u32>(&old, "attempts").unwrap_or(0) + 1;
                 let redriven = get_s(&old, "state") == Some("done");
@@ -659,7 +676,10 @@ impl Store for DynamoStore {
         status: ConversationStatus,
         reason: Option<ReasonCode>,
         message: Option<NewMessage>,
+        outbox: Vec<NewOutbox>,
     ) -> Result<Conversation, StoreError> {
+        // Records found stored by an earlier attempt (same ids) are left out.
+        let mut stored = vec![false; outbox.len()];
         for _ in 0..APPEND_RETRIES {
             let (mut set, mut remove, mut names, mut values) =
                 (Vec::new(), Vec::new(), HashMap::new(), HashMap::new());
@@ -686,6 +706,14 @@ impl Store for DynamoStore {
             let mut items =
                 vec![self.meta_update(id, set, remove, names, values, Some(condition))?];
             items.extend(puts);
+            // Which item is which outbox record, to read a cancellation.
+            let mut records = Vec::new();
+            for (i, new) in outbox.iter().enumerate() {
+                if !stored[i] {
+                    records.push((items.len(), i));
+                    items.push(self.put_new(self.new_outbox_item(new))?);
+                }
+            }
             match self
                 .client
                 .transact_write_items()
@@ -699,9 +727,18 @@ impl Store for DynamoStore {
                         .await?
                         .ok_or_else(|| StoreError::NotFound(format!("no conversation {id}")));
                 }
-                Err(e) => match cancellation_codes(&e) {
-                    Some(_) => {
-                        if self.conversation(id).await?.is_none() {
+                Err(e) => match cancellation_reasons(&e) {
+                    Some(reasons) => {
+                        let mut known = false;
+                        for (at, i) in &records {
+                            if reasons.get(*at).and_then(|r| r.0.as_deref())
+                                == Some("ConditionalCheckFailed")
+                            {
+                                stored[*i] = true;
+                                known = true;
+                            }
+                        }
+                        if !known && self.conversation(id).await?.is_none() {
                             return Err(StoreError::NotFound(format!("no conversation {id}")));
                         }
                         continue;

@@ -18,6 +18,10 @@
 //! * **no lost delivery**: the outbox records a completion owes its channel
 //!   (email reply, helpdesk reply, note or escalation) are written in the
 //!   same atomic step; the dispatcher delivers them through [`OutboxStore`].
+//!   An agent's reply and its outbox record are one step too
+//!   ([`Store::set_status`]), routed by the conversation's
+//!   [`ReplyRoute`](crate::domain::ReplyRoute), which every claim of a
+//!   ticket replaces in the same step as the claim.
 //!
 //! Beside the store, in the same file or table: the API's shared guards
 //! ([`guards`]: single-use inbound tokens, per-conversation rate counts).
@@ -302,15 +306,18 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Page, StoreError>;
 
-    /// Sets a conversation's status (agent close / hand-back), optionally
-    /// appending a message in the same step. Fails with `NotFound` for an
-    /// unknown conversation.
+    /// Sets a conversation's status (agent reply, close, hand-back),
+    /// optionally appending a message and the outbox records that deliver
+    /// it, all in one atomic step. Repeating it with the same message and
+    /// record ids writes each once (the status is set again). Fails with
+    /// `NotFound` for an unknown conversation.
     async fn set_status(
         &self,
         id: ConversationId,
         status: ConversationStatus,
         reason: Option<ReasonCode>,
         message: Option<NewMessage>,
+        outbox: Vec<NewOutbox>,
     ) -> Result<Conversation, StoreError>;
 
     /// A finished ticket's record.

@@ -8,6 +8,12 @@
 //! ([`super::Store`]) are untouched. Every write is idempotent: a note is
 //! stored once per id, a draft, an assignment and a rating are replaced
 //! (the same request twice leaves the same state).
+//!
+//! Beside them, per agent, the console's session generation: a session
+//! cookie names the generation it was issued in, and signing out moves the
+//! agent to the next one, so every cookie issued before (a copied or
+//! stolen one too) is refused from then on. The generation is never
+//! expired or deleted (were it, revoked cookies would count again).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -109,4 +115,11 @@ pub trait PeopleStore: Send + Sync {
 
     /// The conversation's satisfaction score, if given.
     async fn csat(&self, id: ConversationId) -> Result<Option<Csat>, StoreError>;
+
+    /// `agent`'s console session generation (0 until they first sign out).
+    async fn session_generation(&self, agent: &str) -> Result<u64, StoreError>;
+
+    /// Ends every console session of `agent`: moves them to the next
+    /// generation and returns it.
+    async fn end_sessions(&self, agent: &str) -> Result<u64, StoreError>;
 }

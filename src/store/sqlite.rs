@@ -13,8 +13,8 @@ use super::{
     StoreError, TicketRecord,
 };
 use crate::domain::{
-    Conversation, ConversationId, ConversationStatus, Message, NewMessage, ReasonCode, Ticket,
-    TicketId,
+    Conversation, ConversationId, ConversationStatus, Message, NewMessage, NewOutbox, ReasonCode,
+    ReplyRoute, Ticket, TicketId,
 };
 use crate::sqlite::{Db, DbError};
 
@@ -127,11 +127,16 @@ fn conversation_row(r: &Row<'_>) -> rusqlite::Result<Conversation> {
         subject: r.get(5)?,
         created_at: time_col(r, 6)?,
         updated_at: time_col(r, 7)?,
+        reply_route: r
+            .get::<_, Option<String>>(8)?
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| conversion(8, e))?,
     })
 }
 
-const CONVERSATION_COLUMNS: &str =
-    "id, provider, status, escalation_reason, customer, subject, created_at, updated_at";
+const CONVERSATION_COLUMNS: &str = "c.id, c.provider, c.status, c.escalation_reason, c.customer, \
+     c.subject, c.created_at, c.updated_at, r.route";
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -205,8 +210,24 @@ fn append_in(
 }
 
 /// Takes (or re-takes) `ticket`'s lease inside `tx`, creating its
-/// conversation on first sight (see [`Store::claim`]).
+/// conversation on first sight (see [`Store::claim`]); once taken, the
+/// ticket is the conversation's reply route.
 fn claim_in(tx: &Transaction<'_>, ticket: &Ticket, lease_ms: i64) -> Result<Claim, DbError> {
+    let claim = lease_in(tx, ticket, lease_ms)?;
+    if matches!(claim, Claim::Acquired { .. }) {
+        tx.execute(
+            "INSERT INTO reply_routes (conversation_id, route) VALUES (?1, ?2)
+             ON CONFLICT (conversation_id) DO UPDATE SET route = excluded.route",
+            params![
+                ticket.conversation_id.to_string(),
+                serde_json::to_string(&ReplyRoute::of(ticket))?,
+            ],
+        )?;
+    }
+    Ok(claim)
+}
+
+fn lease_in(tx: &Transaction<'_>, ticket: &Ticket, lease_ms: i64) -> Result<Claim, DbError> {
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
     tx.execute(
@@ -298,7 +319,10 @@ fn conversation_in(
     id: ConversationId,
 ) -> Result<Option<Conversation>, DbError> {
     Ok(c.query_row(
-        &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"),
+        &format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations c
+               LEFT JOIN reply_routes r ON r.conversation_id = c.id WHERE c.id = ?1"
+        ),
         [id.to_string()],
         conversation_row,
     )
@@ -554,6 +578,7 @@ impl Store for SqliteStore {
         status: ConversationStatus,
         reason: Option<ReasonCode>,
         message: Option<NewMessage>,
+        deliveries: Vec<NewOutbox>,
     ) -> Result<Conversation, StoreError> {
         // An agent's action: on disk before the agent hears it was done.
         let found = self
@@ -575,6 +600,9 @@ impl Store for SqliteStore {
                 }
                 if let Some(m) = &message {
                     append_in(&tx, id, m)?;
+                }
+                for new in &deliveries {
+                    outbox::insert_in(&tx, new)?;
                 }
                 let conv = conversation_in(&tx, id)?;
                 tx.commit()?;

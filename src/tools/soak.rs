@@ -433,8 +433,11 @@ impl Store for FaultyStore {
         status: ConversationStatus,
         reason: Option<ReasonCode>,
         message: Option<NewMessage>,
+        outbox: Vec<crate::domain::NewOutbox>,
     ) -> Result<Conversation, StoreError> {
-        self.inner.set_status(id, status, reason, message).await
+        self.inner
+            .set_status(id, status, reason, message, outbox)
+            .await
     }
 
     async fn ticket(&self, id: TicketId) -> Result<Option<TicketRecord>, StoreError> {

@@ -380,3 +380,89 @@ async fn the_console_is_off_without_agent_keys_and_the_page_is_locked_down() {
     );
     app.stop().await;
 }
+
+fn two_agents(c: &mut deskhand::config::Config, dana_key: &str) {
+    c.agents = vec![
+        AgentAccount {
+            name: "Dana".into(),
+            key: Secret::new(dana_key),
+        },
+        AgentAccount {
+            name: "Lee".into(),
+            key: Secret::new(LEE),
+        },
+    ];
+}
+
+/// The attack: Dana's cookie is copied (a shared computer, a stolen
+/// laptop, a proxy log), then Dana signs out. The copy, with its CSRF token,
+/// is refused for reads and writes alike, and so is Dana's session on
+/// another device; Lee's is untouched; signing in again works, and the old
+/// copy stays dead.
+#[tokio::test]
+async fn a_cookie_copied_before_sign_out_is_refused_after_it() {
+    let app = TestApp::spawn_with(|c| two_agents(c, DANA)).await;
+    let (id, _) = escalated(&app).await;
+    let dana = session(&app, json!({"key": DANA})).await;
+    let stolen = Session {
+        cookie: dana.cookie.clone(),
+        csrf: dana.csrf.clone(),
+    };
+    let phone = session(&app, json!({"key": DANA})).await;
+    let lee = session(&app, json!({"key": LEE})).await;
+    assert_eq!(get(&app, Some(&stolen), "/agent/api/queue").await.0, 200);
+
+    let (status, _) = post(&app, &dana, "/agent/api/session/end", None, None).await;
+    assert_eq!(status, 204);
+    for s in [&stolen, &phone] {
+        let (status, v) = get(&app, Some(s), "/agent/api/queue").await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (401, Some("not_signed_in")),
+            "{v}"
+        );
+        assert_eq!(get(&app, Some(s), "/agent/api/session").await.0, 401);
+        let (status, _) = post(
+            &app,
+            s,
+            &format!("/agent/api/conversations/{id}/note"),
+            Some(json!({"text": "written with a stolen cookie"})),
+            None,
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(get(&app, Some(&lee), "/agent/api/queue").await.0, 200);
+    let (_, conv) = get(&app, Some(&lee), &format!("/agent/api/conversations/{id}")).await;
+    assert_eq!(conv["notes"], json!([]), "the stolen cookie wrote a note");
+
+    let again = session(&app, json!({"key": DANA})).await;
+    assert_ne!(again.cookie, stolen.cookie);
+    assert_eq!(get(&app, Some(&again), "/agent/api/queue").await.0, 200);
+    assert_eq!(get(&app, Some(&stolen), "/agent/api/queue").await.0, 401);
+    app.stop().await;
+}
+
+/// Changing an agent's key (the configuration, or the agents' secret on
+/// AWS, read at start) ends that agent's sessions, and only theirs.
+#[tokio::test]
+async fn changing_an_agents_key_ends_their_sessions() {
+    let app = TestApp::spawn_with(|c| two_agents(c, DANA)).await;
+    let dana = session(&app, json!({"key": DANA})).await;
+    let lee = session(&app, json!({"key": LEE})).await;
+    let data = app.stop().await;
+    let mut config = common::test_config(data.path());
+    two_agents(&mut config, "dana-rotated-console-key-0123456789");
+    let app = TestApp::start(config, data).await;
+    let (status, v) = get(&app, Some(&dana), "/agent/api/queue").await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("not_signed_in"))
+    );
+    assert_eq!(get(&app, Some(&lee), "/agent/api/queue").await.0, 200);
+    let (status, _, _) = sign_in(&app, json!({"key": DANA})).await;
+    assert_eq!(status, 401, "the old key still signs in");
+    let fresh = session(&app, json!({"key": "dana-rotated-console-key-0123456789"})).await;
+    assert_eq!(get(&app, Some(&fresh), "/agent/api/queue").await.0, 200);
+    app.stop().await;
+}

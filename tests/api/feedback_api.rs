@@ -192,3 +192,34 @@ fn a_one_word_human_reply_asks_for_a_person_in_every_language() {
         );
     }
 }
+
+/// The line in each built-in language asks for a word the rules take as
+/// asking for a person, written as the customer would send it back: the
+/// word alone, or quoted as the line quotes it.
+#[test]
+fn every_built_in_human_line_asks_for_a_word_the_rules_understand() {
+    use deskhand::config::PipelineSettings;
+    use deskhand::domain::ReasonCode;
+    use deskhand::pipeline::Rules;
+    let rules = Rules::new(&PipelineSettings::default()).unwrap();
+    let quotes = ['\'', '"', '«', '»', '„', '“', '”'];
+    for (lang, line) in deskhand::outbox::HUMAN_LINES {
+        let start = line
+            .find(quotes)
+            .unwrap_or_else(|| panic!("{lang}: no quote"));
+        let rest = &line[start..];
+        let q = rest.chars().next().unwrap();
+        let after = &rest[q.len_utf8()..];
+        let end = after.find(quotes).unwrap();
+        let close = after[end..].chars().next().unwrap();
+        let quoted = &rest[..q.len_utf8() + end + close.len_utf8()];
+        let word = after[..end].trim();
+        for reply in [word.to_owned(), quoted.to_owned(), word.to_uppercase()] {
+            assert_eq!(
+                rules.check(&reply).map(|h| h.reason),
+                Some(ReasonCode::AskedForHuman),
+                "{lang}: {reply:?} from {line:?}"
+            );
+        }
+    }
+}

@@ -169,7 +169,13 @@ async fn a_seeded_demo_counts_resolutions_the_way_helpdesks_do() {
         texts.contains(&"How do I change my billing email?"),
         "{texts:?}"
     );
-    let report = deskhand::gaps::report(&questions, now - Duration::days(30), None).await;
+    let report = deskhand::gaps::report(
+        &questions,
+        now - Duration::days(30),
+        None,
+        deskhand::gaps::Grouping::terms(),
+    )
+    .await;
     println!("{}", report.render());
     assert_eq!(report.questions, questions.len());
 }

@@ -24,6 +24,7 @@ async fn dynamodb_store_meets_the_outbox_contract() {
     let moto = Moto::connect().await;
     let store = moto.dynamo_store().await;
     store_contract::outbox_lifecycle(&store, &store).await;
+    store_contract::agent_reply_route_and_outbox(&store, &store).await;
 }
 
 #[tokio::test]

@@ -16,12 +16,14 @@ use common::moto::{Moto, template};
 use deskhand::config::Config;
 use deskhand::domain::{OutboxState, Provider};
 use deskhand::lambda::{AwsRuntime, dispatcher};
-use deskhand::outbox::settings::{EmailOutSettings, EmailTransport, HelpdeskOutSettings};
+use deskhand::outbox::settings::{
+    EmailOutSettings, EmailTransport, HelpdeskOutSettings, SmtpSettings, SmtpTls,
+};
 use deskhand::outbox::{Channels, DispatchSettings, Dispatcher, OutboundPolicy};
 use deskhand::secret::Secret;
 use deskhand::store::{DynamoStore, OutboxStore};
 use outbox_support::{
-    HelpdeskServer, Recorder, Seen, complete_with, email_ticket, helpdesk_ticket,
+    HelpdeskServer, Recorder, Seen, SmtpSink, complete_with, email_ticket, header, helpdesk_ticket,
 };
 use serde_json::{Value, json};
 
@@ -118,6 +120,7 @@ async fn runtime(moto: &Moto, zendesk: &HelpdeskServer) -> (AwsRuntime, String) 
         holding_message: true,
         smtp: None,
         ses: None,
+        human_line: Default::default(),
     });
     config.outbound.zendesk = Some(HelpdeskOutSettings {
         email: Some("bot@acme.test".into()),
@@ -282,4 +285,120 @@ fn the_template_feeds_the_dispatcher_inserted_outbox_keys_with_retries_and_a_dlq
         f["Events"]["Sweep"]["Properties"]["ScheduleExpression"].as_str(),
         Some("rate(1 minute)")
     );
+}
+
+/// An agent's replies through the API Lambda's router over DynamoDB: the
+/// message and its outbox record are one transaction, the stream hands the
+/// record to the dispatcher, and a retried request (same key) and a
+/// redelivered stream batch send once: one threaded mail to the SMTP
+/// server, one public comment on the helpdesk. (SMTP rather than SES here:
+/// moto's SES send count is shared by every test on the server.)
+#[tokio::test]
+async fn agent_replies_through_the_lambda_router_reach_email_and_helpdesk_once() {
+    let moto = Moto::connect().await;
+    let sink = SmtpSink::start().await;
+    let zendesk = HelpdeskServer::start(zendesk_double(0)).await;
+    let table = moto.table().await;
+    let (queue, dlq) = moto.queues().await;
+    let (topic, _) = moto.topic_with_subscriber(None).await;
+    let mut config = Config {
+        aws: moto.aws_settings(&table, &queue, &dlq, &topic),
+        secret: Some(Secret::new("agent-aws-secret-0123456789abcdef")),
+        agent_key: Some(Secret::new("agent-aws-key-0123456789")),
+        ..Config::default()
+    };
+    config.outbound.email = Some(EmailOutSettings {
+        transport: EmailTransport::Smtp,
+        from: "Tallybird Support <support@acme.test>".into(),
+        reply_to: None,
+        holding_message: false,
+        smtp: Some(SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: sink.port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+        }),
+        ses: None,
+        human_line: Default::default(),
+    });
+    config.outbound.zendesk = Some(HelpdeskOutSettings {
+        email: Some("bot@acme.test".into()),
+        ..HelpdeskOutSettings::new(zendesk.url(), Secret::new("zd"))
+    });
+    let rt = AwsRuntime::from_config(config).await.unwrap();
+    let email = email_ticket("I want to talk to a human please");
+    let zd = helpdesk_ticket(
+        Provider::Zendesk,
+        "4711",
+        "I want to talk to a human please",
+    );
+    for t in [&email, &zd] {
+        rt.pipeline().unwrap().process(t).await.unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = rt.router().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for t in [&email, &zd] {
+        // Twice with one key: a retried request.
+        for _ in 0..2 {
+            let res = http
+                .post(format!(
+                    "{base}/v1/conversations/{}/agent-replies",
+                    t.conversation_id
+                ))
+                .bearer_auth("agent-aws-key-0123456789")
+                .header("Idempotency-Key", format!("k-{}", t.ticket_id))
+                .json(&json!({"text": "Sam here: sorted."}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+            let v: Value = res.json().await.unwrap();
+            assert_eq!(v["delivery"], "outbox", "{v}");
+            ids.push(v["message_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!((ids[0] == ids[1], ids[2] == ids[3]), (true, true));
+    let public = |z: &HelpdeskServer| {
+        z.writes()
+            .iter()
+            .filter(|s| s.json()["ticket"]["comment"]["public"] == true)
+            .count()
+    };
+    let d = rt.dispatcher().unwrap();
+    for _ in 0..2 {
+        let out = dispatcher::handle(&d, stream_event(&moto, &table).await)
+            .await
+            .unwrap();
+        assert_eq!(out, json!({"batchItemFailures": []}));
+    }
+    let mails = sink.wait_for(1).await;
+    assert_eq!(mails.len(), 1, "the agent's mail was sent more than once");
+    assert_eq!(
+        header(&mails[0], "In-Reply-To").as_deref(),
+        Some("<cust-1@example.com>")
+    );
+    assert_eq!(
+        header(&mails[0], "Subject").as_deref(),
+        Some("Re: Two-factor")
+    );
+    assert_eq!(public(&zendesk), 1, "{:?}", zendesk.writes());
+    let mail = rt.store.outbox_record(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(mail.state, OutboxState::Delivered, "{mail:?}");
+    let sent_id = mail.external_id.unwrap();
+    assert_eq!(
+        header(&mails[0], "Message-ID").as_deref(),
+        Some(sent_id.as_str())
+    );
+    assert!(
+        sent_id.contains(".agent@deskhand.acme.test")
+            && Some(&sent_id) != email.thread.reply_message_id.as_ref(),
+        "{sent_id}"
+    );
+    let comment = rt.store.outbox_record(&ids[2]).await.unwrap().unwrap();
+    assert_eq!(comment.state, OutboxState::Delivered, "{comment:?}");
 }

@@ -150,6 +150,7 @@ async function main(base, agentKey, artifacts) {
     await agent.keyboard.press('Control+Enter');
     await agent.locator('#transcript .m.agent').filter({ hasText: 'Dana from support' }).waitFor({ timeout: WAIT });
     equal(await agent.inputValue('#reply'), '', 'the box is cleared');
+    await until('the status says how the reply travels', async () => /customer sees it in the chat/.test(await agent.textContent('#status')));
     const bubble = customer.locator('deskhand-chat .log .m.agent').filter({ hasText: 'Dana from support' });
     await bubble.waitFor({ state: 'visible', timeout: WAIT });
     assert((await bubble.textContent()).includes('<b>not bold</b>'), 'the agent text is shown literally');
@@ -236,6 +237,7 @@ async function main(base, agentKey, artifacts) {
     assert(await agent.isHidden('#main'), 'j does nothing on the stats page');
     await agent.click('#nav-gaps');
     await agent.locator('#gaps-list li li').filter({ hasText: 'How do I export my data?' }).waitFor({ timeout: WAIT });
+    assert(/Grouped by shared words/.test(await agent.textContent('#gaps-how')), 'says how the gaps were grouped');
     await agent.click('#nav-queue');
     await agent.locator('#queue-pane').waitFor({ state: 'visible', timeout: WAIT });
   });

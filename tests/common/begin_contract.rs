@@ -172,6 +172,7 @@ pub async fn begin_and_complete_see_other_writers(a: &dyn Store, b: &dyn Store) 
         ConversationStatus::Escalated,
         Some(ReasonCode::AskedForHuman),
         None,
+        Vec::new(),
     )
     .await
     .unwrap();

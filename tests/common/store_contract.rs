@@ -293,6 +293,7 @@ pub async fn escalation_status_and_notification(s: &dyn Store) {
             ConversationStatus::Closed,
             None,
             Some(agent.clone()),
+            Vec::new(),
         )
         .await
         .unwrap();
@@ -305,6 +306,7 @@ pub async fn escalation_status_and_notification(s: &dyn Store) {
         ConversationStatus::Open,
         None,
         Some(agent),
+        Vec::new(),
     )
     .await
     .unwrap();
@@ -320,6 +322,7 @@ pub async fn escalation_status_and_notification(s: &dyn Store) {
             ConversationStatus::Closed,
             None,
             None,
+            Vec::new(),
         )
         .await;
     assert!(
@@ -424,6 +427,7 @@ fn outbox_for(t: &Ticket, id: &str) -> deskhand::domain::NewOutbox {
                 mode: DeliveryMode::Public,
                 text: "answer".into(),
                 sources: vec![],
+                by_agent: false,
             },
         },
     }
@@ -590,6 +594,114 @@ pub async fn outbox_lifecycle(s: &dyn Store, o: &dyn deskhand::store::OutboxStor
             .unwrap(),
         OutboxClaim::Missing
     );
+}
+
+/// The reply route and an agent's reply: every claimed ticket becomes the
+/// conversation's route (provider, address, subject, thread); a reply and
+/// its outbox record are written together, and repeating it (a retried
+/// request) writes each once.
+pub async fn agent_reply_route_and_outbox(s: &dyn Store, o: &dyn deskhand::store::OutboxStore) {
+    use deskhand::domain::{EmailAddress, OutboxState, ReplyRoute};
+    let conv = ConversationId::random();
+    let mut t1 = ticket(conv, "first");
+    t1.provider = Provider::Postmark;
+    t1.customer.email = EmailAddress::parse("ann@example.com");
+    t1.thread = Thread {
+        root: Some("<root@mail.example>".into()),
+        message_id: Some("<root@mail.example>".into()),
+        reply_message_id: Some(format!("<{}@deskhand.example.com>", t1.ticket_id)),
+        ..Thread::default()
+    };
+    let (token, _, _) = acquire(s, &t1, Duration::from_secs(60)).await;
+    let c = s.conversation(conv).await.unwrap().unwrap();
+    assert_eq!(
+        c.reply_route,
+        Some(ReplyRoute::of(&t1)),
+        "claim keeps the route"
+    );
+    assert_eq!(
+        s.complete(completion(&t1, Some(token), "r1"))
+            .await
+            .unwrap(),
+        Completed::Written
+    );
+    // The customer answers in the thread: the route follows.
+    let mut t2 = t1.clone();
+    t2.ticket_id = TicketId::new();
+    t2.subject = Some("Re: Subject".into());
+    t2.thread.message_id = Some("<second@mail.example>".into());
+    t2.thread.references = vec!["<root@mail.example>".into()];
+    let message = NewMessage::customer(t2.ticket_id, "second", Utc::now());
+    match s
+        .begin(&t2, message, Duration::from_secs(60))
+        .await
+        .unwrap()
+    {
+        deskhand::store::Begin::Acquired(_) => {}
+        other => panic!("{other:?}"),
+    }
+    let c = s.conversation(conv).await.unwrap().unwrap();
+    assert_eq!(
+        c.reply_route,
+        Some(ReplyRoute::of(&t2)),
+        "begin moves the route"
+    );
+    assert_eq!(
+        c.subject.as_deref(),
+        Some("Subject"),
+        "the first subject stays"
+    );
+
+    let agent = NewMessage {
+        id: format!("agent-{}", TicketId::new()),
+        role: Role::Agent,
+        text: "Hi, Sam here.".into(),
+        sources: vec![],
+        ticket_id: None,
+        created_at: Utc::now(),
+    };
+    let record = outbox_for(&t2, &agent.id);
+    for _ in 0..2 {
+        let c = s
+            .set_status(
+                conv,
+                ConversationStatus::Escalated,
+                Some(ReasonCode::AskedForHuman),
+                Some(agent.clone()),
+                vec![record.clone()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(c.status, ConversationStatus::Escalated);
+    }
+    let texts = texts_of(s, conv).await;
+    assert_eq!(
+        texts.iter().filter(|t| *t == "Hi, Sam here.").count(),
+        1,
+        "{texts:?}"
+    );
+    let r = o
+        .outbox_record(&agent.id)
+        .await
+        .unwrap()
+        .expect("written with the reply");
+    assert_eq!((r.state, r.attempts), (OutboxState::Pending, 0));
+    assert_eq!(r.delivery, record.delivery);
+    assert!(o.due_outbox(100).await.unwrap().contains(&agent.id));
+    // A record missing beside a stored message (the message of an earlier
+    // attempt) is still written; the message is not repeated.
+    let late = outbox_for(&t2, &format!("{}.late", agent.id));
+    s.set_status(
+        conv,
+        ConversationStatus::Escalated,
+        None,
+        Some(agent.clone()),
+        vec![late.clone()],
+    )
+    .await
+    .unwrap();
+    assert!(o.outbox_record(&late.id).await.unwrap().is_some());
+    assert_eq!(texts_of(s, conv).await, texts);
 }
 
 /// The replay guard: a token's first use is recorded with its message's

@@ -40,6 +40,7 @@ fn email_settings(port: u16) -> EmailOutSettings {
             password: None,
         }),
         ses: None,
+        human_line: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@ mod inbound_support;
 #[path = "../outbox_support/mod.rs"]
 mod outbox_support;
 
+mod agent_out;
 mod email_out;
 mod give_up;
 mod helpdesk_out;

@@ -138,6 +138,17 @@ async fn contract(s: &dyn PeopleStore) {
     s.set_csat(five.clone()).await.unwrap();
     assert_eq!(s.csat(a).await.unwrap(), Some(five));
     assert_eq!(s.csat(b).await.unwrap(), None);
+
+    // Session generations: per agent, 0 until a sign-out, then counting.
+    let (dana, lee) = (
+        format!("Dana {}", uuid::Uuid::new_v4()),
+        format!("Lee {}", uuid::Uuid::new_v4()),
+    );
+    assert_eq!(s.session_generation(&dana).await.unwrap(), 0);
+    assert_eq!(s.end_sessions(&dana).await.unwrap(), 1);
+    assert_eq!(s.end_sessions(&dana).await.unwrap(), 2);
+    assert_eq!(s.session_generation(&dana).await.unwrap(), 2);
+    assert_eq!(s.session_generation(&lee).await.unwrap(), 0);
 }
 
 fn sqlite() -> (tempfile::TempDir, SqliteStore) {
@@ -294,6 +305,12 @@ impl PeopleStore for Unavailable {
         down()
     }
     async fn set_csat(&self, _: Csat) -> Result<(), StoreError> {
+        down()
+    }
+    async fn session_generation(&self, _: &str) -> Result<u64, StoreError> {
+        down()
+    }
+    async fn end_sessions(&self, _: &str) -> Result<u64, StoreError> {
         down()
     }
     async fn csat(&self, _: ConversationId) -> Result<Option<Csat>, StoreError> {

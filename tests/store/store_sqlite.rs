@@ -19,6 +19,7 @@ async fn sqlite_store_meets_the_outbox_contract() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::new(Db::open(&dir.path().join("t.db")).unwrap());
     common::store_contract::outbox_lifecycle(&store, &store).await;
+    common::store_contract::agent_reply_route_and_outbox(&store, &store).await;
 }
 
 #[tokio::test]
@@ -108,7 +109,13 @@ async fn writes_that_accept_work_sync_their_commit() {
         .unwrap();
     assert_eq!(db.durable_writes(), before + 2, "a claim paid for a sync");
     store
-        .set_status(t.conversation_id, ConversationStatus::Closed, None, None)
+        .set_status(
+            t.conversation_id,
+            ConversationStatus::Closed,
+            None,
+            None,
+            Vec::new(),
+        )
         .await
         .unwrap();
     assert_eq!(

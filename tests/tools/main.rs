@@ -11,6 +11,7 @@ mod cost;
 mod embeddings;
 mod eval;
 mod eval_embeddings;
+mod gaps_embeddings;
 mod kb_import_website;
 mod soak;
 mod template;

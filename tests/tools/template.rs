@@ -212,8 +212,8 @@ fn no_secret_is_in_a_function_environment() {
         named += ids.len();
     }
     assert_eq!(
-        named, 5,
-        "API: token and the identity secret; agent function: token and agent key; worker: the actions' secret"
+        named, 6,
+        "API: token and the identity secret; agent function: token, agent key and the agents; worker: the actions' secret"
     );
     assert_eq!(
         text(&env(&t, "AgentFunction")["DESKHAND_AWS__AGENT_KEY_SECRET_ID"]),
@@ -467,4 +467,53 @@ fn the_published_kb_bucket_is_private_versioned_encrypted_and_read_only_to_the_w
             );
         }
     }
+}
+
+/// The agent console is served by the agent function (the one with write
+/// access to the table), which names the agents' secret and may read it,
+/// and the query index the queue needs; the public API function neither
+/// names nor reads it.
+#[test]
+fn the_console_runs_in_the_agent_function_with_the_agents_secret() {
+    let t = template();
+    let events = &resource(&t, "AgentFunction")["Properties"]["Events"];
+    let paths: Vec<&str> = events
+        .as_mapping()
+        .unwrap()
+        .values()
+        .map(|e| e["Properties"]["Path"].as_str().unwrap())
+        .collect();
+    for p in [
+        "/agent",
+        "/agent/{proxy+}",
+        "/v1/conversations/{id}/agent-replies",
+    ] {
+        assert!(
+            paths.contains(&p),
+            "{p} is not routed to the agent function: {paths:?}"
+        );
+    }
+    let var = &env(&t, "AgentFunction")["DESKHAND_AWS__AGENTS_SECRET_ID"];
+    assert_eq!(text(when_true(var)), "Ref:AgentsSecretArn");
+    let reads = |f: &str| -> Vec<String> {
+        statements(&t, f)
+            .into_iter()
+            .filter(|s| actions(s).iter().any(|a| a.starts_with("secretsmanager:")))
+            .flat_map(resources)
+            .map(text)
+            .collect()
+    };
+    assert!(reads("AgentFunction").contains(&"Ref:AgentsSecretArn".to_owned()));
+    assert!(env(&t, "ApiFunction")["DESKHAND_AWS__AGENTS_SECRET_ID"].is_null());
+    assert!(!reads("ApiFunction").contains(&"Ref:AgentsSecretArn".to_owned()));
+    let queries: Vec<String> = statements(&t, "AgentFunction")
+        .into_iter()
+        .filter(|s| actions(s).contains(&"dynamodb:Query".to_owned()))
+        .flat_map(resources)
+        .map(text)
+        .collect();
+    assert!(
+        queries.iter().any(|r| r.ends_with("/index/by_done_day")),
+        "{queries:?}"
+    );
 }

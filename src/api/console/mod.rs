@@ -7,7 +7,7 @@
 //! | `GET /agent`, `/agent/console.js`, `/agent/console.css`, `/agent/favicon.svg` | the page (plain HTML, CSS and JS; no framework, no build step) |
 //! | `POST /agent/api/session` | sign in with an agent key → session cookie + CSRF token |
 //! | `GET /agent/api/session` | who is signed in (and the CSRF token again, after a reload) |
-//! | `POST /agent/api/session/end` | sign out (clears the cookie) |
+//! | `POST /agent/api/session/end` | sign out: revokes every session of the agent server-side, clears the cookie |
 //! | `GET /agent/api/queue?reason=&channel=` | conversations waiting for a person, newest escalation first |
 //! | `GET /agent/api/conversations/{id}` | transcript with sources, confidences and ratings; notes; the bot's draft |
 //! | `POST /agent/api/conversations/{id}/reply` | an agent reply (through the agent API's path: the widget polls it) |
@@ -15,7 +15,7 @@
 //! | `POST /agent/api/conversations/{id}/close`, `…/handback` | close, or give it back to the bot |
 //! | `POST /agent/api/conversations/{id}/assign`, `…/unassign` | assign to the signed-in agent, or release |
 //! | `GET /agent/api/stats?since=&format=` | what `GET /v1/stats` answers (resolution figures; `format=csv` to export) |
-//! | `GET /agent/api/gaps?since=` | the content-gap report ([`crate::gaps`]; without closest passages, which need the retriever: `deskhand gaps`) |
+//! | `GET /agent/api/gaps?since=` | the content-gap report ([`crate::gaps`]: grouped by embeddings when `retriever.embedder` is configured, else by terms; without closest passages, which need the retriever: `deskhand gaps`) |
 //!
 //! Every API route needs a session ([`session`]); every POST but sign-in
 //! also needs the session's CSRF token in `X-CSRF-Token` (403
@@ -80,6 +80,10 @@ pub struct ConsoleSettings {
     pub session_hours: u32,
     /// How far back the queue looks for tickets that needed a person.
     pub queue_days: u32,
+    /// The content-gap report, with an embedder configured: the least
+    /// average cosine similarity for two groups of questions to merge
+    /// (model-dependent; see [`crate::gaps`]).
+    pub gaps_similarity: f32,
 }
 
 impl Default for ConsoleSettings {
@@ -87,6 +91,7 @@ impl Default for ConsoleSettings {
         Self {
             session_hours: 12,
             queue_days: 30,
+            gaps_similarity: crate::gaps::EMBED_JOIN_AT,
         }
     }
 }
@@ -101,6 +106,10 @@ pub fn validate(config: &ApiSettings) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=365).contains(&c.queue_days),
         "console.queue_days must be within 1..=365"
+    );
+    anyhow::ensure!(
+        (-1.0..=1.0).contains(&c.gaps_similarity),
+        "console.gaps_similarity must be within -1..=1 (a cosine similarity)"
     );
     let mut names = std::collections::HashSet::new();
     for a in &config.agents {
@@ -216,6 +225,11 @@ impl FromRequestParts<ApiState> for Signed {
         let cookie = session::cookie_value(&parts.headers).ok_or_else(not_signed_in)?;
         let s = session::verify(state.config(), state.tokens(), cookie, Utc::now())
             .ok_or_else(not_signed_in)?;
+        // Signed out since (here or on another device): revoked.
+        if state.people()?.session_generation(&s.agent).await? != s.generation {
+            tracing::warn!(message = "Console session refused: signed out.", agent = %s.agent);
+            return Err(not_signed_in());
+        }
         if parts.method != Method::GET && parts.method != Method::HEAD {
             let given = parts
                 .headers
@@ -275,7 +289,9 @@ async fn sign_in(
         })?;
     let hours = i64::from(config.console.session_hours);
     let until = Utc::now() + Duration::hours(hours);
-    let cookie = session::issue(config, state.tokens(), &agent, until).ok_or_else(not_signed_in)?;
+    let generation = state.people()?.session_generation(&agent).await?;
+    let cookie = session::issue(config, state.tokens(), &agent, generation, until)
+        .ok_or_else(not_signed_in)?;
     tracing::info!(message = "Agent signed in to the console.", agent = %agent);
     let mut res = Json(Who {
         csrf: session::csrf(state.tokens(), &cookie),
@@ -303,14 +319,18 @@ async fn whoami(s: Signed, State(state): State<ApiState>) -> Response {
     )
 }
 
-/// `POST /agent/api/session/end`.
-async fn sign_out(_: Signed) -> Response {
+/// `POST /agent/api/session/end`: ends every session of the agent (this
+/// cookie and any copy of it, and the agent's other devices), then clears
+/// the cookie.
+async fn sign_out(s: Signed, State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let generation = state.people()?.end_sessions(&s.agent).await?;
+    tracing::info!(message = "Agent signed out of the console.", agent = %s.agent, generation);
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&session::set_cookie(None)).expect("static cookie"),
     );
-    res
+    Ok(res)
 }
 
 #[derive(Deserialize)]
@@ -475,7 +495,11 @@ async fn gaps(
     let since = crate::cost::parse_since(q.since.as_deref(), now)
         .map_err(|m| ApiError::bad_request("invalid_since", m))?;
     let questions = crate::gaps::questions(state.store(), state.people()?, since).await?;
-    let report = crate::gaps::report(&questions, since, None).await;
+    let how = crate::gaps::Grouping {
+        embedder: state.embedder(),
+        join_at: state.config().console.gaps_similarity,
+    };
+    let report = crate::gaps::report(&questions, since, None, how).await;
     Ok(private(Json(report).into_response()))
 }
 

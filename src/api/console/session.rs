@@ -1,12 +1,17 @@
-//! Agent console sessions: stateless signed cookies, so every front door
-//! (one `serve` process or many Lambda instances) checks them without a
-//! session table.
+//! Agent console sessions: signed cookies that every front door (one
+//! `serve` process or many Lambda instances) checks with one read of the
+//! agent's session generation, and that sign-out revokes server-side.
 //!
-//! * Sign-in trades an agent key for a cookie `dh_agent=v1.<name>.<expiry>.<mac>`
-//!   (`HttpOnly; Secure; SameSite=Strict; Path=/agent`): the MAC, under the
-//!   server's secret, covers the agent's name, the expiry and a hash of the
-//!   agent's key, so a cookie dies when it expires or when that key is
-//!   changed or removed. The key itself is never stored by the browser.
+//! * Sign-in trades an agent key for a cookie
+//!   `dh_agent=v2.<name>.<generation>.<expiry>.<mac>` (`HttpOnly; Secure;
+//!   SameSite=Strict; Path=/agent`): the MAC, under the server's secret,
+//!   covers the agent's name, their session generation
+//!   ([`crate::store::PeopleStore::session_generation`]), the expiry and a
+//!   hash of the agent's key. A cookie dies when it expires, when that key
+//!   is changed or removed, and when the agent signs out: sign-out moves
+//!   the agent to the next generation, so every cookie issued before —
+//!   on this device, on another, or copied by an attacker — is refused
+//!   (401) from then on. The key itself is never stored by the browser.
 //! * Every state-changing request must also carry `X-CSRF-Token`, an HMAC
 //!   of the cookie that only a page that read the sign-in answer (or
 //!   `GET /agent/api/session`, same-origin) knows: a cross-site form can
@@ -32,7 +37,7 @@ pub const COOKIE: &str = "dh_agent";
 /// The header carrying the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-const SESSION_CONTEXT: &[u8] = b"deskhand console session v1\0";
+const SESSION_CONTEXT: &[u8] = b"deskhand console session v2\0";
 const CSRF_CONTEXT: &[u8] = b"deskhand console csrf v1\0";
 
 /// One agent who may sign in to the console (`[[agents]]` in the
@@ -46,11 +51,14 @@ pub struct AgentAccount {
     pub key: Secret,
 }
 
-/// A signed-in agent.
+/// A signed-in agent, as the cookie says: still to be checked against the
+/// agent's current session generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// Who.
     pub agent: String,
+    /// The session generation it was issued in.
+    pub generation: u64,
     /// Until when.
     pub expires_at: DateTime<Utc>,
 }
@@ -121,35 +129,39 @@ pub fn sign_in(config: &ApiSettings, name: Option<&str>, key: &str) -> Option<St
     found
 }
 
-fn mac(tokens: &Tokens, agent: &str, expires: i64, key: &Secret) -> [u8; 32] {
+fn mac(tokens: &Tokens, agent: &str, generation: u64, expires: i64, key: &Secret) -> [u8; 32] {
     tokens.sign(
         SESSION_CONTEXT,
         &[
             agent.as_bytes(),
+            generation.to_string().as_bytes(),
             expires.to_string().as_bytes(),
             &digest(key.expose()),
         ],
     )
 }
 
-/// The cookie value of a new session for `agent`, or `None` when the
-/// agent has no key (cannot happen right after [`sign_in`]).
+/// The cookie value of a new session for `agent` in session `generation`,
+/// or `None` when the agent has no key (cannot happen right after
+/// [`sign_in`]).
 pub fn issue(
     config: &ApiSettings,
     tokens: &Tokens,
     agent: &str,
+    generation: u64,
     until: DateTime<Utc>,
 ) -> Option<String> {
     let key = key_of(config, agent)?;
     let exp = until.timestamp();
     Some(format!(
-        "v1.{}.{exp}.{}",
+        "v2.{}.{generation}.{exp}.{}",
         URL_SAFE_NO_PAD.encode(agent.as_bytes()),
-        URL_SAFE_NO_PAD.encode(mac(tokens, agent, exp, key))
+        URL_SAFE_NO_PAD.encode(mac(tokens, agent, generation, exp, key))
     ))
 }
 
-/// The session a cookie value proves, if it is genuine and unexpired.
+/// The session a cookie value proves, if it is genuine and unexpired (the
+/// caller still compares its generation with the agent's current one).
 pub fn verify(
     config: &ApiSettings,
     tokens: &Tokens,
@@ -157,17 +169,30 @@ pub fn verify(
     now: DateTime<Utc>,
 ) -> Option<Session> {
     let mut parts = value.split('.');
-    let (v, name, exp, sig) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if v != "v1" || parts.next().is_some() {
+    let (v, name, generation, exp, sig) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if v != "v2" || parts.next().is_some() {
         return None;
     }
     let agent = String::from_utf8(URL_SAFE_NO_PAD.decode(name).ok()?).ok()?;
+    let generation: u64 = generation.parse().ok()?;
     let exp: i64 = exp.parse().ok()?;
     let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
     let key = key_of(config, &agent)?;
-    let ok: bool = mac(tokens, &agent, exp, key).ct_eq(sig.as_slice()).into();
+    let ok: bool = mac(tokens, &agent, generation, exp, key)
+        .ct_eq(sig.as_slice())
+        .into();
     let expires_at = DateTime::from_timestamp(exp, 0)?;
-    (ok && expires_at > now).then_some(Session { agent, expires_at })
+    (ok && expires_at > now).then_some(Session {
+        agent,
+        generation,
+        expires_at,
+    })
 }
 
 /// The CSRF token bound to a cookie value.
@@ -265,8 +290,9 @@ mod tests {
         let t = tokens();
         let now = Utc::now();
         let until = now + chrono::Duration::hours(1);
-        let v = issue(&c, &t, "dana", until).unwrap();
-        assert_eq!(verify(&c, &t, &v, now).unwrap().agent, "dana");
+        let v = issue(&c, &t, "dana", 3, until).unwrap();
+        let s = verify(&c, &t, &v, now).unwrap();
+        assert_eq!((s.agent.as_str(), s.generation), ("dana", 3));
         // Expired.
         assert_eq!(
             verify(&c, &t, &v, until + chrono::Duration::seconds(1)),
@@ -280,22 +306,34 @@ mod tests {
         assert_eq!(verify(&rotated, &t, &v, now), None);
         // The agent removed.
         assert_eq!(verify(&config(&[("lee", "x")], None), &t, &v, now), None);
-        // Tampered: another name, a later expiry, garbage.
+        // Tampered: another name, a later generation or expiry, garbage.
         let parts: Vec<&str> = v.split('.').collect();
         let renamed = format!(
-            "v1.{}.{}.{}",
+            "v2.{}.{}.{}.{}",
             URL_SAFE_NO_PAD.encode("lee"),
             parts[2],
-            parts[3]
+            parts[3],
+            parts[4]
         );
-        let later = format!("v1.{}.{}.{}", parts[1], until.timestamp() + 999, parts[3]);
+        let newer = format!("v2.{}.4.{}.{}", parts[1], parts[3], parts[4]);
+        let later = format!(
+            "v2.{}.{}.{}.{}",
+            parts[1],
+            parts[2],
+            until.timestamp() + 999,
+            parts[4]
+        );
+        let old_format = format!("v1.{}.{}.{}", parts[1], parts[3], parts[4]);
         for bad in [
             renamed.as_str(),
+            newer.as_str(),
             later.as_str(),
+            old_format.as_str(),
             "",
-            "v1",
-            "v1...",
-            "v2.a.b.c",
+            "v2",
+            "v2....",
+            "v2.a.b.c.d",
+            "v2.ZGFuYQ.-1.1.x",
             &format!("{v}.x"),
         ] {
             assert_eq!(verify(&c, &t, bad, now), None, "{bad}");
@@ -317,6 +355,8 @@ mod tests {
         assert_eq!(cookie_value(&h), None);
         h.insert("cookie", "a=1; dh_agent=v1.x.y.z; b=2".parse().unwrap());
         assert_eq!(cookie_value(&h), Some("v1.x.y.z"));
+        h.insert("cookie", "dh_agent=v2.a.0.1.z".parse().unwrap());
+        assert_eq!(cookie_value(&h), Some("v2.a.0.1.z"));
         h.insert("cookie", "dh_agentx=1; dh_agent=".parse().unwrap());
         assert_eq!(cookie_value(&h), None);
         assert!(set_cookie(Some(("v", 60))).contains("HttpOnly; Secure; SameSite=Strict"));

@@ -158,6 +158,7 @@ pub(crate) fn content(d: &Delivery) -> (bool, String, String) {
             mode,
             text,
             sources,
+            ..
         } => {
             let (plain, html) = super::email::bodies(text, sources);
             (*mode == crate::domain::DeliveryMode::Note, plain, html)

@@ -226,6 +226,7 @@ impl DynamoStore {
         );
         let customer = to_json(&ticket.customer);
         let thread = to_json(&ticket.thread);
+        let route = to_json(&crate::domain::ReplyRoute::of(ticket));
         let received = s(ticket.received_at.to_rfc3339());
         for _ in 0..APPEND_RETRIES {
             let now = Utc::now();
@@ -303,6 +304,7 @@ impl DynamoStore {
                         .map_or(AttributeValue::Null(true), s),
                 ),
                 (":t".to_owned(), thread.clone()),
+                (":route".to_owned(), route.clone()),
                 (":now".to_owned(), s(now.to_rfc3339())),
                 (":exp".to_owned(), expires.clone()),
             ]);
@@ -325,7 +327,7 @@ impl DynamoStore {
                              #status = if_not_exists(#status, :open), \
                              customer = if_not_exists(customer, :c), \
                              subject = if_not_exists(subject, :subj), \
-                             thread = if_not_exists(thread, :t), \
+                             thread = if_not_exists(thread, :t), reply_route = :route, \
                              created_at = if_not_exists(created_at, :now), \
                              updated_at = if_not_exists(updated_at, :now), \
                              {seq_set}, expires_at = :exp"

@@ -9,6 +9,8 @@
 //! | rating | `CONV#<id>` | `FEEDBACK#<message id>` |
 //! | satisfaction | `CONV#<id>` | `CSAT` (`score`, `at`) |
 //!
+//! | session generation | `AGENT#<name>` | `SESSIONS` (`generation`; no `expires_at`: never expired, see [`PeopleStore`]) |
+//!
 //! The message reads (`MSG#` prefixes and ranges) never see these items.
 
 use async_trait::async_trait;
@@ -201,6 +203,40 @@ impl PeopleStore for DynamoStore {
     async fn set_csat(&self, c: Csat) -> Result<(), StoreError> {
         let fields = vec![("score", super::n(c.score)), ("at", s(c.at.to_rfc3339()))];
         self.put(self.item(c.conversation_id, "CSAT", fields)).await
+    }
+
+    async fn session_generation(&self, agent: &str) -> Result<u64, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(s(format!("AGENT#{agent}")), "SESSIONS")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?
+            .item;
+        Ok(item
+            .and_then(|i| super::get_n::<u64>(&i, "generation"))
+            .unwrap_or(0))
+    }
+
+    async fn end_sessions(&self, agent: &str) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(s(format!("AGENT#{agent}")), "SESSIONS")))
+            .update_expression("ADD generation :one")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateItem", e))?;
+        out.attributes
+            .as_ref()
+            .and_then(|a| super::get_n::<u64>(a, "generation"))
+            .ok_or_else(|| super::corrupt("session generation"))
     }
 
     async fn csat(&self, id: ConversationId) -> Result<Option<Csat>, StoreError> {

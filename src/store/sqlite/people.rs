@@ -1,5 +1,6 @@
 //! Agents' and customers' additions in the local SQLite file (tables
 //! `people_drafts`, `people_notes`, `people_assignments`, `feedback`, `csat`,
+//! `agent_sessions`,
 //! created with the rest of the schema by [`crate::sqlite::Db::open`]).
 //! Agents' and customers' writes are accepted work, so they commit durably.
 
@@ -39,6 +40,10 @@ CREATE TABLE IF NOT EXISTS feedback (
     PRIMARY KEY (conversation_id, message_id)
 );
 CREATE INDEX IF NOT EXISTS feedback_at ON feedback (at);
+CREATE TABLE IF NOT EXISTS agent_sessions (
+    agent      TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS csat (
     conversation_id TEXT PRIMARY KEY,
     score           INTEGER NOT NULL,
@@ -212,6 +217,27 @@ impl PeopleStore for SqliteStore {
         Ok(())
     }
 
+    async fn session_generation(&self, agent: &str) -> Result<u64, StoreError> {
+        self.generation_of(agent.to_owned()).await
+    }
+
+    async fn end_sessions(&self, agent: &str) -> Result<u64, StoreError> {
+        let agent = agent.to_owned();
+        let g: i64 = self
+            .db
+            .write_durable(move |c| {
+                Ok(c.query_row(
+                    "INSERT INTO agent_sessions (agent, generation) VALUES (?1, 1)
+                     ON CONFLICT (agent) DO UPDATE SET generation = generation + 1
+                     RETURNING generation",
+                    [agent],
+                    |r| r.get(0),
+                )?)
+            })
+            .await?;
+        Ok(g.max(0) as u64)
+    }
+
     async fn csat(&self, id: ConversationId) -> Result<Option<Csat>, StoreError> {
         Ok(self
             .db
@@ -230,6 +256,24 @@ impl PeopleStore for SqliteStore {
                 .optional()?)
             })
             .await?)
+    }
+}
+
+impl SqliteStore {
+    async fn generation_of(&self, agent: String) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT generation FROM agent_sessions WHERE agent = ?1",
+                    [agent],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .unwrap_or(0))
+            })
+            .await?
+            .max(0) as u64)
     }
 }
 
