@@ -19,7 +19,7 @@ pub use outbox::{
     ShadowReview,
 };
 pub use ticket::{
-    Attachment, AuthVerdict, Channel, Customer, EmailAddress, EmailAuth, MessageText, Provider,
+    Attachment, AuthVerdict, Brand, Channel, Customer, EmailAddress, EmailAuth, MessageText, Provider,
     TextError, Thread, Ticket,
 };
 
