@@ -11,7 +11,8 @@ use serde_json::json;
 use super::auth::Claims;
 use super::{ApiError, ApiState, JsonBody};
 use crate::domain::{
-    Brand, ConversationId, ConversationStatus, Customer, Provider, Role, Source, Thread, Ticket, TicketId,
+    Brand, ConversationId, ConversationStatus, Customer, Provider, Role, Source, Thread, Ticket,
+    TicketId,
 };
 
 pub(super) async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {

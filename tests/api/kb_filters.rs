@@ -90,7 +90,10 @@ async fn open_for_brand(app: &TestApp, brand: &str) -> (u16, Value) {
         .send()
         .await
         .unwrap();
-    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
 }
 
 async fn answer(app: &TestApp, id: &str, token: &str) -> Value {
@@ -121,7 +124,9 @@ async fn each_widgets_data_brand_gets_its_own_brands_answer() {
     let app = TestApp::spawn_with(move |c| {
         c.kb_dir = dir;
         c.retriever.brands = vec!["acme".into(), "Bolt".into()];
-        c.retriever.labels.insert("widget".into(), vec!["acme".into()]);
+        c.retriever
+            .labels
+            .insert("widget".into(), vec!["acme".into()]);
     })
     .await;
     let open = |brand: &'static str| {
@@ -156,7 +161,9 @@ async fn each_widgets_data_brand_gets_its_own_brands_answer() {
 
     // The attack: the acme customer keeps the conversation and its MAC but
     // writes the bolt brand into the token's claims. Refused, not re-branded.
-    let (mac, _) = acme_token.split_once('.').expect("a brand token has claims");
+    let (mac, _) = acme_token
+        .split_once('.')
+        .expect("a brand token has claims");
     use base64::Engine;
     let forged_claims =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"brand":"bolt"}"#);
@@ -183,7 +190,10 @@ async fn an_unknown_or_malformed_brand_is_a_clear_400() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "unknown_brand", "{body}");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("nova") && message.contains("acme"), "{body}");
+    assert!(
+        message.contains("nova") && message.contains("acme"),
+        "{body}"
+    );
     for bad in ["a b", "<script>", &"x".repeat(65)] {
         let (status, body) = open_for_brand(&app, bad).await;
         assert_eq!(status, 400, "{bad}: {body}");
