@@ -836,14 +836,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bar.tick();
             };
             let mut crawl = None;
+            let mut removal = import::Removal::Unlisted;
             let fetched = match source.as_str() {
                 "website" => {
                     let mut site = import::website::Source::new(need_url()?);
                     site.delay = std::time::Duration::from_millis(*delay_ms);
                     site.max_pages = *max_pages;
                     site.max_bytes = max_page_kib.saturating_mul(1024);
-                    let (fetched, stats) = import::website::fetch(&site, &mut progress).await?;
+                    // A re-import checks the pages it wrote before, and
+                    // removes only those the site says are gone.
+                    let previous = import::previous_urls(out, "website")?;
+                    let (fetched, stats, gone) =
+                        import::website::recrawl(&site, &previous, &mut progress).await?;
                     crawl = Some(stats);
+                    removal = import::Removal::Gone(gone);
                     fetched
                 }
                 "zendesk" => {
@@ -880,7 +886,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             };
             bar.finish_and_clear();
-            let mut summary = import::sync(out, source, &fetched.articles)?;
+            let mut summary = import::sync_with(out, source, &fetched.articles, &removal)?;
             summary.drafts = fetched.drafts;
             let secs = started.elapsed().as_secs_f64().max(1e-3);
             println!(
