@@ -299,6 +299,11 @@ impl VectorCache {
     }
 }
 
+/// Passage vectors by key (embedder identity and text embedded).
+pub type VectorMap = HashMap<[u8; 32], Vec<f32>>;
+/// Passage vectors with their keys, in passage order.
+pub type VectorRows = Vec<([u8; 32], Vec<f32>)>;
+
 /// Passage vectors in the cache's format (also a bundle's vectors file):
 /// the magic, the dimension, then each key and its floats.
 pub fn encode_vectors(entries: &[([u8; 32], &[f32])]) -> Vec<u8> {
@@ -317,7 +322,7 @@ pub fn encode_vectors(entries: &[([u8; 32], &[f32])]) -> Vec<u8> {
 
 /// Reads [`encode_vectors`]' format: `None` unless every record is whole,
 /// of the stated dimension and finite.
-pub fn parse_vectors(bytes: &[u8]) -> Option<(usize, HashMap<[u8; 32], Vec<f32>>)> {
+pub fn parse_vectors(bytes: &[u8]) -> Option<(usize, VectorMap)> {
     let map = parse_cache(bytes)?;
     let dim = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize;
     Some((dim, map))
@@ -555,7 +560,7 @@ impl Hybrid {
     /// The passage vectors once ready: their dimension and each one keyed
     /// by the embedder's identity and the text embedded (what a bundle
     /// ships, and [`Hybrid::with_vectors`] reads).
-    pub fn export_vectors(&self) -> Option<(usize, Vec<([u8; 32], Vec<f32>)>)> {
+    pub fn export_vectors(&self) -> Option<(usize, VectorRows)> {
         let v = self.vectors.as_ref()?;
         let dense = v.dense.get()?;
         let identity = v.embedder.identity();
