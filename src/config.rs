@@ -165,6 +165,10 @@ impl Config {
             "pipeline.negative_sentiment must be within -1..=1"
         );
         anyhow::ensure!(p.top_k > 0, "pipeline.top_k must be at least 1");
+        for b in &self.retriever.brands {
+            crate::domain::Brand::parse(b)
+                .map_err(|e| anyhow::anyhow!("retriever.brands: {b:?}: {e}"))?;
+        }
         crate::api::console::validate(&self.api())?;
         self.resolution.validate()?;
         anyhow::ensure!(
@@ -234,6 +238,7 @@ impl Config {
             console: self.console.clone(),
             inbound: self.inbound.clone(),
             outbound: self.outbound.clone(),
+            brands: self.retriever.brands.clone(),
             identity: self.identity.clone(),
             resolution: self.resolution,
             pricing: self.pricing(),

@@ -1,6 +1,6 @@
 /*! deskhand chat widget · Apache-2.0
  * <script src="https://SUPPORT-HOST/widget.js" data-deskhand-url="https://SUPPORT-HOST" defer></script>
- * Optional: data-title, data-greeting. Message text is only ever set as text, never as HTML. */
+ * Optional: data-title, data-greeting, data-brand (one of the site's retriever.brands). Message text is only ever set as text, never as HTML. */
 (() => {
   'use strict';
   const me = document.currentScript || document.querySelector('script[data-deskhand-url]');
@@ -22,6 +22,11 @@
   const d = me.dataset;
   const user = d.userId && d.userHash ? { id: d.userId, email: d.userEmail || undefined, hash: d.userHash } : null;
   if (conv && (conv.user || null) !== (user ? user.id : null)) conv = null;
+  // data-brand: answers come from that brand's articles. The server binds it
+  // into the conversation's token; a stored conversation of another brand is
+  // not reused.
+  const brand = (d.brand || '').trim() || null;
+  if (conv && (conv.brand || null) !== brand) conv = null;
 
   // Builds elements; string children become text nodes (Node.append), never markup.
   const h = (tag, props, ...kids) => {
@@ -259,8 +264,11 @@ textarea{flex:1;resize:none;height:42px;max-height:120px;padding:10px;border:1px
 
   async function deliver(msg, again) {
     if (!conv) {
-      const c = await call('POST', 'v1/conversations', user ? { user } : undefined);
-      conv = { id: c.conversation_id, token: c.token, user: user ? user.id : null };
+      const opening = {};
+      if (user) opening.user = user;
+      if (brand) opening.brand = brand;
+      const c = await call('POST', 'v1/conversations', user || brand ? opening : undefined);
+      conv = { id: c.conversation_id, token: c.token, user: user ? user.id : null, brand };
       save();
     }
     try {

@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::auth::Claims;
 use super::{ApiError, ApiState, JsonBody};
 use crate::domain::{
-    ConversationId, ConversationStatus, Customer, Provider, Role, Source, Thread, Ticket, TicketId,
+    Brand, ConversationId, ConversationStatus, Customer, Provider, Role, Source, Thread, Ticket,
+    TicketId,
 };
 
 pub(super) async fn healthz(State(state): State<ApiState>) -> impl IntoResponse {
@@ -41,6 +43,35 @@ struct Created {
 struct CreateBody {
     #[serde(default)]
     user: Option<crate::actions::WidgetUser>,
+    /// The widget's `data-brand`.
+    #[serde(default)]
+    brand: Option<String>,
+}
+
+/// `brand` if the operator allows it (`retriever.brands`), else a 400 that
+/// says which are.
+fn allowed_brand(raw: &str, allowed: &[String]) -> Result<Brand, ApiError> {
+    let brand =
+        Brand::parse(raw).map_err(|e| ApiError::bad_request("invalid_brand", e.to_string()))?;
+    if allowed
+        .iter()
+        .any(|a| Brand::parse(a).is_ok_and(|a| a == brand))
+    {
+        return Ok(brand);
+    }
+    let message = if allowed.is_empty() {
+        format!(
+            "brand {:?} is not served here: this site lists no brands (retriever.brands)",
+            brand.as_str()
+        )
+    } else {
+        format!(
+            "brand {:?} is not served here; known brands: {}",
+            brand.as_str(),
+            allowed.join(", ")
+        )
+    };
+    Err(ApiError::bad_request("unknown_brand", message))
 }
 
 pub(super) async fn create(
@@ -48,23 +79,26 @@ pub(super) async fn create(
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     // An empty body (or none) opens an anonymous conversation; `user` with
-    // the site's identity hash opens a verified one (see `actions::identity`).
-    let user = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
+    // the site's identity hash opens a verified one (see `actions::identity`);
+    // `brand` one answered from that brand's articles.
+    let mut claims = Claims::default();
+    if !body.iter().all(u8::is_ascii_whitespace) {
         let parsed: CreateBody = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
-        match parsed.user {
-            Some(u) => Some(
+        if let Some(raw) = parsed.brand.as_deref().filter(|b| !b.trim().is_empty()) {
+            claims.brand = Some(allowed_brand(raw, &state.config().brands)?);
+        }
+        if let Some(u) = parsed.user {
+            claims.user = Some(
                 u.verify(&state.config().identity)
                     .map_err(|e| ApiError::unauthorized("invalid_user_hash", e.to_string()))?,
-            ),
-            None => None,
+            );
         }
-    };
-    // Stateless: nothing is stored until the first message is processed.
+    }
+    // Stateless: nothing is stored until the first message is processed;
+    // the brand lives in the token, under its MAC.
     let id = ConversationId::random();
-    let token = state.tokens().issue_for(id, user.as_ref());
+    let token = state.tokens().issue_with(id, &claims);
     Ok((
         StatusCode::CREATED,
         Json(Created {
@@ -96,7 +130,7 @@ pub(super) async fn post_message(
     JsonBody(body): JsonBody<PostMessage>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = super::conversation_id(&id)?;
-    let user = state.tokens().authorize_user(&headers, id)?;
+    let Claims { user, brand } = state.tokens().authorize_claims(&headers, id)?;
     let text = super::message_text(&body.text, state.limits())?;
     // A client retrying a POST with the same key gets the same ticket, which
     // the queue and the store de-duplicate.
@@ -124,6 +158,7 @@ pub(super) async fn post_message(
         text,
         attachments: Vec::new(),
         thread: Thread::default(),
+        brand,
         received_at: Utc::now(),
     };
     state.queue().send(&ticket).await?;

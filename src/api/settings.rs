@@ -100,6 +100,8 @@ pub struct ApiSettings {
     pub inbound: crate::ingest::InboundSettings,
     /// Replies back to email and helpdesks (agents' replies go out by it).
     pub outbound: crate::outbox::OutboundSettings,
+    /// Brands a widget may choose with `data-brand` (`retriever.brands`).
+    pub brands: Vec<String>,
     /// Widget identity verification.
     pub identity: crate::actions::IdentitySettings,
     /// How resolutions are counted.

@@ -421,8 +421,11 @@ enum KbCommand {
     /// workers configured with retriever.bundle.s3 pick it up within a
     /// minute. With --layer: writes the bundle into DIR itself
     /// (.deskhand-index.bundle), so a Lambda layer of DIR ships the
-    /// prebuilt index. AWS credentials and region as for the AWS SDK
-    /// (aws.region, aws.endpoint_url apply).
+    /// prebuilt index. With an embedder configured (retriever.embedder),
+    /// the bundle also ships every passage's vector and the embedder's
+    /// identity; vectors of unchanged passages come from the data folder's
+    /// cache. AWS credentials and region as for the AWS SDK (aws.region,
+    /// aws.endpoint_url apply).
     Publish {
         /// Knowledge-base folder (default: kb_dir).
         dir: Option<PathBuf>,
@@ -432,6 +435,10 @@ enum KbCommand {
         /// Write the bundle into DIR for a Lambda layer instead.
         #[arg(long, conflicts_with = "s3")]
         layer: bool,
+        /// Leave the passage vectors out even when an embedder is
+        /// configured (retriever.embedder); workers then answer from BM25.
+        #[arg(long)]
+        no_vectors: bool,
     },
     /// Import a help centre into DIR as Markdown with front matter.
     ///
@@ -717,18 +724,72 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Kb(KbCommand::Publish { dir, s3, layer }) => {
+        Command::Kb(KbCommand::Publish {
+            dir,
+            s3,
+            layer,
+            no_vectors,
+        }) => {
             use deskhand::knowledge::bundle;
             let config = Config::load(cli.config.as_deref(), &overrides(&[("kb_dir", path(dir))]))?;
             let kb = &config.kb_dir;
             let started = std::time::Instant::now();
+            let embedder = if *no_vectors {
+                None
+            } else {
+                deskhand::knowledge::embed::from_settings(&config.retriever.embedder, &config.aws)?
+            };
+            let (b, embedded) = match embedder {
+                Some(embedder) => {
+                    // One cache per KB folder, beside serve's: keys are the
+                    // embedder and the passage text, so any unchanged
+                    // passage is reused.
+                    let cache = {
+                        use sha2::Digest;
+                        let canonical = kb.canonicalize().unwrap_or_else(|_| kb.clone());
+                        let digest = sha2::Sha256::digest(canonical.to_string_lossy().as_bytes());
+                        config.data_dir.join(format!(
+                            "publish-vectors-{}.bin",
+                            &hex::encode(digest)[..16]
+                        ))
+                    };
+                    let (b, n) = bundle::build_with_vectors(
+                        kb,
+                        embedder,
+                        Some(&cache),
+                        &mut progress_bar("indexing"),
+                    )
+                    .await?;
+                    (b, Some(n))
+                }
+                None => (bundle::build(kb, &mut progress_bar("indexing"))?, None),
+            };
+            let vectors = b.manifest.embedder.as_ref().map(|e| {
+                json!({
+                    "model": e.model,
+                    "identity": e.identity,
+                    "dimensions": e.dimensions,
+                    "passages": e.passages,
+                    "embedded_now": embedded,
+                })
+            });
             if *layer {
-                let b = bundle::write_layer(kb, &mut progress_bar("indexing"))?;
+                bundle::write_layer_bundle(kb, &b)?;
                 println!(
-                    "Wrote the prebuilt index of {} ({} documents, {} passages, {} KB) to {}.",
+                    "Wrote the prebuilt index of {} ({} documents, {} passages, {}, {} KB) to {}.",
                     kb.display(),
                     b.manifest.documents,
                     b.manifest.passages,
+                    match &b.manifest.embedder {
+                        Some(e) => format!(
+                            "{} vectors of {} ({} dimensions, {} embedded now)",
+                            e.passages,
+                            e.model,
+                            e.dimensions,
+                            embedded.unwrap_or(0)
+                        ),
+                        None => "no passage vectors".to_owned(),
+                    },
                     b.bytes.len() / 1024,
                     kb.join(bundle::LAYER_FILE).display()
                 );
@@ -736,7 +797,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let s3 = s3.as_deref().context("--s3 or --layer is required")?;
             let at = bundle::S3Location::parse(s3)?;
-            let b = bundle::build(kb, &mut progress_bar("indexing"))?;
             let sdk = deskhand::aws::sdk_config(&config.aws).await;
             let client = bundle::s3_client(&sdk, config.aws.endpoint_url.is_some());
             let pointer = bundle::publish(&client, &at, &b).await?;
@@ -745,6 +805,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 serde_json::to_string_pretty(&json!({
                     "published": pointer,
                     "pointer": format!("s3://{}/{}", at.bucket, at.pointer_key()),
+                    "vectors": vectors,
                     "seconds": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
                 }))?
             );
@@ -781,14 +842,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bar.tick();
             };
             let mut crawl = None;
+            let mut removal = import::Removal::Unlisted;
             let fetched = match source.as_str() {
                 "website" => {
                     let mut site = import::website::Source::new(need_url()?);
                     site.delay = std::time::Duration::from_millis(*delay_ms);
                     site.max_pages = *max_pages;
                     site.max_bytes = max_page_kib.saturating_mul(1024);
-                    let (fetched, stats) = import::website::fetch(&site, &mut progress).await?;
+                    // A re-import checks the pages it wrote before, and
+                    // removes only those the site says are gone.
+                    let previous = import::previous_urls(out, "website")?;
+                    let (fetched, stats, gone) =
+                        import::website::recrawl(&site, &previous, &mut progress).await?;
                     crawl = Some(stats);
+                    removal = import::Removal::Gone(gone);
                     fetched
                 }
                 "zendesk" => {
@@ -825,7 +892,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             };
             bar.finish_and_clear();
-            let mut summary = import::sync(out, source, &fetched.articles)?;
+            let mut summary = import::sync_with(out, source, &fetched.articles, &removal)?;
             summary.drafts = fetched.drafts;
             let secs = started.elapsed().as_secs_f64().max(1e-3);
             println!(

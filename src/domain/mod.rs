@@ -21,8 +21,8 @@ pub use outbox::{
     ShadowReview,
 };
 pub use ticket::{
-    Attachment, AuthVerdict, Channel, Customer, EmailAddress, EmailAuth, MessageText, Provider,
-    TextError, Thread, Ticket,
+    Attachment, AuthVerdict, Brand, Channel, Customer, EmailAddress, EmailAuth, MessageText,
+    Provider, TextError, Thread, Ticket,
 };
 
 /// An unknown name for one of the closed sets below (channel, role, reason…).

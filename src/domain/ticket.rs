@@ -174,6 +174,68 @@ impl std::fmt::Display for EmailAddress {
     }
 }
 
+/// A brand (or product line) a ticket is about, chosen by the widget's
+/// `data-brand` attribute: lower case, `_` read as `-`, 1 to 64 letters,
+/// digits, `-` or `.`, so it compares equal to the knowledge base's labels
+/// (see `knowledge::filter::normalize`). Whether a brand is *allowed* is
+/// the API's decision (`retriever.brands`), not the type's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Brand(String);
+
+impl Brand {
+    /// Longest brand accepted.
+    pub const MAX_CHARS: usize = 64;
+
+    /// Accepts `s` once normalized, or says why not.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let b = s.trim().to_lowercase().replace('_', "-");
+        if b.is_empty() {
+            return Err("the brand is empty".into());
+        }
+        if b.chars().count() > Self::MAX_CHARS {
+            return Err(format!(
+                "the brand is longer than {} characters",
+                Self::MAX_CHARS
+            ));
+        }
+        if !b
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(format!(
+                "brand {:?} may hold only letters, digits, `-`, `_` and `.`",
+                s.chars().take(Self::MAX_CHARS).collect::<String>()
+            ));
+        }
+        Ok(Self(b))
+    }
+
+    /// The normalized brand.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Brand {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Brand> for String {
+    fn from(b: Brand) -> String {
+        b.0
+    }
+}
+
+impl std::fmt::Display for Brand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Who wrote the ticket, as far as the channel tells.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Customer {
@@ -306,6 +368,11 @@ pub struct Ticket {
     /// Threading data for replies on the same channel.
     #[serde(default)]
     pub thread: Thread,
+    /// The brand the conversation was opened for (widget `data-brand`,
+    /// bound into its token): retrieval answers from that brand's
+    /// passages before any channel labels apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<Brand>,
     /// When ingest accepted it.
     pub received_at: DateTime<Utc>,
 }
@@ -361,6 +428,27 @@ mod tests {
         ] {
             assert!(EmailAddress::parse(bad).is_none(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn brands_normalize_and_garbage_is_refused() {
+        assert_eq!(Brand::parse(" Acme_Pro ").unwrap().as_str(), "acme-pro");
+        assert_eq!(Brand::parse("bolt.io").unwrap().as_str(), "bolt.io");
+        assert_eq!(Brand::parse("Ünïcode").unwrap().as_str(), "ünïcode");
+        for bad in [
+            "",
+            "  ",
+            "a b",
+            "acme/../x",
+            "<script>",
+            "a\u{0}b",
+            &"x".repeat(65),
+        ] {
+            assert!(Brand::parse(bad).is_err(), "{bad:?}");
+        }
+        let b: Brand = serde_json::from_str("\"ACME\"").unwrap();
+        assert_eq!(serde_json::to_string(&b).unwrap(), "\"acme\"");
+        assert!(serde_json::from_str::<Brand>("\"a b\"").is_err());
     }
 
     #[test]

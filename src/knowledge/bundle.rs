@@ -20,10 +20,21 @@
 //!   time; other retrievals go on with the index in use. A failed check
 //!   is logged and changes nothing.
 //!
+//! * Passage vectors are used only with the embedder that made them: the
+//!   manifest names its identity (model, marking, dimensions), and a
+//!   worker configured with another embedder, or none, answers from BM25
+//!   (logged once per bundle loaded). Only the question is embedded at
+//!   ticket time; a failed query embedding is answered from BM25.
+//!
 //! Format (version 1): the 8 bytes `DHKBND01`, the manifest's length (u32,
 //! little-endian), the manifest (JSON, [`Manifest`]), then each file's bytes
-//! in manifest order, nothing after. Passage vectors would travel as more
-//! files of the same bundle; no embedder exists yet, so `vectors` is false.
+//! in manifest order, nothing after. Besides the index's own files, a
+//! bundle carries [`DOCUMENTS_FILE`] (the parsed documents, JSON: the
+//! passages, their metadata and the spelling vocabulary's source) and, when
+//! published with an embedder, [`VECTORS_FILE`] (one vector per passage,
+//! internal ones included, in the vector cache's format, keyed by embedder
+//! identity and passage text). Bundles without them (published by an
+//! earlier deskhand) still open, as BM25 alone.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -36,6 +47,9 @@ use sha2::{Digest, Sha256};
 use tantivy::Directory;
 use tracing::{error, info, warn};
 
+use super::embed::Embedder;
+use super::hybrid::{self, Hybrid};
+use super::markdown::Document;
 use super::tantivy::{BuildStats, TantivyIndex, fingerprint};
 use super::{Passage, RetrieveError, Retriever};
 
@@ -53,6 +67,10 @@ pub const MAX_BUNDLE_BYTES: u64 = 512 << 20;
 const MAX_POINTER_BYTES: i64 = 64 << 10;
 /// Largest manifest accepted.
 const MAX_MANIFEST_BYTES: usize = 1 << 20;
+/// The bundle file holding the parsed documents (not an index file).
+pub const DOCUMENTS_FILE: &str = "deskhand-documents.json";
+/// The bundle file holding the passage vectors (not an index file).
+pub const VECTORS_FILE: &str = "deskhand-vectors.bin";
 
 /// What a bundle holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,8 +87,26 @@ pub struct Manifest {
     pub passages: usize,
     /// Whether passage vectors travel with it.
     pub vectors: bool,
-    /// The index's files, in the order their bytes follow.
+    /// The embedder that computed them, when they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedder: Option<VectorsInfo>,
+    /// The bundle's files (the index's, then [`DOCUMENTS_FILE`] and
+    /// [`VECTORS_FILE`]), in the order their bytes follow.
     pub files: Vec<FileEntry>,
+}
+
+/// Which embedder computed a bundle's passage vectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorsInfo {
+    /// [`Embedder::identity`]: the vectors are used only by an embedder of
+    /// the same identity.
+    pub identity: String,
+    /// The model's name.
+    pub model: String,
+    /// Floats per vector.
+    pub dimensions: usize,
+    /// Vectors shipped (one per passage, internal ones included).
+    pub passages: usize,
 }
 
 /// One file of a bundle.
@@ -146,8 +182,56 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Builds the index of `kb` once and packs it.
+/// Builds the index of `kb` once and packs it with its documents (no
+/// passage vectors).
 pub fn build(kb: &Path, progress: &mut dyn FnMut(usize, usize)) -> anyhow::Result<Bundle> {
+    let docs = super::tantivy::load_documents(kb, &mut |_, _| {})?;
+    build_from(kb, &docs, None, progress)
+}
+
+/// [`build`], plus the passage vectors of `embedder` (every passage,
+/// internal ones included, so one bundle serves workers either way),
+/// reusing the vectors in `cache` (the content-hash cache) and adding the
+/// new ones to it. Returns the bundle and how many passages had to be
+/// embedded.
+pub async fn build_with_vectors(
+    kb: &Path,
+    embedder: Arc<dyn Embedder>,
+    cache: Option<&Path>,
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> anyhow::Result<(Bundle, usize)> {
+    let docs = super::tantivy::load_documents(kb, &mut |_, _| {})?;
+    let dense = Hybrid::from_index(TantivyIndex::in_memory(&[])?).with_embedder(
+        embedder.clone(),
+        &docs,
+        true,
+        cache,
+    );
+    let embedded = dense
+        .prepare()
+        .await
+        .context("computing the passage vectors")?;
+    let (dimensions, rows) = dense
+        .export_vectors()
+        .context("the passage vectors are not ready")?;
+    let info = VectorsInfo {
+        identity: embedder.identity(),
+        model: embedder.model(),
+        dimensions,
+        passages: rows.len(),
+    };
+    let entries: Vec<([u8; 32], &[f32])> = rows.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    let vectors = hybrid::encode_vectors(&entries);
+    let bundle = build_from(kb, &docs, Some((info, vectors)), progress)?;
+    Ok((bundle, embedded))
+}
+
+fn build_from(
+    kb: &Path,
+    docs: &[Document],
+    vectors: Option<(VectorsInfo, Vec<u8>)>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<Bundle> {
     let kb_fingerprint = fingerprint(kb)?;
     let work = std::env::temp_dir().join(format!(
         "deskhand-bundle-{}-{}",
@@ -158,7 +242,12 @@ pub fn build(kb: &Path, progress: &mut dyn FnMut(usize, usize)) -> anyhow::Resul
     let packed =
         TantivyIndex::build(kb, &dir, &kb_fingerprint, progress).and_then(|(index, stats)| {
             drop(index);
-            pack(&dir, kb_fingerprint, stats)
+            let mut extras = vec![(DOCUMENTS_FILE.to_owned(), serde_json::to_vec(docs)?)];
+            let info = vectors.map(|(info, bytes)| {
+                extras.push((VECTORS_FILE.to_owned(), bytes));
+                info
+            });
+            pack_with(&dir, kb_fingerprint, stats, extras, info)
         });
     let _ = std::fs::remove_dir_all(&work);
     packed
@@ -166,6 +255,18 @@ pub fn build(kb: &Path, progress: &mut dyn FnMut(usize, usize)) -> anyhow::Resul
 
 /// Packs the index files in `dir` (lock files left out).
 pub fn pack(dir: &Path, kb_fingerprint: String, stats: BuildStats) -> anyhow::Result<Bundle> {
+    pack_with(dir, kb_fingerprint, stats, Vec::new(), None)
+}
+
+/// Packs the index files in `dir` and `extras` (named files that are not
+/// the index's: [`DOCUMENTS_FILE`], [`VECTORS_FILE`]).
+pub fn pack_with(
+    dir: &Path,
+    kb_fingerprint: String,
+    stats: BuildStats,
+    extras: Vec<(String, Vec<u8>)>,
+    embedder: Option<VectorsInfo>,
+) -> anyhow::Result<Bundle> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok())
@@ -185,13 +286,26 @@ pub fn pack(dir: &Path, kb_fingerprint: String, stats: BuildStats) -> anyhow::Re
         });
         contents.push(bytes);
     }
+    for (name, bytes) in extras {
+        anyhow::ensure!(
+            !files.iter().any(|f| f.name == name),
+            "{name} is both an index file and a bundle file"
+        );
+        files.push(FileEntry {
+            name,
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+        });
+        contents.push(bytes);
+    }
     let manifest = Manifest {
         format: FORMAT,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         kb_fingerprint,
         documents: stats.documents,
         passages: stats.passages,
-        vectors: false,
+        vectors: embedder.is_some(),
+        embedder,
         files,
     };
     let head = serde_json::to_vec(&manifest)?;
@@ -217,12 +331,101 @@ pub fn pack(dir: &Path, kb_fingerprint: String, stats: BuildStats) -> anyhow::Re
     })
 }
 
+/// What a bundle holds, verified and opened.
+pub struct Loaded {
+    /// The prebuilt index.
+    pub index: TantivyIndex,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The documents, when the bundle ships them.
+    pub documents: Option<Vec<Document>>,
+    /// The passage vectors, when it ships them (they match
+    /// `manifest.embedder`'s dimensions and count).
+    pub vectors: Option<std::collections::HashMap<[u8; 32], Vec<f32>>>,
+}
+
+impl Loaded {
+    /// The retriever over this bundle: hybrid with its passage vectors when
+    /// `embedder` is the one that computed them (only questions are then
+    /// embedded), else BM25 with spelling and near twins. Why vectors are
+    /// not used is logged here, once per bundle.
+    pub fn into_retriever(
+        self,
+        include_internal: bool,
+        embedder: Option<&Arc<dyn Embedder>>,
+    ) -> Hybrid {
+        let index = self.index.including_internal(include_internal);
+        let Some(docs) = self.documents else {
+            if embedder.is_some() {
+                warn!(
+                    message = "The knowledge-base bundle predates shipped documents; BM25 alone. Publish it again to ship passage vectors."
+                );
+            }
+            return Hybrid::from_index(index);
+        };
+        let bm25 = Hybrid::new(index, &docs);
+        match (embedder, &self.manifest.embedder, &self.vectors) {
+            (Some(e), Some(info), Some(vectors)) if e.identity() == info.identity => {
+                match bm25
+                    .clone()
+                    .with_vectors(e.clone(), &docs, include_internal, vectors)
+                {
+                    Ok(hybrid) => {
+                        info!(
+                            message = "Using the bundle's passage vectors.",
+                            model = %info.model,
+                            dimensions = info.dimensions,
+                            passages = hybrid.dense_passages()
+                        );
+                        hybrid
+                    }
+                    Err(why) => {
+                        error!(message = "The bundle's passage vectors do not fit its documents; BM25 alone.", error = %why);
+                        bm25
+                    }
+                }
+            }
+            (Some(e), Some(info), _) => {
+                error!(
+                    message = "The bundle's passage vectors are of another embedder than the one configured; BM25 alone. Publish again with this embedder, or configure the bundle's.",
+                    bundle_embedder = %info.identity,
+                    configured_embedder = %e.identity()
+                );
+                bm25
+            }
+            (Some(e), None, _) => {
+                warn!(
+                    message = "The bundle ships no passage vectors; BM25 alone. Publish it with the embedder configured to ship them.",
+                    configured_embedder = %e.identity()
+                );
+                bm25
+            }
+            (None, Some(info), _) => {
+                info!(
+                    message = "The bundle ships passage vectors but no embedder is configured; BM25 alone.",
+                    bundle_embedder = %info.identity
+                );
+                bm25
+            }
+            (None, None, _) => bm25,
+        }
+    }
+}
+
 /// Verifies `bytes` (against `expected_sha256` when given) and opens the
 /// index they hold, in memory.
 pub fn open(
     bytes: &[u8],
     expected_sha256: Option<&str>,
 ) -> Result<(TantivyIndex, Manifest), BundleError> {
+    open_bundle(bytes, expected_sha256).map(|l| (l.index, l.manifest))
+}
+
+/// [`open`], with the documents and passage vectors the bundle ships,
+/// each checked: a file that does not parse, vectors of another dimension
+/// or count than the manifest says, or vectors without documents refuse
+/// the whole bundle.
+pub fn open_bundle(bytes: &[u8], expected_sha256: Option<&str>) -> Result<Loaded, BundleError> {
     if let Some(expected) = expected_sha256 {
         let actual = sha256_hex(bytes);
         if !actual.eq_ignore_ascii_case(expected) {
@@ -258,6 +461,7 @@ pub fn open(
     }
     let directory = tantivy::directory::RamDirectory::create();
     let mut at = 0usize;
+    let (mut documents, mut vectors) = (None, None);
     for f in &manifest.files {
         let plain = !f.name.is_empty()
             && f.name != "."
@@ -275,12 +479,65 @@ pub fn open(
         if expected_sha256.is_none() && !sha256_hex(content).eq_ignore_ascii_case(&f.sha256) {
             return Err(corrupt(format!("{} does not match its checksum", f.name)));
         }
+        if f.name == DOCUMENTS_FILE {
+            let docs: Vec<Document> = serde_json::from_slice(content)
+                .map_err(|e| corrupt(format!("{DOCUMENTS_FILE}: {e}")))?;
+            documents = Some(docs);
+            continue;
+        }
+        if f.name == VECTORS_FILE {
+            let (dim, map) = hybrid::parse_vectors(content)
+                .ok_or_else(|| corrupt(format!("{VECTORS_FILE} is not a vector file")))?;
+            vectors = Some((dim, map));
+            continue;
+        }
         directory
             .atomic_write(Path::new(&f.name), content)
             .map_err(|e| corrupt(format!("{}: {e}", f.name)))?;
     }
+    if let Some(docs) = &documents
+        && docs.len() != manifest.documents
+    {
+        return Err(corrupt(format!(
+            "{DOCUMENTS_FILE} holds {} documents, the manifest says {}",
+            docs.len(),
+            manifest.documents
+        )));
+    }
+    let vectors = match (&manifest.embedder, vectors) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(corrupt(format!(
+                "the manifest names an embedder but there is no {VECTORS_FILE}"
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(corrupt(format!(
+                "{VECTORS_FILE} without an embedder in the manifest"
+            )));
+        }
+        (Some(info), Some((dim, map))) => {
+            if dim != info.dimensions || map.len() != info.passages || dim == 0 {
+                return Err(corrupt(format!(
+                    "{VECTORS_FILE} holds {} vectors of {dim} dimensions, the manifest says {} of {}",
+                    map.len(),
+                    info.passages,
+                    info.dimensions
+                )));
+            }
+            if documents.is_none() {
+                return Err(corrupt(format!("{VECTORS_FILE} without {DOCUMENTS_FILE}")));
+            }
+            Some(map)
+        }
+    };
     let index = TantivyIndex::open_directory(directory).map_err(|e| corrupt(format!("{e:#}")))?;
-    Ok((index, manifest))
+    Ok(Loaded {
+        index,
+        manifest,
+        documents,
+        vectors,
+    })
 }
 
 /// The prebuilt index of a KB folder (the Lambda layer), if it has one
@@ -288,21 +545,56 @@ pub fn open(
 /// bundle file or it is stale (the Markdown is then indexed instead); an
 /// error when it is there and refused.
 pub fn open_layer(kb: &Path) -> anyhow::Result<Option<(TantivyIndex, Manifest)>> {
+    Ok(open_layer_bundle(kb)?.map(|l| (l.index, l.manifest)))
+}
+
+/// [`open_layer`], with the documents and vectors the bundle ships.
+pub fn open_layer_bundle(kb: &Path) -> anyhow::Result<Option<Loaded>> {
     let path = kb.join(LAYER_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let (index, manifest) = open(&bytes, None).with_context(|| format!("{}", path.display()))?;
-    if manifest.kb_fingerprint != fingerprint(kb)? {
+    let loaded = open_bundle(&bytes, None).with_context(|| format!("{}", path.display()))?;
+    if loaded.manifest.kb_fingerprint != fingerprint(kb)? {
         warn!(
             message = "The prebuilt index in the KB folder was built from other files; indexing the Markdown instead.",
             path = %path.display()
         );
         return Ok(None);
     }
-    Ok(Some((index, manifest)))
+    Ok(Some(loaded))
+}
+
+/// The retriever of a KB folder as the Lambda layer ships it: its prebuilt
+/// bundle when it has a current one (hybrid with its passage vectors when
+/// `embedder` made them), else its Markdown indexed in memory (BM25 with
+/// spelling; vectors travel only in a bundle, so a worker never embeds the
+/// whole KB at cold start).
+pub fn layer_retriever(
+    kb: &Path,
+    include_internal: bool,
+    embedder: Option<&Arc<dyn Embedder>>,
+) -> anyhow::Result<Hybrid> {
+    match open_layer_bundle(kb) {
+        Ok(Some(loaded)) => return Ok(loaded.into_retriever(include_internal, embedder)),
+        Ok(None) => {}
+        Err(e) => {
+            error!(message = "The prebuilt index in the KB folder was refused; indexing the Markdown instead.", error = %format!("{e:#}"));
+        }
+    }
+    let docs = super::tantivy::load_documents(kb, &mut |_, _| {})
+        .with_context(|| format!("loading the knowledge base from {}", kb.display()))?;
+    if embedder.is_some() {
+        warn!(
+            message = "The KB folder has no current prebuilt bundle; BM25 alone. `deskhand kb publish --layer` with the embedder configured ships passage vectors."
+        );
+    }
+    Ok(Hybrid::new(
+        TantivyIndex::in_memory(&docs)?.including_internal(include_internal),
+        &docs,
+    ))
 }
 
 /// The index of a KB folder as the Lambda layer ships it: its prebuilt
@@ -324,11 +616,17 @@ pub fn layer_index(kb: &Path) -> anyhow::Result<TantivyIndex> {
 /// Lambda layer that ships the prebuilt index with the Markdown.
 pub fn write_layer(kb: &Path, progress: &mut dyn FnMut(usize, usize)) -> anyhow::Result<Bundle> {
     let bundle = build(kb, progress)?;
+    write_layer_bundle(kb, &bundle)?;
+    Ok(bundle)
+}
+
+/// Writes `bundle` (built from `kb`) into the folder ([`LAYER_FILE`]).
+pub fn write_layer_bundle(kb: &Path, bundle: &Bundle) -> anyhow::Result<()> {
     let path = kb.join(LAYER_FILE);
     let tmp = kb.join(format!("{LAYER_FILE}.tmp~"));
     std::fs::write(&tmp, &bundle.bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(bundle)
+    Ok(())
 }
 
 // ---------------------------------------------------------------- S3
@@ -515,7 +813,7 @@ pub async fn fetch(
     client: &aws_sdk_s3::Client,
     at: &S3Location,
     pointer: &Pointer,
-) -> anyhow::Result<Result<(TantivyIndex, Manifest), BundleError>> {
+) -> anyhow::Result<Result<Loaded, BundleError>> {
     if pointer.size > MAX_BUNDLE_BYTES {
         return Ok(Err(BundleError::Corrupt(format!(
             "{} bytes, above the {} MB limit",
@@ -545,7 +843,7 @@ pub async fn fetch(
         .into_bytes();
     // Opening is CPU work (checksums, the index's files): off the runtime.
     let sha = pointer.sha256.clone();
-    tokio::task::spawn_blocking(move || open(&bytes, Some(&sha)))
+    tokio::task::spawn_blocking(move || open_bundle(&bytes, Some(&sha)))
         .await
         .context("the bundle task failed")
 }
@@ -571,27 +869,45 @@ struct Checks {
     seen: Option<String>,
 }
 
-/// The retriever over a published KB: the index in use, swapped atomically
-/// when the pointer names a new, valid bundle (see the module doc).
+/// The retriever over a published KB: the index in use (with its passage
+/// vectors), swapped atomically when the pointer names a new, valid bundle
+/// (see the module doc).
 pub struct LiveIndex {
-    current: RwLock<Arc<TantivyIndex>>,
+    current: RwLock<Arc<Hybrid>>,
     version: RwLock<Option<String>>,
     checks: tokio::sync::Mutex<Checks>,
     client: aws_sdk_s3::Client,
     at: S3Location,
     every: Duration,
     include_internal: bool,
+    embedder: Option<Arc<dyn Embedder>>,
 }
 
 impl LiveIndex {
     /// Cold start: the current bundle at `settings.s3`, or, when nothing is
     /// published or the bundle is refused or unreachable, `fallback` (the
-    /// layer's KB). Fails only when both fail.
+    /// layer's KB). Fails only when both fail. BM25 alone; see
+    /// [`LiveIndex::start_with`] for passage vectors.
     pub async fn start(
         client: aws_sdk_s3::Client,
         settings: &BundleSettings,
         include_internal: bool,
         fallback: impl FnOnce() -> anyhow::Result<TantivyIndex>,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(client, settings, include_internal, None, move || {
+            fallback().map(|index| Hybrid::from_index(index.including_internal(include_internal)))
+        })
+        .await
+    }
+
+    /// [`LiveIndex::start`] with `embedder` for the questions: each bundle
+    /// whose vectors it made is searched hybrid ([`Loaded::into_retriever`]).
+    pub async fn start_with(
+        client: aws_sdk_s3::Client,
+        settings: &BundleSettings,
+        include_internal: bool,
+        embedder: Option<Arc<dyn Embedder>>,
+        fallback: impl FnOnce() -> anyhow::Result<Hybrid>,
     ) -> anyhow::Result<Self> {
         let at = S3Location::parse(&settings.s3)?;
         let mut seen = None;
@@ -600,9 +916,12 @@ impl LiveIndex {
                 // A refused version is not downloaded again; one that could
                 // not be downloaded is retried at the next check.
                 match fetch(&client, &at, &pointer).await {
-                    Ok(Ok((index, _))) => {
+                    Ok(Ok(loaded)) => {
                         seen = Some(pointer.version.clone());
-                        Ok((index, pointer.version))
+                        Ok((
+                            loaded.into_retriever(include_internal, embedder.as_ref()),
+                            pointer.version,
+                        ))
                     }
                     Ok(Err(refused)) => {
                         seen = Some(pointer.version.clone());
@@ -636,7 +955,7 @@ impl LiveIndex {
             }
         };
         Ok(Self {
-            current: RwLock::new(Arc::new(index.including_internal(include_internal))),
+            current: RwLock::new(Arc::new(index)),
             version: RwLock::new(version),
             checks: tokio::sync::Mutex::new(Checks {
                 last: Some(Instant::now()),
@@ -646,6 +965,7 @@ impl LiveIndex {
             at,
             every: Duration::from_secs(settings.check_secs),
             include_internal,
+            embedder,
         })
     }
 
@@ -654,8 +974,8 @@ impl LiveIndex {
         self.version.read().expect("version lock").clone()
     }
 
-    /// The index in use.
-    pub fn index(&self) -> Arc<TantivyIndex> {
+    /// The retriever in use.
+    pub fn retriever(&self) -> Arc<Hybrid> {
         self.current.read().expect("index lock").clone()
     }
 
@@ -674,9 +994,11 @@ impl LiveIndex {
             return Ok(Refresh::Unchanged);
         }
         match fetch(&self.client, &self.at, &pointer).await? {
-            Ok((index, manifest)) => {
-                *self.current.write().expect("index lock") =
-                    Arc::new(index.including_internal(self.include_internal));
+            Ok(loaded) => {
+                let manifest = loaded.manifest.clone();
+                let retriever =
+                    loaded.into_retriever(self.include_internal, self.embedder.as_ref());
+                *self.current.write().expect("index lock") = Arc::new(retriever);
                 *self.version.write().expect("version lock") = Some(pointer.version.clone());
                 checks.seen = Some(pointer.version.clone());
                 info!(
@@ -719,7 +1041,7 @@ impl LiveIndex {
 impl Retriever for LiveIndex {
     async fn retrieve(&self, query: &str, k: usize) -> Result<Vec<Passage>, RetrieveError> {
         self.maybe_refresh().await;
-        let index = self.index();
+        let index = self.retriever();
         index.retrieve(query, k).await
     }
 
@@ -730,7 +1052,7 @@ impl Retriever for LiveIndex {
         filter: &super::filter::Filter,
     ) -> Result<Vec<Passage>, RetrieveError> {
         self.maybe_refresh().await;
-        let index = self.index();
+        let index = self.retriever();
         index.retrieve_filtered(query, k, filter).await
     }
 }
@@ -797,6 +1119,252 @@ mod tests {
         }
     }
 
+    /// Words hashed into `dim` coordinates: texts sharing words are close.
+    struct Words {
+        identity: &'static str,
+        dim: usize,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    fn words(identity: &'static str, dim: usize) -> Arc<Words> {
+        Arc::new(Words {
+            identity,
+            dim,
+            calls: Default::default(),
+        })
+    }
+
+    #[async_trait]
+    impl Embedder for Words {
+        fn identity(&self) -> String {
+            self.identity.into()
+        }
+
+        async fn embed(
+            &self,
+            texts: &[String],
+            _: super::super::embed::Input,
+        ) -> Result<Vec<Vec<f32>>, super::super::embed::EmbedError> {
+            self.calls
+                .fetch_add(texts.len(), std::sync::atomic::Ordering::SeqCst);
+            texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0.01f32; self.dim];
+                    for w in t.to_lowercase().split(|c: char| !c.is_alphanumeric()) {
+                        if !w.is_empty() {
+                            let h = w.bytes().fold(7u64, |h, b| h.wrapping_mul(31) ^ b as u64);
+                            v[(h % self.dim as u64) as usize] += 1.0;
+                        }
+                    }
+                    super::super::embed::normalized(v)
+                })
+                .collect()
+        }
+    }
+
+    /// `bytes` with file `name` replaced by `content` (checksums redone,
+    /// so only the content is wrong) and the manifest edited by `edit`.
+    fn repack(
+        bytes: &[u8],
+        name: &str,
+        content: Option<&[u8]>,
+        edit: impl Fn(&mut Manifest),
+    ) -> Vec<u8> {
+        let head_len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        let mut manifest: Manifest = serde_json::from_slice(&bytes[12..12 + head_len]).unwrap();
+        let mut at = 12 + head_len;
+        let mut contents = Vec::new();
+        for f in &mut manifest.files {
+            let mut c = bytes[at..at + f.size as usize].to_vec();
+            at += f.size as usize;
+            if f.name == name
+                && let Some(new) = content
+            {
+                c = new.to_vec();
+                f.size = c.len() as u64;
+                f.sha256 = sha256_hex(&c);
+            }
+            contents.push(c);
+        }
+        edit(&mut manifest);
+        let head = serde_json::to_vec(&manifest).unwrap();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+        out.extend_from_slice(&head);
+        contents.iter().for_each(|c| out.extend_from_slice(c));
+        out
+    }
+
+    #[tokio::test]
+    async fn vectors_travel_with_their_embedder_and_only_it_uses_them() {
+        let kb = refunds();
+        std::fs::write(
+            kb.path().join("agents.md"),
+            "---\naudience: internal\n---\n# Refund overrides\n\nAgents approve late refunds with code 7731.",
+        )
+        .unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let cache_file = cache.path().join("v.bin");
+        let e = words("words:v1", 16);
+        let (b, embedded) =
+            build_with_vectors(kb.path(), e.clone(), Some(&cache_file), &mut |_, _| {})
+                .await
+                .unwrap();
+        assert_eq!(embedded, 3, "every passage, the internal one too");
+        let info = b.manifest.embedder.clone().unwrap();
+        assert_eq!((info.dimensions, info.passages), (16, 3));
+        assert!(b.manifest.vectors);
+        // The cache is reused: a second publish embeds nothing.
+        let (again, embedded) =
+            build_with_vectors(kb.path(), e.clone(), Some(&cache_file), &mut |_, _| {})
+                .await
+                .unwrap();
+        assert_eq!(embedded, 0);
+        assert_eq!(again.manifest.embedder, b.manifest.embedder);
+
+        let calls = e.calls.load(std::sync::atomic::Ordering::SeqCst);
+        let same: Arc<dyn Embedder> = e.clone();
+        let loaded = open_bundle(&b.bytes, Some(&b.sha256)).unwrap();
+        assert_eq!(loaded.documents.as_ref().map(Vec::len), Some(3));
+        let hybrid = loaded.into_retriever(false, Some(&same));
+        assert_eq!(hybrid.dense_passages(), 2, "customer-visible passages only");
+        let hits = hybrid.search("refund annual plan", 2).await.unwrap();
+        assert_eq!(hits[0].doc_id, "refunds.md");
+        assert!(hits.iter().all(|h| h.doc_id != "agents.md"));
+        // Loading embedded no passage; the question was embedded once.
+        assert_eq!(e.calls.load(std::sync::atomic::Ordering::SeqCst), calls + 1);
+        let with_internal = open_bundle(&b.bytes, None)
+            .unwrap()
+            .into_retriever(true, Some(&same));
+        assert_eq!(with_internal.dense_passages(), 3);
+
+        // Another embedder (or none): BM25 alone, nothing embedded.
+        let other: Arc<dyn Embedder> = words("words:v2", 16);
+        for embedder in [Some(&other), None] {
+            let bm25 = open_bundle(&b.bytes, None)
+                .unwrap()
+                .into_retriever(false, embedder);
+            assert_eq!(bm25.dense_passages(), 0);
+            let hits = bm25.search("refund annual plan", 1).await.unwrap();
+            assert_eq!(hits[0].doc_id, "refunds.md");
+        }
+        // Same identity but vectors of another length (a server that
+        // changed model under the same name): BM25 from the first
+        // question on, and the embedder is not asked again.
+        let lying = words("words:v1", 8);
+        let as_dyn: Arc<dyn Embedder> = lying.clone();
+        let hybrid = open_bundle(&b.bytes, None)
+            .unwrap()
+            .into_retriever(false, Some(&as_dyn));
+        assert_eq!(hybrid.dense_passages(), 2);
+        let hits = hybrid.search("refund annual plan", 1).await.unwrap();
+        assert_eq!(hits[0].doc_id, "refunds.md");
+        assert_eq!(hybrid.dense_passages(), 0, "turned off");
+        hybrid.search("password", 1).await.unwrap();
+        assert_eq!(lying.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // A bundle without vectors carries its documents (spelling works).
+        let plain = build(kb.path(), &mut |_, _| {}).unwrap();
+        assert!(plain.manifest.embedder.is_none() && !plain.manifest.vectors);
+        assert!(b.bytes.len() > plain.bytes.len());
+        let hybrid = open_bundle(&plain.bytes, None)
+            .unwrap()
+            .into_retriever(false, Some(&same));
+        let hits = hybrid.search("anual refnuds", 1).await.unwrap();
+        assert_eq!(hits[0].doc_id, "refunds.md");
+    }
+
+    #[tokio::test]
+    async fn garbage_documents_or_vectors_refuse_the_bundle() {
+        let kb = refunds();
+        let (b, _) = build_with_vectors(kb.path(), words("words:v1", 16), None, &mut |_, _| {})
+            .await
+            .unwrap();
+        let refused = |bytes: Vec<u8>, why: &str| {
+            let err = open_bundle(&bytes, None)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        };
+        refused(
+            repack(
+                &b.bytes,
+                VECTORS_FILE,
+                Some(b"garbage, not vectors"),
+                |_| {},
+            ),
+            "not a vector file",
+        );
+        refused(
+            repack(
+                &b.bytes,
+                VECTORS_FILE,
+                Some(b"DHVEC1\0\0\x10\0\0\0short"),
+                |_| {},
+            ),
+            "not a vector file",
+        );
+        refused(
+            repack(
+                &b.bytes,
+                DOCUMENTS_FILE,
+                Some(b"{\"not\": \"documents\"}"),
+                |_| {},
+            ),
+            DOCUMENTS_FILE,
+        );
+        refused(
+            repack(&b.bytes, DOCUMENTS_FILE, Some(b"[]"), |_| {}),
+            "holds 0 documents",
+        );
+        // Vectors of another dimension than the manifest says.
+        let eight =
+            hybrid::encode_vectors(&[([1u8; 32], &[1.0f32; 8][..]), ([2u8; 32], &[1.0f32; 8][..])]);
+        refused(
+            repack(&b.bytes, VECTORS_FILE, Some(&eight), |_| {}),
+            "8 dimensions",
+        );
+        // NaN in a vector.
+        let mut nan = hybrid::encode_vectors(&[
+            ([1u8; 32], &[1.0f32; 16][..]),
+            ([2u8; 32], &[1.0f32; 16][..]),
+        ]);
+        let l = nan.len();
+        nan[l - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+        refused(
+            repack(&b.bytes, VECTORS_FILE, Some(&nan), |_| {}),
+            "not a vector file",
+        );
+        // A manifest that names an embedder without vectors, and the reverse.
+        refused(
+            repack(&b.bytes, "", None, |m| {
+                m.files.retain(|f| f.name != VECTORS_FILE);
+            }),
+            "",
+        );
+        let plain = build(kb.path(), &mut |_, _| {}).unwrap();
+        let info = b.manifest.embedder.clone();
+        refused(
+            repack(&plain.bytes, "", None, move |m| m.embedder = info.clone()),
+            "no deskhand-vectors.bin",
+        );
+        // Random bytes after a valid-looking head.
+        for seed in 0..64u64 {
+            let mut bytes = b.bytes.clone();
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            for _ in 0..8 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = 12 + (x as usize % (bytes.len() - 12));
+                bytes[at] ^= (x >> 32) as u8 | 1;
+            }
+            assert!(open_bundle(&bytes, None).is_err(), "seed {seed}");
+        }
+    }
+
     #[test]
     fn file_names_that_leave_the_folder_are_refused() {
         let manifest = Manifest {
@@ -806,6 +1374,7 @@ mod tests {
             documents: 0,
             passages: 0,
             vectors: false,
+            embedder: None,
             files: vec![FileEntry {
                 name: "../evil".into(),
                 size: 1,

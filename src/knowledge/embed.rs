@@ -49,6 +49,12 @@ pub trait Embedder: Send + Sync {
     /// dimensions): the key of the passage-vector cache.
     fn identity(&self) -> String;
 
+    /// The model's name, for people (a bundle's manifest, logs); the
+    /// identity by default.
+    fn model(&self) -> String {
+        self.identity()
+    }
+
     /// One normalized vector per text, in order.
     async fn embed(&self, texts: &[String], input: Input) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
@@ -283,6 +289,10 @@ impl Embedder for OpenAiEmbedder {
         format!("openai:{}:{:?}", self.settings.model, self.settings.marking)
     }
 
+    fn model(&self) -> String {
+        self.settings.model.clone()
+    }
+
     async fn embed(&self, texts: &[String], input: Input) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(self.settings.batch) {
@@ -416,6 +426,10 @@ impl Embedder for BedrockEmbedder {
             "bedrock:{}:{}",
             self.settings.model_id, self.settings.dimensions
         )
+    }
+
+    fn model(&self) -> String {
+        self.settings.model_id.clone()
     }
 
     async fn embed(&self, texts: &[String], input: Input) -> Result<Vec<Vec<f32>>, EmbedError> {

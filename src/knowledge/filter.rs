@@ -8,8 +8,10 @@
 //!   passages with no locale) are searched first; when none matches, the
 //!   whole KB is searched, so a question in a language the KB lacks is still
 //!   answered from what it has.
-//! * `labels`: a brand or product line chosen by the channel
-//!   (`[retriever.labels]`, by provider or channel name). A passage matches
+//! * `labels`: a brand or product line chosen by the widget's `data-brand`
+//!   (bound into the conversation, one of `retriever.brands`) or else by
+//!   the channel (`[retriever.labels]`, by provider or channel name). A
+//!   brand replaces the channel's labels. A passage matches
 //!   when it carries one of the labels, or carries none (it is about every
 //!   brand). An empty list filters nothing.
 //!
@@ -36,20 +38,25 @@ impl Filter {
         self.locale.is_none() && self.labels.is_empty()
     }
 
-    /// The filter for a ticket: its language and the labels configured for
-    /// its provider (`zendesk`, `widget`…) or, failing that, its channel
+    /// The filter for a ticket: its language, and its brand when the
+    /// conversation was opened for one, else the labels configured for its
+    /// provider (`zendesk`, `widget`…) or, failing that, its channel
     /// (`email`, `helpdesk`, `widget`).
     pub fn for_ticket(
         language: Option<&str>,
+        brand: Option<&str>,
         provider: &str,
         channel: &str,
         labels: &BTreeMap<String, Vec<String>>,
     ) -> Self {
-        let labels = labels
-            .get(provider)
-            .or_else(|| labels.get(channel))
-            .map(|ls| ls.iter().filter_map(|l| normalize(l)).collect())
-            .unwrap_or_default();
+        let labels = match brand.and_then(normalize) {
+            Some(brand) => vec![brand],
+            None => labels
+                .get(provider)
+                .or_else(|| labels.get(channel))
+                .map(|ls| ls.iter().filter_map(|l| normalize(l)).collect())
+                .unwrap_or_default(),
+        };
         Self {
             locale: language.and_then(normalize),
             labels,
@@ -112,19 +119,26 @@ mod tests {
             ),
             ("zendesk".to_owned(), vec!["bolt".to_owned()]),
         ]);
-        let f = Filter::for_ticket(Some("ES"), "widget", "widget", &labels);
+        let f = Filter::for_ticket(Some("ES"), None, "widget", "widget", &labels);
         assert_eq!(f.locale.as_deref(), Some("es"));
         assert_eq!(f.labels, ["acme"]);
+        // The conversation's brand comes before the channel's labels.
+        let f = Filter::for_ticket(None, Some("Bolt"), "widget", "widget", &labels);
+        assert_eq!(f.labels, ["bolt"]);
+        assert_eq!(
+            Filter::for_ticket(None, Some("nova"), "postmark", "email", &labels).labels,
+            ["nova"]
+        );
         // The provider's entry wins over the channel's.
         assert_eq!(
-            Filter::for_ticket(None, "zendesk", "helpdesk", &labels).labels,
+            Filter::for_ticket(None, None, "zendesk", "helpdesk", &labels).labels,
             ["bolt"]
         );
         assert_eq!(
-            Filter::for_ticket(None, "freshdesk", "helpdesk", &labels).labels,
+            Filter::for_ticket(None, None, "freshdesk", "helpdesk", &labels).labels,
             ["acme", "pro"]
         );
-        assert!(Filter::for_ticket(None, "postmark", "email", &labels).is_empty());
+        assert!(Filter::for_ticket(None, None, "postmark", "email", &labels).is_empty());
     }
 
     fn kb() -> crate::knowledge::TantivyIndex {

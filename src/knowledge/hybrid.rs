@@ -43,7 +43,7 @@ use std::sync::{Arc, LazyLock};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::embed::{EmbedError, Embedder, Input};
 use super::filter::{self, Filter};
@@ -293,16 +293,7 @@ impl VectorCache {
     }
 
     fn save(&self, entries: &[([u8; 32], &[f32])]) -> anyhow::Result<()> {
-        let dim = entries.first().map_or(0, |e| e.1.len());
-        let mut buf = Vec::with_capacity(12 + entries.len() * (32 + dim * 4));
-        buf.extend_from_slice(CACHE_MAGIC);
-        buf.extend_from_slice(&(dim as u32).to_le_bytes());
-        for (k, v) in entries {
-            buf.extend_from_slice(k);
-            for x in *v {
-                buf.extend_from_slice(&x.to_le_bytes());
-            }
-        }
+        let buf = encode_vectors(entries);
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -315,6 +306,35 @@ impl VectorCache {
         std::fs::rename(&tmp, &self.path)?;
         Ok(())
     }
+}
+
+/// Passage vectors by key (embedder identity and text embedded).
+pub type VectorMap = HashMap<[u8; 32], Vec<f32>>;
+/// Passage vectors with their keys, in passage order.
+pub type VectorRows = Vec<([u8; 32], Vec<f32>)>;
+
+/// Passage vectors in the cache's format (also a bundle's vectors file):
+/// the magic, the dimension, then each key and its floats.
+pub fn encode_vectors(entries: &[([u8; 32], &[f32])]) -> Vec<u8> {
+    let dim = entries.first().map_or(0, |e| e.1.len());
+    let mut buf = Vec::with_capacity(12 + entries.len() * (32 + dim * 4));
+    buf.extend_from_slice(CACHE_MAGIC);
+    buf.extend_from_slice(&(dim as u32).to_le_bytes());
+    for (k, v) in entries {
+        buf.extend_from_slice(k);
+        for x in *v {
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    buf
+}
+
+/// Reads [`encode_vectors`]' format: `None` unless every record is whole,
+/// of the stated dimension and finite.
+pub fn parse_vectors(bytes: &[u8]) -> Option<(usize, VectorMap)> {
+    let map = parse_cache(bytes)?;
+    let dim = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize;
+    Some((dim, map))
 }
 
 fn parse_cache(bytes: &[u8]) -> Option<HashMap<[u8; 32], Vec<f32>>> {
@@ -362,9 +382,61 @@ struct Vectors {
     dense: OnceCell<Dense>,
     /// Whether a background computation was started by a question.
     started: AtomicBool,
+    /// Set when the embedder's query vectors do not fit the passage
+    /// vectors (another model or dimension): the dense side is off, and
+    /// that was logged once.
+    disabled: AtomicBool,
 }
 
 impl Vectors {
+    /// The dense side over `docs`' passages (internal ones only when
+    /// `include_internal`), nothing embedded yet.
+    fn of(
+        embedder: Arc<dyn Embedder>,
+        docs: &[Document],
+        include_internal: bool,
+        cache: Option<VectorCache>,
+    ) -> Self {
+        let passages = docs
+            .iter()
+            .flat_map(|d| {
+                d.chunks
+                    .iter()
+                    .filter(move |c| include_internal || !c.internal)
+                    .map(move |c| Passage {
+                        doc_id: d.doc_id.clone(),
+                        title: d.title.clone(),
+                        section: c.section.clone().filter(|s| !s.is_empty()),
+                        text: c.text.clone(),
+                        url: d.url.clone(),
+                        score: 0.0,
+                        relevance: 0.0,
+                    })
+            })
+            .collect();
+        let meta = docs
+            .iter()
+            .map(|d| {
+                let locale = d.locale.as_deref().and_then(filter::normalize);
+                let labels = d
+                    .labels
+                    .iter()
+                    .filter_map(|l| filter::normalize(l))
+                    .collect();
+                (d.doc_id.clone(), (locale, labels))
+            })
+            .collect();
+        Self {
+            embedder,
+            passages,
+            meta,
+            cache,
+            dense: OnceCell::new(),
+            started: AtomicBool::new(false),
+            disabled: AtomicBool::new(false),
+        }
+    }
+
     /// Sets the similarity of every passage `filter` does not admit to
     /// −∞ (never fused): other brands' passages always; passages in another
     /// locale when the KB has some in the customer's.
@@ -429,6 +501,13 @@ impl Hybrid {
         }
     }
 
+    /// BM25 over a prebuilt `index` whose documents are not at hand (a
+    /// bundle published before documents travelled with it): no spelling
+    /// vocabulary, near twins still told apart.
+    pub fn from_index(index: TantivyIndex) -> Self {
+        Self::new(index, &[])
+    }
+
     /// Adds the dense side: `embedder` over the passages of `docs`
     /// (internal ones only when `include_internal`), vectors cached in
     /// `cache` when given. Nothing is embedded until [`Hybrid::prepare`]
@@ -440,44 +519,77 @@ impl Hybrid {
         include_internal: bool,
         cache: Option<&Path>,
     ) -> Self {
-        let passages = docs
-            .iter()
-            .flat_map(|d| {
-                d.chunks
-                    .iter()
-                    .filter(move |c| include_internal || !c.internal)
-                    .map(move |c| Passage {
-                        doc_id: d.doc_id.clone(),
-                        title: d.title.clone(),
-                        section: c.section.clone().filter(|s| !s.is_empty()),
-                        text: c.text.clone(),
-                        url: d.url.clone(),
-                        score: 0.0,
-                        relevance: 0.0,
-                    })
-            })
-            .collect();
-        let meta = docs
-            .iter()
-            .map(|d| {
-                let locale = d.locale.as_deref().and_then(filter::normalize);
-                let labels = d
-                    .labels
-                    .iter()
-                    .filter_map(|l| filter::normalize(l))
-                    .collect();
-                (d.doc_id.clone(), (locale, labels))
-            })
-            .collect();
-        self.vectors = Some(Arc::new(Vectors {
+        self.vectors = Some(Arc::new(Vectors::of(
             embedder,
-            passages,
-            meta,
-            cache: cache.map(VectorCache::new),
-            dense: OnceCell::new(),
-            started: AtomicBool::new(false),
-        }));
+            docs,
+            include_internal,
+            cache.map(VectorCache::new),
+        )));
         self
+    }
+
+    /// Adds the dense side from passage vectors computed before (a
+    /// published bundle's), keyed as [`Hybrid::export_vectors`] keys them:
+    /// only the question is ever embedded. An error, and no dense side,
+    /// when a passage of `docs` has no vector of `embedder`'s identity
+    /// or the vectors differ in length.
+    pub fn with_vectors(
+        mut self,
+        embedder: Arc<dyn Embedder>,
+        docs: &[Document],
+        include_internal: bool,
+        vectors: &HashMap<[u8; 32], Vec<f32>>,
+    ) -> Result<Self, String> {
+        let v = Vectors::of(embedder, docs, include_internal, None);
+        let identity = v.embedder.identity();
+        let dim = vectors.values().next().map_or(0, Vec::len);
+        let mut flat = Vec::with_capacity(v.passages.len() * dim);
+        for p in &v.passages {
+            let vec = vectors
+                .get(&content_key(&identity, p))
+                .ok_or_else(|| format!("passage {} ({}) has no vector", p.doc_id, p.title))?;
+            if vec.len() != dim {
+                return Err("the passage vectors differ in length".into());
+            }
+            flat.extend_from_slice(vec);
+        }
+        let dense = Dense {
+            keys: passage_keys(&v.passages),
+            passages: v.passages.clone(),
+            vectors: flat,
+            dim,
+        };
+        v.dense
+            .set(dense)
+            .map_err(|_| "passage vectors set twice".to_owned())?;
+        self.vectors = Some(Arc::new(v));
+        Ok(self)
+    }
+
+    /// The passage vectors once ready: their dimension and each one keyed
+    /// by the embedder's identity and the text embedded (what a bundle
+    /// ships, and [`Hybrid::with_vectors`] reads).
+    pub fn export_vectors(&self) -> Option<(usize, VectorRows)> {
+        let v = self.vectors.as_ref()?;
+        let dense = v.dense.get()?;
+        let identity = v.embedder.identity();
+        let rows = dense
+            .passages
+            .iter()
+            .zip(dense.vectors.chunks_exact(dense.dim.max(1)))
+            .map(|(p, vec)| (content_key(&identity, p), vec.to_vec()))
+            .collect();
+        Some((dense.dim, rows))
+    }
+
+    /// How many passages the dense side ranks; 0 until the vectors are
+    /// ready, without an embedder, or once it was turned off.
+    pub fn dense_passages(&self) -> usize {
+        self.vectors
+            .as_ref()
+            .filter(|v| !v.disabled.load(Ordering::SeqCst))
+            .and_then(|v| v.dense.get())
+            .map_or(0, |d| d.passages.len())
     }
 
     /// Whether a dense side is configured.
@@ -531,6 +643,9 @@ impl Hybrid {
         });
         let semantic = async {
             let v = self.vectors.as_ref()?;
+            if v.disabled.load(Ordering::SeqCst) {
+                return None;
+            }
             let Some(dense) = v.dense.get() else {
                 if !v.started.swap(true, Ordering::SeqCst) {
                     let v = v.clone();
@@ -547,6 +662,19 @@ impl Hybrid {
                     let mut sims = dense.similarities(&q.remove(0));
                     v.mask(dense, filter, &mut sims);
                     Some((dense, sims))
+                }
+                Ok(q) if q.len() == 1 => {
+                    // Another model or dimension than the passages': no
+                    // query will ever fit, so say it once and stop asking.
+                    if !v.disabled.swap(true, Ordering::SeqCst) {
+                        error!(
+                            message = "The embedder's vectors do not fit the passage vectors; BM25 alone from now on.",
+                            query_dimensions = q[0].len(),
+                            passage_dimensions = dense.dim,
+                            embedder = %v.embedder.identity()
+                        );
+                    }
+                    None
                 }
                 Ok(_) => {
                     warn!(message = "Query vector of the wrong shape; BM25 alone.");
@@ -575,13 +703,7 @@ async fn build_dense(v: &Vectors) -> Result<(Dense, usize), EmbedError> {
     let keys: Vec<[u8; 32]> = v
         .passages
         .iter()
-        .map(|p| {
-            let mut h = Sha256::new();
-            h.update(identity.as_bytes());
-            h.update([0]);
-            h.update(embedded_text(&p.title, p.section.as_deref(), &p.text).as_bytes());
-            h.finalize().into()
-        })
+        .map(|p| content_key(&identity, p))
         .collect();
     let missing: Vec<usize> = (0..keys.len())
         .filter(|&i| !cached.contains_key(&keys[i]))
@@ -627,21 +749,34 @@ async fn build_dense(v: &Vectors) -> Result<(Dense, usize), EmbedError> {
         passages = keys.len(),
         embedded = missing.len()
     );
-    let passage_keys = v
-        .passages
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (key(&p.doc_id, p.section.as_deref(), &p.text), i))
-        .collect();
     Ok((
         Dense {
             passages: v.passages.clone(),
-            keys: passage_keys,
+            keys: passage_keys(&v.passages),
             vectors,
             dim,
         },
         missing.len(),
     ))
+}
+
+/// A passage vector's key: the embedder's identity and the text embedded,
+/// so an unchanged passage is never embedded twice and vectors of another
+/// embedder never match.
+fn content_key(identity: &str, p: &Passage) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(identity.as_bytes());
+    h.update([0]);
+    h.update(embedded_text(&p.title, p.section.as_deref(), &p.text).as_bytes());
+    h.finalize().into()
+}
+
+fn passage_keys(passages: &[Passage]) -> HashMap<[u8; 32], usize> {
+    passages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (key(&p.doc_id, p.section.as_deref(), &p.text), i))
+        .collect()
 }
 
 /// A fused candidate.

@@ -26,8 +26,9 @@ const TARGET_CHARS: usize = 600;
 /// Passages are split (at sentence ends) above this.
 const MAX_CHARS: usize = 1_200;
 
-/// A parsed document.
-#[derive(Debug, Clone, PartialEq)]
+/// A parsed document (serialized into a published bundle, so a worker
+/// has the passages and their metadata without the Markdown).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Document {
     /// Path relative to the KB root, `/`-separated.
     pub doc_id: String,
@@ -46,7 +47,7 @@ pub struct Document {
 }
 
 /// One passage of a document.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Chunk {
     /// The nearest heading above it (not the document title).
     pub section: Option<String>,

@@ -36,6 +36,11 @@ pub struct RetrieverSettings {
     /// ["acme"]`, `zendesk = ["bolt"]`): tickets from there are answered
     /// from passages with one of those labels, or with none.
     pub labels: BTreeMap<String, Vec<String>>,
+    /// Brands a widget may ask for with `data-brand` (its conversations
+    /// are answered from passages labelled with that brand, or with no
+    /// label); an unknown brand is refused with a 400. Empty: no widget
+    /// may choose one.
+    pub brands: Vec<String>,
     /// `serve` polls the KB folder this often (milliseconds) and re-indexes
     /// changed files; 0 turns it off. Default 2000.
     pub watch_ms: Option<u64>,

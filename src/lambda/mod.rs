@@ -40,6 +40,9 @@ pub struct AwsRuntime {
     pub escalator: Arc<dyn Escalator>,
     /// The published KB (`[retriever.bundle]`), opened at cold start.
     pub kb: Option<Arc<LiveIndex>>,
+    /// The question embedder (`[retriever.embedder]`), used with a
+    /// bundle's passage vectors.
+    pub embedder: Option<Arc<dyn crate::knowledge::embed::Embedder>>,
 }
 
 impl AwsRuntime {
@@ -67,18 +70,22 @@ impl AwsRuntime {
     /// secret both named and given directly is an error.
     pub async fn from_config(mut config: Config) -> anyhow::Result<Self> {
         let sdk = sdk_config(&config.aws).await;
+        // Questions are embedded (Bedrock InvokeModel, or an
+        // OpenAI-compatible server) only when the bundle ships passage
+        // vectors of the same embedder; the KB itself never is, here.
+        let embedder =
+            crate::knowledge::embed::from_settings(&config.retriever.embedder, &config.aws)?;
         // The published KB downloads while the secrets are read.
         let kb = async {
             match (&config.retriever.kind, &config.retriever.bundle) {
                 (RetrieverKind::Tantivy, Some(settings)) => {
                     let client = bundle::s3_client(&sdk, config.aws.endpoint_url.is_some());
                     let kb_dir = config.kb_dir.clone();
-                    LiveIndex::start(
-                        client,
-                        settings,
-                        config.pipeline.answer_from_internal,
-                        move || bundle::layer_index(&kb_dir),
-                    )
+                    let internal = config.pipeline.answer_from_internal;
+                    let layer_embedder = embedder.clone();
+                    LiveIndex::start_with(client, settings, internal, embedder.clone(), move || {
+                        bundle::layer_retriever(&kb_dir, internal, layer_embedder.as_ref())
+                    })
                     .await
                     .map(|live| Some(Arc::new(live)))
                 }
@@ -167,6 +174,7 @@ impl AwsRuntime {
             queue,
             escalator,
             kb,
+            embedder,
         })
     }
 
@@ -178,10 +186,11 @@ impl AwsRuntime {
     pub fn retriever(&self) -> anyhow::Result<Arc<dyn Retriever>> {
         runtime::bedrock_or(&self.config, Aws::Shared(&self.sdk), || match &self.kb {
             Some(live) => Ok(live.clone()),
-            None => Ok(Arc::new(
-                bundle::layer_index(&self.config.kb_dir)?
-                    .including_internal(self.config.pipeline.answer_from_internal),
-            )),
+            None => Ok(Arc::new(bundle::layer_retriever(
+                &self.config.kb_dir,
+                self.config.pipeline.answer_from_internal,
+                self.embedder.as_ref(),
+            )?)),
         })
     }
 

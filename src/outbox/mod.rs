@@ -821,6 +821,7 @@ mod tests {
                 reply_token: None,
             },
             received_at: Utc::now(),
+            brand: None,
         }
     }
 

@@ -461,10 +461,11 @@ impl Responder {
 /// The retrieval query: the subject and the question without the
 /// greetings and thanks around it.
 /// What retrieval prefers and admits for `ticket`: the customer's language
-/// preferred, the channel's brand only.
+/// preferred, the conversation's brand (or else the channel's) only.
 fn retrieval_filter(ticket: &Ticket, settings: &Settings) -> crate::knowledge::filter::Filter {
     crate::knowledge::filter::Filter::for_ticket(
         language::detect(ticket.text.as_str()).map(|l| l.code),
+        ticket.brand.as_ref().map(|b| b.as_str()),
         ticket.provider.as_str(),
         ticket.channel().as_str(),
         &settings.labels,

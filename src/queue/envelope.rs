@@ -142,6 +142,7 @@ mod tests {
                 root: Some("<a@b>".into()),
                 ..Thread::default()
             },
+            brand: None,
             received_at: chrono::Utc::now(),
         }
     }
@@ -156,6 +157,18 @@ mod tests {
         assert_eq!(v["channel"], "email");
         assert_eq!(v["ticket_id"], t.ticket_id.to_string());
         assert_eq!(decode(&body).unwrap(), t);
+        assert!(v.get("brand").is_none(), "no brand, no field");
+        // A widget ticket's brand travels with it.
+        let mut w = ticket("Where is my refund?");
+        w.provider = Provider::Widget;
+        w.brand = Some(crate::domain::Brand::parse("acme").unwrap());
+        let (body, _) = encode(&w, 262_144).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["brand"], "acme");
+        assert_eq!(decode(&body).unwrap(), w);
+        // A brand no ingest would accept is refused on the way out too.
+        let bad = body.replace("\"brand\":\"acme\"", "\"brand\":\"a b\"");
+        assert!(decode(&bad).is_err());
     }
 
     #[test]

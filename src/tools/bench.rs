@@ -531,6 +531,7 @@ fn ticket(conversation: ConversationId, text: &str) -> anyhow::Result<Ticket> {
         text: MessageText::parse(text, 4_000)?,
         attachments: Vec::new(),
         thread: Thread::default(),
+        brand: None,
         received_at: chrono::Utc::now(),
     })
 }

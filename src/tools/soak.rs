@@ -512,6 +512,7 @@ pub fn tickets(n: usize, seed: u64) -> Vec<Ticket> {
                 .expect("soak text is valid"),
             attachments: Vec::new(),
             thread: Thread::default(),
+            brand: None,
             received_at: Utc::now(),
         });
     }

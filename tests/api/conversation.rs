@@ -298,6 +298,7 @@ fn email(root: &str, subject: &str, text: &str) -> Ticket {
             reply_message_id: Some(format!("<{ticket_id}@deskhand.acme.test>")),
             reply_token: None,
         },
+        brand: None,
         received_at: Utc::now(),
     }
 }

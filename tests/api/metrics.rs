@@ -180,6 +180,7 @@ fn ticket() -> Ticket {
         text: MessageText::parse("Where is my invoice?", 100).unwrap(),
         attachments: vec![],
         thread: Thread::default(),
+        brand: None,
         received_at: Utc::now(),
     }
 }

@@ -16,6 +16,7 @@ mod aws_api_guards;
 mod aws_e2e;
 mod console_aws;
 mod kb_publish_aws;
+mod kb_vectors_aws;
 mod lambda_smoke;
 mod outbox_aws;
 mod stats_aws;

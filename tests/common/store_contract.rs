@@ -25,6 +25,7 @@ pub fn ticket(conv: ConversationId, text: &str) -> Ticket {
         text: MessageText::parse(text, 1000).unwrap(),
         attachments: vec![],
         thread: Thread::default(),
+        brand: None,
         received_at: Utc::now(),
     }
 }

@@ -268,6 +268,7 @@ pub fn helpdesk_ticket(provider: Provider, reference: &str, text: &str) -> Ticke
             root: Some(reference.into()),
             ..Thread::default()
         },
+        brand: None,
         received_at: Utc::now(),
     }
 }
@@ -295,6 +296,7 @@ pub fn email_ticket(text: &str) -> Ticket {
             reply_message_id: Some(format!("<{ticket_id}@deskhand.acme.test>")),
             reply_token: None,
         },
+        brand: None,
         received_at: Utc::now(),
     }
 }

@@ -340,6 +340,7 @@ async fn a_duplicate_delivery_neither_calls_the_model_nor_replies_twice() {
         text: deskhand::domain::MessageText::parse(QUESTION, 1000).unwrap(),
         attachments: vec![],
         thread: Default::default(),
+        brand: None,
         received_at: chrono::Utc::now(),
     };
     let (body, _) = deskhand::queue::encode(&ticket, 262_144).unwrap();

@@ -346,3 +346,210 @@ async fn the_cli_writes_a_kb_the_index_reads_and_a_rerun_is_a_sync() {
     assert_eq!(second["summary"]["unchanged"], 1, "{second}");
     assert_eq!(second["summary"]["removed"], 0, "{second}");
 }
+
+// ---- Re-imports: what is gone upstream goes, what was not reached stays.
+
+/// A site whose pages change between imports: path → (status, body; for
+/// a redirect, its target).
+#[derive(Default)]
+struct Evolving {
+    pages: Mutex<HashMap<String, (StatusCode, String)>>,
+}
+
+impl Evolving {
+    fn set(&self, path: &str, status: StatusCode, body: String) {
+        self.pages
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), (status, body));
+    }
+
+    fn article(&self, path: &str, title: &str, links: &[&str]) {
+        let links: String = links
+            .iter()
+            .map(|l| format!("<a href=\"{l}\">{l}</a> "))
+            .collect();
+        self.set(
+            path,
+            StatusCode::OK,
+            page(
+                title,
+                &format!("<main><h1>{title}</h1><p>All about {title}.</p>{links}</main>"),
+                "",
+            ),
+        );
+    }
+
+    fn sitemap(&self, base: &str, paths: &[&str]) {
+        let urls: String = paths
+            .iter()
+            .map(|p| format!("<url><loc>{base}{p}</loc></url>"))
+            .collect();
+        self.set(
+            "/sitemap.xml",
+            StatusCode::OK,
+            format!(
+                "<?xml version=\"1.0\"?><urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">{urls}</urlset>"
+            ),
+        );
+    }
+}
+
+async fn serve_evolving(State(site): State<Arc<Evolving>>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    match site.pages.lock().unwrap().get(&path) {
+        // A redirect's body is where it points.
+        Some((status, to)) if status.is_redirection() => {
+            (*status, [(header::LOCATION, to.clone())]).into_response()
+        }
+        Some((status, body)) if path.ends_with(".xml") => (
+            *status,
+            [(header::CONTENT_TYPE, "application/xml")],
+            body.clone(),
+        )
+            .into_response(),
+        Some((status, body)) => (
+            *status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body.clone(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn evolving() -> (String, Arc<Evolving>) {
+    let state = Arc::new(Evolving::default());
+    let app = axum::Router::new()
+        .fallback(serve_evolving)
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, state)
+}
+
+/// `deskhand kb import website --url URL --out OUT --max-pages N`: its JSON.
+async fn import(url: &str, out: &std::path::Path, max_pages: usize) -> serde_json::Value {
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_deskhand"))
+        .args(["kb", "import", "website", "--url", url, "--out"])
+        .arg(out)
+        .args(["--delay-ms", "5", "--max-pages", &max_pages.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn titles(out: &std::path::Path) -> Vec<String> {
+    let mut t: Vec<String> = deskhand::knowledge::tantivy::load_documents(out, &mut |_, _| {})
+        .unwrap()
+        .into_iter()
+        .map(|d| d.title)
+        .collect();
+    t.sort();
+    t
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_crawl_reimport_removes_404_410_and_moved_pages_and_keeps_unreached_ones() {
+    let (base, site) = evolving().await;
+    site.article("/", "Home", &["/a", "/b", "/c", "/d", "/m"]);
+    for (p, t) in [
+        ("/a", "Alpha"),
+        ("/b", "Bravo"),
+        ("/c", "Charlie"),
+        ("/d", "Delta"),
+        ("/m", "Mike"),
+    ] {
+        site.article(p, t, &[]);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let start = format!("{base}/");
+    let first = import(&start, out.path(), 100).await;
+    assert_eq!(first["summary"]["written"], 6, "{first}");
+
+    // Upstream: Alpha is deleted (404), Bravo gone for good (410), Charlie
+    // errs (503, retried, then a fetch error), Delta is no longer linked
+    // but still there, Mike moved to /mike, and Echo is new.
+    site.article("/", "Home", &["/e", "/mike"]);
+    site.set("/a", StatusCode::NOT_FOUND, String::new());
+    site.set("/b", StatusCode::GONE, String::new());
+    site.set("/c", StatusCode::SERVICE_UNAVAILABLE, String::new());
+    site.set("/m", StatusCode::MOVED_PERMANENTLY, "/mike".into());
+    site.article("/mike", "Mike", &[]);
+    site.article("/e", "Echo", &[]);
+    let second = import(&start, out.path(), 100).await;
+    let summary = &second["summary"];
+    assert_eq!(summary["removed"], 3, "{second}");
+    assert_eq!(summary["kept_unreached"], 1, "{second}");
+    assert_eq!(second["crawl"]["gone"], 3, "{second}");
+    assert_eq!(
+        titles(out.path()),
+        ["Charlie", "Delta", "Echo", "Home", "Mike"],
+        "{second}"
+    );
+
+    // A page cap that stops the crawl at the start page: nothing else is
+    // reached, and nothing is removed.
+    let capped = import(&start, out.path(), 1).await;
+    assert_eq!(capped["crawl"]["hit_page_cap"], true, "{capped}");
+    assert_eq!(capped["summary"]["removed"], 0, "{capped}");
+    assert_eq!(capped["summary"]["kept_unreached"], 4, "{capped}");
+    assert_eq!(
+        titles(out.path()),
+        ["Charlie", "Delta", "Echo", "Home", "Mike"]
+    );
+    // Charlie back: it is listed again, not duplicated.
+    site.article("/c", "Charlie", &[]);
+    let back = import(&start, out.path(), 100).await;
+    assert_eq!(back["summary"]["kept_unreached"], 0, "{back}");
+    assert_eq!(
+        titles(out.path()),
+        ["Charlie", "Delta", "Echo", "Home", "Mike"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sitemap_reimport_removes_pages_it_no_longer_lists_only_when_read_in_full() {
+    let (base, site) = evolving().await;
+    for (p, t) in [("/a", "Alpha"), ("/b", "Bravo"), ("/c", "Charlie")] {
+        site.article(p, t, &[]);
+    }
+    site.sitemap(&base, &["/a", "/b", "/c"]);
+    let out = tempfile::tempdir().unwrap();
+    let url = format!("{base}/sitemap.xml");
+    let first = import(&url, out.path(), 100).await;
+    assert_eq!(first["summary"]["written"], 3, "{first}");
+
+    // Bravo is dropped from the sitemap (the page itself still answers);
+    // Charlie is listed but errs this time.
+    site.sitemap(&base, &["/a", "/c"]);
+    site.set("/c", StatusCode::INTERNAL_SERVER_ERROR, String::new());
+    let second = import(&url, out.path(), 100).await;
+    assert_eq!(second["summary"]["removed"], 1, "{second}");
+    assert_eq!(second["summary"]["kept_unreached"], 1, "{second}");
+    assert_eq!(titles(out.path()), ["Alpha", "Charlie"]);
+
+    // A sitemap index whose second sitemap cannot be read: a page missing
+    // from the part read may be in the other, so it stays.
+    site.set(
+        "/sitemap.xml",
+        StatusCode::OK,
+        format!(
+            "<?xml version=\"1.0\"?><sitemapindex><sitemap><loc>{base}/s1.xml</loc></sitemap>\
+             <sitemap><loc>{base}/s2.xml</loc></sitemap></sitemapindex>"
+        ),
+    );
+    site.set(
+        "/s1.xml",
+        StatusCode::OK,
+        format!("<?xml version=\"1.0\"?><urlset><url><loc>{base}/a</loc></url></urlset>"),
+    );
+    site.set("/s2.xml", StatusCode::INTERNAL_SERVER_ERROR, String::new());
+    let partial = import(&url, out.path(), 100).await;
+    assert_eq!(partial["summary"]["removed"], 0, "{partial}");
+    assert_eq!(partial["summary"]["kept_unreached"], 1, "{partial}");
+    assert_eq!(titles(out.path()), ["Alpha", "Charlie"]);
+}

@@ -386,6 +386,7 @@ pub fn normalize(
             reply_message_id: Some(format!("<{ticket_id}@deskhand.{reply_domain}>")),
             reply_token,
         },
+        brand: None,
         received_at: ctx.now,
     })))
 }

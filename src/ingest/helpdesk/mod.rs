@@ -201,6 +201,7 @@ pub fn normalize(
             root: Some(event.ticket_ref),
             ..Thread::default()
         },
+        brand: None,
         received_at: ctx.now,
     })))
 }

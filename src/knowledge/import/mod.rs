@@ -8,7 +8,10 @@
 //! file of an article that no longer exists upstream is removed. What was
 //! written is remembered in `DIR/.deskhand-import.json` (source, article
 //! id → file, `updated_at`); files deskhand did not write are never
-//! touched. Articles meant for agents only are written with
+//! touched. A source that cannot list everything it has (a website: a page
+//! cap, a fetch error) says which previous articles are known to be gone
+//! ([`Removal::Gone`]); the others are kept, not removed. Articles meant
+//! for agents only are written with
 //! `audience: internal`, so customer answers never use them.
 //!
 //! Sources: [`zendesk`] (Zendesk Guide's Help Center API), [`intercom`]
@@ -110,10 +113,26 @@ pub struct Summary {
     pub unchanged: usize,
     /// Files removed (deleted upstream).
     pub removed: usize,
+    /// Articles of the previous import not reached this time (a page cap,
+    /// a fetch error) and so kept as they were.
+    pub kept_unreached: usize,
     /// Of those written or kept, internal.
     pub internal: usize,
     /// Drafts skipped.
     pub drafts: usize,
+}
+
+/// Which articles of the previous import a sync removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// Every one not listed this time: the source lists all it has (the
+    /// help-centre APIs).
+    Unlisted,
+    /// Only those not listed whose URL is among these (normalized as the
+    /// source writes them): the source saw them gone (a website's 404 or
+    /// 410, a moved page, a page no longer in a complete sitemap). The
+    /// others were not reached and are kept.
+    Gone(std::collections::HashSet<String>),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -126,6 +145,41 @@ struct State {
 struct Entry {
     file: String,
     updated_at: Option<String>,
+    /// The article's URL (absent in records written before it was kept:
+    /// read from the file's front matter then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+}
+
+/// The URLs of the articles the previous import of `source` wrote into
+/// `dir` (none when there was none): what a website import checks again.
+pub fn previous_urls(dir: &Path, source: &str) -> anyhow::Result<Vec<String>> {
+    let state = read_state(dir)?;
+    if state.source != source {
+        return Ok(Vec::new());
+    }
+    Ok(state
+        .articles
+        .values()
+        .filter_map(|e| entry_url(dir, e))
+        .collect())
+}
+
+fn entry_url(dir: &Path, e: &Entry) -> Option<String> {
+    e.url.clone().or_else(|| {
+        let text = std::fs::read_to_string(dir.join(&e.file)).ok()?;
+        crate::knowledge::markdown::parse(&e.file, &text).url
+    })
+}
+
+fn read_state(dir: &Path) -> anyhow::Result<State> {
+    let state_path = dir.join(STATE_FILE);
+    match std::fs::read(&state_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a sync record", state_path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", state_path.display())),
+    }
 }
 
 /// HTML as Markdown: headings, lists, tables, code and links kept;
@@ -227,16 +281,22 @@ fn file_name(a: &Article) -> String {
     format!("{id}-{}.md", slug.trim_matches('-'))
 }
 
-/// Writes `articles` of `source` into `dir` as a sync (see the module doc).
+/// Writes `articles` of `source` into `dir` as a sync (see the module
+/// doc), removing every previous article not listed.
 pub fn sync(dir: &Path, source: &str, articles: &[Article]) -> anyhow::Result<Summary> {
+    sync_with(dir, source, articles, &Removal::Unlisted)
+}
+
+/// [`sync`], removing only what `removal` says is gone.
+pub fn sync_with(
+    dir: &Path,
+    source: &str,
+    articles: &[Article],
+    removal: &Removal,
+) -> anyhow::Result<Summary> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let state_path = dir.join(STATE_FILE);
-    let old: State = match std::fs::read(&state_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a sync record", state_path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", state_path.display())),
-    };
+    let old = read_state(dir)?;
     anyhow::ensure!(
         old.source.is_empty() || old.source == source,
         "{} was imported from {}, not {source}: import into another folder",
@@ -276,12 +336,30 @@ pub fn sync(dir: &Path, source: &str, articles: &[Article]) -> anyhow::Result<Su
             Entry {
                 file,
                 updated_at: a.updated_at.clone(),
+                url: a.url.clone(),
             },
         );
     }
     for (id, e) in &old.articles {
-        if !new.articles.contains_key(id) && remove(dir, &e.file)? {
-            summary.removed += 1;
+        if new.articles.contains_key(id) {
+            continue;
+        }
+        let gone = match removal {
+            Removal::Unlisted => true,
+            Removal::Gone(urls) => entry_url(dir, e).is_some_and(|u| urls.contains(&u)),
+        };
+        if gone {
+            if remove(dir, &e.file)? {
+                summary.removed += 1;
+            }
+        } else if dir.join(&e.file).is_file() {
+            tracing::warn!(
+                message = "Not reached this time; kept as it was.",
+                file = %e.file,
+                url = %entry_url(dir, e).unwrap_or_default()
+            );
+            summary.kept_unreached += 1;
+            new.articles.insert(id.clone(), e.clone());
         }
     }
     write_atomically(&state_path, &serde_json::to_vec_pretty(&new)?)?;

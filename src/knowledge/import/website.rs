@@ -22,6 +22,12 @@
 //!   scripts, styles and forms dropped by the HTML-to-Markdown conversion.
 //!   Pages marked `noindex` are not kept; `nofollow` pages' links are not
 //!   followed.
+//! * A re-import ([`recrawl`]) fetches the previous import's pages again
+//!   (a link crawl queues them first) and reports as gone only what the
+//!   site says is: a 404 or 410, a page that now redirects to another
+//!   one, a page missing from a sitemap read in full. A page not reached
+//!   (the page cap, a network error, a 5xx, robots.txt) is not gone, and
+//!   the sync keeps its file.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::LazyLock;
@@ -106,6 +112,9 @@ pub struct CrawlStats {
     pub empty_or_noindex: usize,
     /// Errors (4xx, 5xx, network).
     pub errors: usize,
+    /// Pages of the previous import the site says are gone (404, 410,
+    /// moved, out of the sitemap).
+    pub gone: usize,
     /// Whether the page cap stopped the crawl.
     pub hit_page_cap: bool,
 }
@@ -449,6 +458,12 @@ struct Crawler<'a> {
     delay: Duration,
     last: Option<Instant>,
     stats: CrawlStats,
+    /// URLs that answered 404 or 410.
+    gone: HashSet<Url>,
+    /// (URL, the URL it redirects to): gone once the target is kept.
+    moved: Vec<(Url, Url)>,
+    /// Whether every sitemap listed was read.
+    sitemaps_complete: bool,
 }
 
 /// One answer, redirects resolved.
@@ -564,6 +579,8 @@ impl Crawler<'_> {
                 self.stats.redirects += 1;
                 // The target is fetched now: not again from the queue.
                 if !visited.insert(next.clone()) {
+                    self.moved
+                        .extend(chain.iter().map(|from| (from.clone(), next.clone())));
                     return Got::Skipped;
                 }
                 chain.push(next.clone());
@@ -571,9 +588,20 @@ impl Crawler<'_> {
                 continue;
             }
             if !status.is_success() {
+                // The site says these are no more; any other failure
+                // (5xx, 403, 429 after retries) says nothing about them.
+                if status.as_u16() == 404 || status.as_u16() == 410 {
+                    self.gone.extend(chain.iter().cloned());
+                }
                 self.stats.errors += 1;
                 return Got::Skipped;
             }
+            // Moved: what was at the first URLs now lives at this one.
+            self.moved.extend(
+                chain[..chain.len() - 1]
+                    .iter()
+                    .map(|from| (from.clone(), at.clone())),
+            );
             let content_type = res
                 .headers()
                 .get("content-type")
@@ -631,12 +659,19 @@ impl Crawler<'_> {
                     self.stats.off_host += 1;
                     continue;
                 }
-                if read >= MAX_SITEMAPS || !visited.insert(u.clone()) {
+                if !visited.insert(u.clone()) {
+                    continue;
+                }
+                if read >= MAX_SITEMAPS {
+                    self.sitemaps_complete = false;
                     continue;
                 }
                 read += 1;
-                if let Got::Page { body, .. } = self.fetch(&u, visited).await {
-                    pending.push_back(parse_sitemap(&body));
+                match self.fetch(&u, visited).await {
+                    Got::Page { body, .. } if is_sitemap(&body) => {
+                        pending.push_back(parse_sitemap(&body))
+                    }
+                    _ => self.sitemaps_complete = false,
                 }
             }
         }
@@ -649,6 +684,18 @@ pub async fn fetch(
     source: &Source,
     progress: &mut dyn FnMut(usize),
 ) -> anyhow::Result<(Fetched, CrawlStats)> {
+    let (fetched, stats, _) = recrawl(source, &[], progress).await?;
+    Ok((fetched, stats))
+}
+
+/// [`fetch`] again after an import that wrote the pages at `previous`
+/// (URLs): they are checked again, and those the site says are gone are
+/// returned (as [`super::Removal::Gone`] wants them).
+pub async fn recrawl(
+    source: &Source,
+    previous: &[String],
+    progress: &mut dyn FnMut(usize),
+) -> anyhow::Result<(Fetched, CrawlStats, HashSet<String>)> {
     let start = Url::parse(source.start.trim())
         .with_context(|| format!("{:?} is not a URL", source.start))?;
     anyhow::ensure!(
@@ -672,7 +719,16 @@ pub async fn fetch(
         delay: source.delay,
         last: None,
         stats: CrawlStats::default(),
+        gone: HashSet::new(),
+        moved: Vec::new(),
+        sitemaps_complete: true,
     };
+    let previous: Vec<Url> = previous
+        .iter()
+        .filter_map(|u| Url::parse(u).ok())
+        .map(normalize)
+        .filter(|u| same_origin(u, &origin))
+        .collect();
 
     // robots.txt first.
     let mut robots_url = origin.join("/robots.txt")?;
@@ -728,15 +784,45 @@ pub async fn fetch(
         } => Some((url, body, last_modified, html)),
         Got::Skipped => anyhow::bail!("{start} could not be fetched ({:?})", c.stats),
     };
+    let mut listed: Option<HashSet<Url>> = None;
     if let Some((_, body, _, _)) = &first
         && is_sitemap(body)
     {
         let map = parse_sitemap(body);
         first = None;
         follow_links = false;
+        let mut all = HashSet::new();
         for (u, lastmod) in c.sitemap_urls(map, &mut visited).await {
+            all.insert(u.clone());
             if visited.insert(u.clone()) {
                 queue.push_back((u, lastmod));
+            }
+        }
+        listed = Some(all);
+    }
+    match &listed {
+        // A page a sitemap read in full no longer lists is gone; one that
+        // a partly read sitemap does not list may be in the part unread.
+        Some(all) if c.sitemaps_complete => {
+            let out: Vec<Url> = previous
+                .iter()
+                .filter(|u| !all.contains(*u))
+                .cloned()
+                .collect();
+            c.gone.extend(out);
+        }
+        Some(_) => {
+            tracing::warn!(
+                message = "A sitemap could not be read in full; pages it does not list are kept."
+            );
+        }
+        // A link crawl checks the previous pages first: a page no longer
+        // linked is still on the site unless it answers 404 or 410.
+        None => {
+            for u in &previous {
+                if visited.insert(u.clone()) {
+                    queue.push_back((u.clone(), None));
+                }
             }
         }
     }
@@ -830,12 +916,30 @@ pub async fn fetch(
         c.stats.pages += 1;
         progress(articles.len());
     }
+    // Only the previous import's pages matter; a URL kept this time (a
+    // redirect to it from elsewhere) is never gone.
+    let kept: HashSet<String> = articles.iter().filter_map(|a| a.url.clone()).collect();
+    // A page that moved is gone from its old URL once it is kept at the
+    // new one (a target that failed this time leaves the old copy).
+    for (from, to) in std::mem::take(&mut c.moved) {
+        if kept.contains(to.as_str()) {
+            c.gone.insert(from);
+        }
+    }
+    let gone: HashSet<String> = previous
+        .iter()
+        .filter(|u| c.gone.contains(*u))
+        .map(|u| u.to_string())
+        .filter(|u| !kept.contains(u))
+        .collect();
+    c.stats.gone = gone.len();
     Ok((
         Fetched {
             articles,
             drafts: 0,
         },
         c.stats,
+        gone,
     ))
 }
 
