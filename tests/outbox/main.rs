@@ -11,5 +11,6 @@ mod inbound_support;
 mod outbox_support;
 
 mod email_out;
+mod escalation_floor;
 mod give_up;
 mod helpdesk_out;
