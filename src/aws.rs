@@ -3,6 +3,12 @@
 //! endpoint in production); region and credentials come from the usual
 //! chain (environment, profile, Lambda role).
 //!
+//! Every client built from it shares one HTTP client ([`shared_http_client`]):
+//! one TLS set-up per connection settings and one connection pool, instead
+//! of the SDK's default of an HTTP client per service client, each of which
+//! builds a TLS configuration from the platform's roots when the client is
+//! built and again at its first request.
+//!
 //! Also here: the secrets the Lambda functions read from Secrets Manager
 //! at cold start ([`resolve_secrets`]: only their ids are in the
 //! environment), and the invocation deadline that bounds every Bedrock call
@@ -96,9 +102,10 @@ impl AwsSettings {
     }
 }
 
-/// The SDK configuration for `settings`.
+/// The SDK configuration for `settings`, over one [`shared_http_client`].
 pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).http_client(shared_http_client());
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
     }
@@ -113,6 +120,79 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
         );
     }
     loader.load().await
+}
+
+/// The HTTP client of every SDK client of this process: the SDK's default
+/// (hyper 1, rustls with aws-lc, the platform's roots, proxies from the
+/// environment), built once. The SDK validates its HTTP client whenever a
+/// service client is built, and its validation builds and drops a whole
+/// TLS connector (to load the roots early); here that happens for the
+/// first client only. Connectors are still made per connection settings
+/// (connect and read timeouts), as the SDK does, and pooled.
+pub fn shared_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_runtime_api::client::http::SharedHttpClient;
+    static CLIENT: std::sync::LazyLock<SharedHttpClient> = std::sync::LazyLock::new(|| {
+        use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig, tls};
+        let inner = Builder::new().build_with_connector_fn(|settings, components| {
+            let mut conn = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ));
+            conn.set_connector_settings(settings.cloned());
+            if let Some(components) = components {
+                conn.set_sleep_impl(components.sleep_impl());
+            }
+            conn.set_proxy_config(Some(ProxyConfig::from_env()));
+            conn.build()
+        });
+        SharedHttpClient::new(OnceValidated {
+            inner,
+            validated: std::sync::OnceLock::new(),
+        })
+    });
+    CLIENT.clone()
+}
+
+/// An HTTP client whose base-configuration check runs once per process.
+#[derive(Debug)]
+struct OnceValidated {
+    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    validated: std::sync::OnceLock<()>,
+}
+
+impl aws_smithy_runtime_api::client::http::HttpClient for OnceValidated {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        self.inner.http_connector(settings, components)
+    }
+
+    fn validate_base_client_config(
+        &self,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder,
+        cfg: &aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if self.validated.set(()).is_ok() {
+            self.inner.validate_base_client_config(components, cfg)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn validate_final_config(
+        &self,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.inner.validate_final_config(components, cfg)
+    }
+
+    fn connector_metadata(
+        &self,
+    ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
+        self.inner.connector_metadata()
+    }
 }
 
 /// The connect timeout of `sdk`'s clients (the SDK's default, 3.1 s,

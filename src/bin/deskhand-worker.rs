@@ -12,6 +12,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     let runtime = AwsRuntime::init().await;
     let ctx = runtime.worker().expect("the worker can be wired");
+    runtime.warm_up(&ctx).await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let ctx = ctx.clone();
         async move { Ok::<_, Error>(worker::handle_lambda(&ctx, event).await) }

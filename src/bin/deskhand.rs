@@ -337,6 +337,14 @@ struct BenchArgs {
     /// Warm tickets of the worker scenario (default 500; tiny 5).
     #[arg(long, value_name = "N")]
     worker_tickets: Option<usize>,
+    /// Escalated tickets of the worker scenario (default 100; tiny 2).
+    #[arg(long, value_name = "N")]
+    worker_escalations: Option<usize>,
+    /// Only the Lambda cold starts: the worker and API binaries as
+    /// deployed, and the worker over a prebuilt index from the layer and
+    /// from S3 (9 runs each; tiny 1).
+    #[arg(long, conflicts_with = "worker")]
+    lambda: bool,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -1010,6 +1018,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if let Some(n) = args.worker_tickets {
                     w.tickets = n;
                 }
+                if let Some(n) = args.worker_escalations {
+                    w.escalations = n;
+                }
+            }
+            if args.lambda {
+                let rows = deskhand::tools::bench::run_lambda(&config, &plan).await?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else {
+                    print!(
+                        "{}",
+                        deskhand::tools::bench::render_lambda(
+                            &deskhand::tools::bench::Machine::detect(),
+                            &rows
+                        )
+                    );
+                }
+                return Ok(());
             }
             if args.worker {
                 let (row, skipped) = deskhand::tools::bench::run_worker(&config, &plan).await;

@@ -25,6 +25,9 @@ use crate::runtime::{self, Aws};
 use crate::store::{DynamoConversationLimiter, DynamoStore};
 use crate::worker::Backoff;
 
+/// The longest the worker's init waits for its warm-up ([`AwsRuntime::warm_up`]).
+pub const WARM_UP: Duration = Duration::from_millis(250);
+
 /// Everything the AWS functions use, built once.
 #[derive(Clone)]
 pub struct AwsRuntime {
@@ -224,6 +227,18 @@ impl AwsRuntime {
             channels,
             DispatchSettings::from_settings(&self.config.outbound),
         )))
+    }
+
+    /// What the worker's first ticket would otherwise pay, paid at init:
+    /// one `GetItem` of a key no item has (the connection to DynamoDB, the
+    /// client's credentials, endpoint and TLS set-up) while the pipeline's
+    /// pure parts run once on a made-up message ([`Pipeline::warm_up`]).
+    /// Bounded by [`WARM_UP`]; failures are ignored (the tickets report
+    /// their own).
+    pub async fn warm_up(&self, ctx: &worker::WorkerContext) {
+        let store = self.store.warm_up();
+        let code = async { ctx.pipeline.warm_up() };
+        let _ = tokio::time::timeout(WARM_UP, async { tokio::join!(store, code) }).await;
     }
 
     /// The worker's context; it prints EMF metrics lines unless

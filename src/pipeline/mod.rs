@@ -3,15 +3,29 @@
 //! [begin: claim (idempotency lease) + append the customer message + read
 //! the conversation's state, one atomic store step ‖ history ‖ retrieval] →
 //! if a person owns the conversation, forward and stop → rules →
-//! conversation acts → generate → decide → write reply, status, usage and
-//! the outbox records owed to the ticket's channel atomically → publish the
-//! escalation → mark it notified. An answered ticket is three sequential
-//! steps: the first bracket, the model, the completion.
+//! conversation acts → generate → decide → [write reply, status, usage and
+//! the outbox records owed to the ticket's channel atomically ‖ publish the
+//! escalation] → mark it notified, off the ticket's path. An answered
+//! ticket is three sequential steps: the first bracket, the model, the
+//! completion; an escalated one too, its publication beside the completion.
 //!
 //! A duplicate delivery finds the ticket done and calls no model; a crash
 //! anywhere before the atomic write leaves the ticket claimable again once
-//! its lease expires; a crash after it but before the escalation was
-//! published is repaired by the next delivery, which publishes again.
+//! its lease expires; a crash after it, or a publication that failed, is
+//! repaired by the next delivery, which finds the ticket done but not
+//! marked notified and publishes again.
+//!
+//! **Escalations at the floor.** The completion records `notified = false`
+//! and the escalation is published at the same time; only when both have
+//! succeeded is the ticket marked notified, in a task of its own after the
+//! ticket has been handled (the record may already be deleted from the
+//! queue by then). Nothing is lost this way: the flag is written only after
+//! a publication succeeded, so a ticket marked notified was notified; a mark
+//! that never lands only means a redelivery would publish again. What the
+//! overlap costs: when the completion fails (a store error, or the claim
+//! lost to another worker) after the publication went out, a person hears
+//! of an attempt whose result was not kept, and the retry may tell them
+//! again. At-least-once, as before; never none.
 //!
 //! **Conversation acts.** A message that is only a greeting, thanks, an
 //! acknowledgement or a goodbye ([`acts`]) gets a short reply in its
@@ -56,7 +70,7 @@ use tracing::{Instrument, info_span, warn};
 
 use crate::domain::{
     Channel, ConversationStatus, Decision, Message, NewMessage, Outcome, ReasonCode, Reply, Role,
-    Ticket, Usage,
+    Ticket, TicketId, Usage,
 };
 use crate::knowledge::{Passage, RetrieveError, Retriever};
 use crate::llm::{GenerateError, GenerateRequest, Generation, Generator};
@@ -548,6 +562,20 @@ impl Pipeline {
         self
     }
 
+    /// Runs the ticket path's pure parts once on a made-up message, so what
+    /// they build on first use (the rules' regex caches, VADER's tables, the
+    /// conversation acts' and languages' patterns) is built at start-up
+    /// rather than by the first ticket.
+    pub fn warm_up(&self) {
+        const TEXT: &str = "Hi! How do I turn on two-factor authentication? Thanks.";
+        let r = &self.responder;
+        let _ = r.rules.assess(TEXT, None, false);
+        let _ = query(TEXT, Some("Two-factor authentication"));
+        let _ = subject_is_no_question(Some("Re: two-factor"));
+        let _ = followup::query(TEXT, &[]);
+        let _ = language::detect(TEXT);
+    }
+
     /// The settings in use.
     pub fn settings(&self) -> &Settings {
         &self.responder.settings
@@ -594,7 +622,7 @@ impl Pipeline {
             if history.len() > keep {
                 history.drain(..history.len() - keep);
             }
-            self.process_claimed(ticket, &begun, history, passages)
+            self.process_claimed(ticket, &begun, history, passages, &filter)
                 .await
         }
         .await;
@@ -612,6 +640,7 @@ impl Pipeline {
         begun: &Begun,
         mut history: Vec<Message>,
         passages: Result<Vec<Passage>, RetrieveError>,
+        filter: &crate::knowledge::filter::Filter,
     ) -> Result<Processed, ProcessError> {
         let conv = ticket.conversation_id;
         let token = begun.token;
@@ -637,13 +666,12 @@ impl Pipeline {
         }
 
         let r = &self.responder;
-        let filter = retrieval_filter(ticket, &r.settings);
         // A follow-up is retrieved with the question it follows (a second
         // lookup, only for such messages).
         let passages = match followup::query(ticket.text.as_str(), &history) {
             Some(q) => {
                 r.retriever
-                    .retrieve_filtered(&q, r.settings.top_k, &filter)
+                    .retrieve_filtered(&q, r.settings.top_k, filter)
                     .await
             }
             None => passages,
@@ -740,9 +768,30 @@ impl Pipeline {
                 e.draft.as_ref().map(|d| d.text.as_str()),
             ),
         };
-        let written = self
-            .store
-            .complete(Completion {
+        let escalation = match &thought.decision {
+            Decision::Answer(_) => None,
+            Decision::Escalate(e) => {
+                history.push(Message {
+                    seq: u64::MAX,
+                    body: NewMessage::customer(
+                        ticket.ticket_id,
+                        ticket.text.as_str(),
+                        ticket.received_at,
+                    ),
+                });
+                let draft = e.draft.as_ref().map(|d| d.text.clone());
+                Some(self.escalation(
+                    ticket,
+                    e.reason,
+                    e.confidence,
+                    e.detail.clone(),
+                    draft,
+                    &history,
+                ))
+            }
+        };
+        self.finish(
+            Completion {
                 ticket_id: ticket.ticket_id,
                 conversation_id: conv,
                 token: Some(token),
@@ -754,29 +803,58 @@ impl Pipeline {
                 usage: thought.usage.clone(),
                 needs_notification: reason.is_some(),
                 outbox,
-            })
-            .await?;
-        lost_claim(written)?;
-        self.outbound.nudge();
+            },
+            escalation.as_ref(),
+        )
+        .await?;
         match thought.decision {
             Decision::Answer(_) if thought.act.is_some() => Ok(Processed::Acknowledged),
             Decision::Answer(_) => Ok(Processed::Answered),
-            Decision::Escalate(e) => {
-                history.push(Message {
-                    seq: u64::MAX,
-                    body: NewMessage::customer(
-                        ticket.ticket_id,
-                        ticket.text.as_str(),
-                        ticket.received_at,
-                    ),
-                });
-                let draft = e.draft.map(|d| d.text);
-                let esc =
-                    self.escalation(ticket, e.reason, e.confidence, e.detail, draft, &history);
-                self.publish(ticket, &esc).await?;
-                Ok(Processed::Escalated(e.reason))
-            }
+            Decision::Escalate(e) => Ok(Processed::Escalated(e.reason)),
         }
+    }
+
+    /// Writes `done` and, when a person must hear of the ticket, publishes
+    /// `escalation` at the same time; then marks it notified off the
+    /// ticket's path (see the module docs). An `Err` when either failed:
+    /// the completion's error first (nothing was kept; the ticket is retried
+    /// whole), else the publication's (the ticket is done and not marked
+    /// notified: its redelivery publishes again).
+    async fn finish(
+        &self,
+        done: Completion,
+        escalation: Option<&Escalation>,
+    ) -> Result<(), ProcessError> {
+        let ticket = done.ticket_id;
+        let Some(e) = escalation else {
+            lost_claim(self.store.complete(done).await?)?;
+            self.outbound.nudge();
+            return Ok(());
+        };
+        let (written, published) =
+            tokio::join!(self.store.complete(done), self.escalator.escalate(e));
+        lost_claim(written?)?;
+        self.outbound.nudge();
+        published.map_err(|err| ProcessError::Transient {
+            detail: err.to_string(),
+            retry_after: None,
+        })?;
+        self.mark_notified_later(ticket);
+        Ok(())
+    }
+
+    /// Records that a person was told of `ticket`, in a task of its own: the
+    /// ticket does not wait for this bookkeeping write (see the module docs).
+    fn mark_notified_later(&self, ticket: TicketId) {
+        let store = self.store.clone();
+        tokio::spawn(
+            async move {
+                if let Err(error) = store.mark_notified(ticket).await {
+                    warn!(message = "Escalation sent but not recorded; a redelivery may send it again.", %error, ticket_id = %ticket);
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     /// A person owns this conversation: the bot stays silent, the message
@@ -788,23 +866,6 @@ impl Pipeline {
         mut history: Vec<Message>,
     ) -> Result<Processed, ProcessError> {
         let conv = ticket.conversation_id;
-        let written = self
-            .store
-            .complete(Completion {
-                ticket_id: ticket.ticket_id,
-                conversation_id: conv,
-                token: Some(token),
-                outcome: Outcome::Forwarded,
-                reason: Some(ReasonCode::FollowUp),
-                confidence: 0.0,
-                message: None,
-                status: None,
-                usage: Usage::default(),
-                needs_notification: true,
-                outbox: Vec::new(),
-            })
-            .await?;
-        lost_claim(written)?;
         // The history read beside the claim, with the message it stored.
         history.push(Message {
             seq: u64::MAX,
@@ -818,7 +879,23 @@ impl Pipeline {
             None,
             &history,
         );
-        self.publish(ticket, &e).await?;
+        self.finish(
+            Completion {
+                ticket_id: ticket.ticket_id,
+                conversation_id: conv,
+                token: Some(token),
+                outcome: Outcome::Forwarded,
+                reason: Some(ReasonCode::FollowUp),
+                confidence: 0.0,
+                message: None,
+                status: None,
+                usage: Usage::default(),
+                needs_notification: true,
+                outbox: Vec::new(),
+            },
+            Some(&e),
+        )
+        .await?;
         Ok(Processed::Forwarded)
     }
 
@@ -1007,7 +1084,7 @@ impl Pipeline {
                 detail: err.to_string(),
                 retry_after: None,
             })?;
-        self.store.mark_notified(ticket.ticket_id).await?;
+        self.mark_notified_later(ticket.ticket_id);
         Ok(())
     }
 

@@ -266,6 +266,20 @@ impl DynamoStore {
         }
     }
 
+    /// One `GetItem` of a key no item has (`WARMUP`/`WARMUP`), for a cold
+    /// start: the first ticket then finds the connection open and the
+    /// client's first-request set-up (credentials, endpoint, TLS connector)
+    /// done. The answer, even an error, is of no interest.
+    pub async fn warm_up(&self) {
+        let _ = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(s("WARMUP"), "WARMUP")))
+            .send()
+            .await;
+    }
+
     fn expires_at(&self) -> AttributeValue {
         n(Utc::now().timestamp() + self.retention.as_secs() as i64)
     }

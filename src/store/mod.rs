@@ -13,8 +13,9 @@
 //!   transaction on DynamoDB, one SQLite transaction), beside the history
 //!   read; [`Store::complete`] is the other. Neither reads first.
 //! * **no silent escalation loss**: a completion that needs a human records
-//!   `notified = false`; the pipeline publishes, then [`Store::mark_notified`].
-//!   A redelivery of a completed-but-unnotified ticket publishes again.
+//!   `notified = false`; the pipeline publishes (beside the completion),
+//!   then, once both succeeded, [`Store::mark_notified`]. A redelivery of a
+//!   completed-but-unnotified ticket publishes again.
 //! * **no lost delivery**: the outbox records a completion owes its channel
 //!   (email reply, helpdesk reply, note or escalation) are written in the
 //!   same atomic step; the dispatcher delivers them through [`OutboxStore`].

@@ -228,6 +228,21 @@ pub async fn run(config: &Config, plan: &Plan) -> anyhow::Result<Report> {
     })
 }
 
+/// Only the Lambda cold starts of `plan`: the worker and API binaries as
+/// deployed, and the worker over a prebuilt index from the layer and from
+/// S3 (`deskhand bench --lambda`).
+pub async fn run_lambda(config: &Config, plan: &Plan) -> anyhow::Result<Vec<ColdStartRow>> {
+    let mut rows = cold_starts(&config.kb_dir, plan.cold_starts)
+        .await
+        .context("lambda scenario")?;
+    rows.extend(
+        kb::kb_cold_starts(&config.kb_dir, plan.cold_starts)
+            .await
+            .context("prebuilt-index cold starts")?,
+    );
+    Ok(rows)
+}
+
 /// The worker scenario of `plan`, or why it did not run.
 pub async fn run_worker(
     config: &Config,
@@ -1481,47 +1496,7 @@ pub fn render(r: &Report) -> String {
     }
     s.push('\n');
 
-    s += &format!(
-        "Lambda binaries ({} build, {}): exec → first event's response, under a Runtime API emulator\n\
-         binary, retriever                 event                    size MB  runs   init ms   cold ms (min–max)      peak RSS MiB\n",
-        m.profile, m.arch
-    );
-    for l in &r.lambda {
-        let label = if l.variant.is_empty() {
-            l.binary.clone()
-        } else {
-            format!("{}, {}", l.binary, l.variant)
-        };
-        if let Some(why) = &l.skipped {
-            s += &format!("{label:<33} skipped: {why}\n");
-            continue;
-        }
-        s += &format!(
-            "{:<33} {:<24} {:>7.1} {:>5} {:>9.1} {:>9.1} ({:.1}–{:.1}) {:>12.1}\n",
-            label,
-            l.event,
-            mb(l.size_bytes),
-            l.runs,
-            l.init_ms,
-            l.cold_start_ms,
-            l.cold_start_min_ms,
-            l.cold_start_max_ms,
-            l.peak_rss_mib
-        );
-    }
-    if let Some(w) = r
-        .lambda
-        .iter()
-        .find(|l| l.binary == "deskhand-worker" && l.skipped.is_none())
-    {
-        s += &format!(
-            "  worker cold start (as deployed) {:.1} ms   target ≤ {} ms: {}\n",
-            w.cold_start_ms,
-            targets::COLD_START_MS,
-            verdict(w.cold_start_ms <= targets::COLD_START_MS)
-        );
-    }
-    s += &kb::render(&r.lambda);
+    s += &render_lambda(m, &r.lambda);
     let st = &r.startup;
     s += &format!(
         "  worker start-up steps, first call in this process: SDK config and clients {:.1} ms, \
@@ -1605,6 +1580,51 @@ pub fn render(r: &Report) -> String {
     }
     s.push('\n');
     s += &import::render(&r.import);
+    s
+}
+
+/// The Lambda cold-start rows, with their verdicts.
+pub fn render_lambda(m: &Machine, rows: &[ColdStartRow]) -> String {
+    let mut s = format!(
+        "Lambda binaries ({} build, {}): exec → first event's response, under a Runtime API emulator\n\
+         binary, retriever                 event                    size MB  runs   init ms   cold ms (min–max)      peak RSS MiB\n",
+        m.profile, m.arch
+    );
+    for l in rows {
+        let label = if l.variant.is_empty() {
+            l.binary.clone()
+        } else {
+            format!("{}, {}", l.binary, l.variant)
+        };
+        if let Some(why) = &l.skipped {
+            s += &format!("{label:<33} skipped: {why}\n");
+            continue;
+        }
+        s += &format!(
+            "{:<33} {:<24} {:>7.1} {:>5} {:>9.1} {:>9.1} ({:.1}–{:.1}) {:>12.1}\n",
+            label,
+            l.event,
+            mb(l.size_bytes),
+            l.runs,
+            l.init_ms,
+            l.cold_start_ms,
+            l.cold_start_min_ms,
+            l.cold_start_max_ms,
+            l.peak_rss_mib
+        );
+    }
+    if let Some(w) = rows
+        .iter()
+        .find(|l| l.binary == "deskhand-worker" && l.skipped.is_none())
+    {
+        s += &format!(
+            "  worker cold start (as deployed) {:.1} ms   target ≤ {} ms: {}\n",
+            w.cold_start_ms,
+            targets::COLD_START_MS,
+            verdict(w.cold_start_ms <= targets::COLD_START_MS)
+        );
+    }
+    s += &kb::render(rows);
     s
 }
 

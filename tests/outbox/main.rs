@@ -12,5 +12,6 @@ mod outbox_support;
 
 mod agent_out;
 mod email_out;
+mod escalation_floor;
 mod give_up;
 mod helpdesk_out;

@@ -43,6 +43,18 @@ pub const RESET_EVERY: usize = 10;
 /// The question every ticket asks (the fixtures answer it).
 const QUESTION: &str = "How do I turn on two-factor authentication?";
 
+/// The question of the escalated tickets: the double answers it with the
+/// fixture's answer at a confidence below the gate's, so the ticket is
+/// escalated (`low_confidence`) with the answer as the agent's draft.
+const ESCALATED_QUESTION: &str = "How do I turn on two-factor authentication on my old phone?";
+
+/// What in a Converse request marks an escalated ticket's question.
+const ESCALATED_MARK: &str = "my old phone";
+
+/// How long the bench waits after a response for calls the worker makes
+/// after answering (bookkeeping off the ticket's path).
+const SETTLE: Duration = Duration::from_millis(40);
+
 const CONVERSE: &str = include_str!("../../../fixtures/bedrock/converse_tool_use.json");
 const RETRIEVE: &str = include_str!("../../../fixtures/bedrock/retrieve_s3_web.json");
 
@@ -53,6 +65,8 @@ pub struct WorkerPlan {
     pub tickets: usize,
     /// Batches of 10 records from 10 conversations.
     pub batches: usize,
+    /// Warm tickets the model escalates (low confidence, with a draft).
+    pub escalations: usize,
     /// Delay the double adds to each Converse call.
     pub model_latency: Duration,
     /// Delay the double adds to each Retrieve call.
@@ -68,6 +82,7 @@ impl WorkerPlan {
         Self {
             tickets: 500,
             batches: 20,
+            escalations: 100,
             model_latency: Duration::ZERO,
             kb_latency: Duration::ZERO,
             moto: std::env::var("MOTO_ENDPOINT").ok(),
@@ -79,6 +94,7 @@ impl WorkerPlan {
         Self {
             tickets: 5,
             batches: 1,
+            escalations: 2,
             ..Self::full()
         }
     }
@@ -167,6 +183,26 @@ pub struct WorkerRow {
     pub batch_ratio: f64,
     /// Tickets whose response named a failure (should be 0).
     pub failures: usize,
+    /// The first ticket's calls: operation, start and end after the
+    /// ticket was handed over, ms (what the first ticket pays that a warm
+    /// one does not shows as gaps and longer calls).
+    pub first_ticket_calls: Vec<String>,
+    /// Escalated tickets measured (warm, one per invocation).
+    pub escalated_tickets: usize,
+    /// Escalated ticket wall, p50, ms.
+    pub escalated_p50_ms: f64,
+    /// AWS and Bedrock calls per escalated ticket (mean), including those
+    /// made after the worker answered.
+    pub escalated_calls_per_ticket: f64,
+    /// Of which made after the worker answered (mean): bookkeeping off the
+    /// ticket's path.
+    pub escalated_calls_after_response: f64,
+    /// Sequential steps per escalated ticket before the worker answered
+    /// (the largest seen).
+    pub escalated_steps_per_ticket: usize,
+    /// The calls of one escalated ticket, in order (those after the
+    /// response marked so).
+    pub escalated_call_sequence: Vec<String>,
 }
 
 /// How to start moto: the repository's launcher (DynamoDB requests one at
@@ -281,13 +317,36 @@ struct Double {
     rec: Arc<Recorder>,
     model: Duration,
     kb: Duration,
+    /// The Converse answer to [`ESCALATED_QUESTION`].
+    unsure: String,
 }
 
-async fn converse(State(d): State<Arc<Double>>) -> Response {
+impl Double {
+    /// The fixture's answer at confidence 0.2 (below the gate).
+    fn unsure() -> anyhow::Result<String> {
+        let mut v: Value = serde_json::from_str(CONVERSE)?;
+        for block in v["output"]["message"]["content"]
+            .as_array_mut()
+            .context("the Converse fixture has no content")?
+        {
+            if let Some(input) = block.pointer_mut("/toolUse/input") {
+                input["confidence"] = json!(0.2);
+            }
+        }
+        Ok(v.to_string())
+    }
+}
+
+async fn converse(State(d): State<Arc<Double>>, body: Bytes) -> Response {
     let start = Instant::now();
     tokio::time::sleep(d.model).await;
     d.rec.push("Converse".into(), start);
-    ([("content-type", "application/json")], CONVERSE).into_response()
+    let answer = if std::str::from_utf8(&body).is_ok_and(|b| b.contains(ESCALATED_MARK)) {
+        d.unsure.clone()
+    } else {
+        CONVERSE.to_owned()
+    };
+    ([("content-type", "application/json")], answer).into_response()
 }
 
 async fn retrieve(State(d): State<Arc<Double>>) -> Response {
@@ -355,8 +414,13 @@ async fn respond(State(r): State<Arc<Runtime>>, body: String) -> StatusCode {
 
 /// An SQS record of a new ticket in a new conversation.
 fn record(n: usize) -> anyhow::Result<Value> {
+    record_asking(n, QUESTION)
+}
+
+/// An SQS record of a new ticket asking `question` in a new conversation.
+fn record_asking(n: usize, question: &str) -> anyhow::Result<Value> {
     let conv = ConversationId::random();
-    let ticket = super::ticket(conv, QUESTION)?;
+    let ticket = super::ticket(conv, question)?;
     let (body, _) = crate::queue::encode(&ticket, 256 * 1024)?;
     Ok(json!({
         "messageId": format!("m-{n}-{}", ticket.ticket_id),
@@ -477,6 +541,7 @@ pub async fn run(plan: &WorkerPlan, kb: &Path) -> anyhow::Result<WorkerRow> {
         rec: rec.clone(),
         model: plan.model_latency,
         kb: plan.kb_latency,
+        unsure: Double::unsure()?,
     });
     let bedrock = serve(
         axum::Router::new()
@@ -558,8 +623,8 @@ pub async fn run(plan: &WorkerPlan, kb: &Path) -> anyhow::Result<WorkerRow> {
     let pid = child.id().unwrap_or(0);
 
     let mut failures = 0;
-    // One invocation: (wall, calls).
-    let mut invoke = async |event: Value| -> anyhow::Result<(Duration, Vec<Call>)> {
+    // One invocation: (handed over, wall, calls).
+    let mut invoke = async |event: Value| -> anyhow::Result<(Instant, Duration, Vec<Call>)> {
         rec.take();
         event_tx.send(event).await?;
         let (answered, body) = tokio::time::timeout(Duration::from_secs(120), resp_rx.recv())
@@ -577,10 +642,22 @@ pub async fn run(plan: &WorkerPlan, kb: &Path) -> anyhow::Result<WorkerRow> {
             Some(f) => failures += f.len(),
             None => anyhow::bail!("the worker answered something unexpected: {body}"),
         }
-        Ok((answered - served, rec.take()))
+        Ok((served, answered - served, rec.take()))
     };
     let mut n = 0;
-    let (first, _) = invoke(json!({"Records": [record(n)?]})).await?;
+    let (served, first, mut first_calls) = invoke(json!({"Records": [record(n)?]})).await?;
+    first_calls.sort_by_key(|c| c.start);
+    let first_ticket_calls = first_calls
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {:.1}–{:.1}",
+                c.op,
+                ms(c.start.saturating_duration_since(served)),
+                ms(c.end.saturating_duration_since(served))
+            )
+        })
+        .collect();
     let init = runtime
         .first_next
         .lock()
@@ -602,7 +679,7 @@ pub async fn run(plan: &WorkerPlan, kb: &Path) -> anyhow::Result<WorkerRow> {
         n += 1;
         let event = json!({"Records": [record(n)?]});
         let (c0, k0) = cpu_of(pid);
-        let (wall, calls) = invoke(event).await?;
+        let (_, wall, calls) = invoke(event).await?;
         let (c1, k1) = cpu_of(pid);
         cpu += c1.saturating_sub(c0);
         kernel += k1.saturating_sub(k0);
@@ -622,6 +699,48 @@ pub async fn run(plan: &WorkerPlan, kb: &Path) -> anyhow::Result<WorkerRow> {
             sequence = sorted.into_iter().map(|c| c.op).collect();
         }
     }
+    // Escalated tickets: the topic is created after each reset.
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let mut escalated_walls = Vec::new();
+    let (mut escalated_calls, mut escalated_late, mut escalated_steps) = (0, 0, 0);
+    let mut escalated_sequence = Vec::new();
+    for i in 0..plan.escalations {
+        if i % RESET_EVERY == 0 {
+            http.post(format!("{moto}/moto-api/reset")).send().await?;
+            create_table(&sdk, &table).await?;
+            sns.create_topic()
+                .name("deskhand-bench")
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "CreateTopic on moto: {}",
+                        aws_sdk_sns::error::DisplayErrorContext(&e)
+                    )
+                })?;
+        }
+        n += 1;
+        let event = json!({"Records": [record_asking(n, ESCALATED_QUESTION)?]});
+        let (served, wall, mut calls) = invoke(event).await?;
+        let answered = served + wall;
+        tokio::time::sleep(SETTLE).await;
+        let late = rec.take();
+        escalated_walls.push(wall);
+        escalated_calls += calls.len() + late.len();
+        escalated_late += late.len();
+        escalated_steps = usize::max(escalated_steps, steps(&calls));
+        if escalated_sequence.is_empty() {
+            calls.sort_by_key(|c| c.start);
+            escalated_sequence = calls.iter().map(|c| c.op.clone()).collect();
+            escalated_sequence.extend(late.iter().map(|c| {
+                format!(
+                    "{} (+{:.1} ms after the response)",
+                    c.op,
+                    ms(c.start.saturating_duration_since(answered))
+                )
+            }));
+        }
+    }
     let mut batch_walls = Vec::new();
     for _ in 0..plan.batches {
         http.post(format!("{moto}/moto-api/reset")).send().await?;
@@ -632,7 +751,7 @@ pub async fn run(plan: &WorkerPlan, kb: &Path) -> anyhow::Result<WorkerRow> {
                 record(n)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (wall, _) = invoke(json!({"Records": records})).await?;
+        let (_, wall, _) = invoke(json!({"Records": records})).await?;
         batch_walls.push(wall);
     }
     let _ = child.kill().await;
@@ -641,6 +760,8 @@ pub async fn run(plan: &WorkerPlan, kb: &Path) -> anyhow::Result<WorkerRow> {
     }
     let warm = super::Latency::of(&mut walls);
     let batch = super::Latency::of(&mut batch_walls);
+    let escalated = super::Latency::of(&mut escalated_walls);
+    let per_escalated = |k: usize| k as f64 / plan.escalations.max(1) as f64;
     let per = |d: Duration| ms(d) / plan.tickets.max(1) as f64;
     Ok(WorkerRow {
         model_ms: plan.model_latency.as_millis() as u64,
@@ -667,6 +788,13 @@ pub async fn run(plan: &WorkerPlan, kb: &Path) -> anyhow::Result<WorkerRow> {
             0.0
         },
         failures,
+        first_ticket_calls,
+        escalated_tickets: plan.escalations,
+        escalated_p50_ms: escalated.p50_ms,
+        escalated_calls_per_ticket: per_escalated(escalated_calls),
+        escalated_calls_after_response: per_escalated(escalated_late),
+        escalated_steps_per_ticket: escalated_steps,
+        escalated_call_sequence: escalated_sequence,
     })
 }
 
@@ -684,7 +812,12 @@ pub fn render(r: &WorkerRow) -> String {
          | sequential steps per answered ticket | {} | ≤ 3 {} |\n\
          | batch of 10 (10 conversations) wall p50 ({} batches) | {:.1} ms = {:.2}× a ticket | ≤ 2× {} |\n\
          | failed records | {} | 0 |\n\
+         | escalated ticket wall p50 ({} tickets) | {:.1} ms | |\n\
+         | calls per escalated ticket (after the response) | {:.2} ({:.2}) | |\n\
+         | sequential steps per escalated ticket, until the response | {} | ≤ 3 {} |\n\
          calls of a ticket, in order: {}\n\
+         calls of an escalated ticket, in order: {}\n\
+         the first ticket's calls (ms after it was handed over): {}\n\
          mean time per call: {}\n",
         r.model_ms,
         r.kb_ms,
@@ -707,7 +840,15 @@ pub fn render(r: &WorkerRow) -> String {
         r.batch_ratio,
         verdict(r.batch_ratio <= 2.0),
         r.failures,
+        r.escalated_tickets,
+        r.escalated_p50_ms,
+        r.escalated_calls_per_ticket,
+        r.escalated_calls_after_response,
+        r.escalated_steps_per_ticket,
+        verdict(r.escalated_steps_per_ticket <= 3),
         r.call_sequence.join(" → "),
+        r.escalated_call_sequence.join(" → "),
+        r.first_ticket_calls.join(", "),
         r.call_ms
             .iter()
             .map(|(op, ms)| format!("{op} {ms:.1} ms"))
