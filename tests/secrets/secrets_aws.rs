@@ -46,6 +46,12 @@ async fn the_agent_function_reads_its_secrets_named_by_the_template() {
     let moto = Moto::connect().await;
     let token = create_secret(&moto, "token", "a-token-signing-key-0123456789abcdef").await;
     let agent = create_secret(&moto, "agent", "an-agent-key-0123456789").await;
+    let agents = create_secret(
+        &moto,
+        "agents",
+        r#"[{"name":"dana","key":"dana-console-key-0123456789"}]"#,
+    )
+    .await;
     let t = template();
     let names: Vec<String> =
         t["Resources"]["AgentFunction"]["Properties"]["Environment"]["Variables"]
@@ -55,11 +61,15 @@ async fn the_agent_function_reads_its_secrets_named_by_the_template() {
             .map(|k| k.as_str().unwrap().to_owned())
             .filter(|k| k.ends_with("_SECRET_ID"))
             .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    // The token, the agents' API key, and the console's agents (when
+    // `AgentsSecretArn` is given).
+    assert_eq!(names.len(), 3, "{names:?}");
     let mut loaded = None;
     figment::Jail::expect_with(|jail| {
         for name in &names {
-            let arn = if name.contains("AGENT") {
+            let arn = if name.contains("AGENTS_") {
+                &agents
+            } else if name.contains("AGENT") {
                 &agent
             } else {
                 &token
@@ -73,7 +83,8 @@ async fn the_agent_function_reads_its_secrets_named_by_the_template() {
     let from_env = loaded.unwrap();
     c.aws.token_secret_id = from_env.aws.token_secret_id;
     c.aws.agent_key_secret_id = from_env.aws.agent_key_secret_id;
-    assert!(c.secret.is_none() && c.agent_key.is_none());
+    c.aws.agents_secret_id = from_env.aws.agents_secret_id;
+    assert!(c.secret.is_none() && c.agent_key.is_none() && c.agents.is_empty());
     let runtime = AwsRuntime::from_config(c)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -85,6 +96,13 @@ async fn the_agent_function_reads_its_secrets_named_by_the_template() {
         runtime.config.agent_key.as_ref().map(Secret::expose),
         Some("an-agent-key-0123456789")
     );
+    let agents: Vec<_> = runtime
+        .config
+        .agents
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(agents, ["dana"]);
     assert!(runtime.config.admin_key.is_none());
     // The API wires with the resolved key.
     let _router = runtime.router().unwrap();
