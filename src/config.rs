@@ -286,7 +286,7 @@ impl Config {
     }
 }
 
-impl crate::pipeline::Settings {
+impl crate::pipeline::Policy {
     /// From the loaded configuration.
     pub fn from_config(c: &Config) -> Self {
         Self {

@@ -158,7 +158,7 @@ impl Prices {
 
 impl ModelPrice {
     /// Dollars for the given tokens.
-    pub fn cost(&self, t: &Tokens) -> f64 {
+    pub fn cost(&self, t: &TokenCounts) -> f64 {
         (t.input as f64 * self.input
             + t.output as f64 * self.output
             + t.cache_read as f64 * self.cache_read
@@ -169,7 +169,7 @@ impl ModelPrice {
 
 /// Token counts by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Tokens {
+pub struct TokenCounts {
     /// Input tokens billed.
     pub input: u64,
     /// Output tokens.
@@ -180,8 +180,8 @@ pub struct Tokens {
     pub cache_write: u64,
 }
 
-impl Tokens {
-    fn add(&mut self, o: &Tokens) {
+impl TokenCounts {
+    fn add(&mut self, o: &TokenCounts) {
         self.input += o.input;
         self.output += o.output;
         self.cache_read += o.cache_read;
@@ -481,10 +481,10 @@ pub fn estimate(
 ) -> Estimate {
     let tickets = conversations * w.tickets_per_conversation;
     let calls = tickets * w.model_share;
-    let model_cost = model.cost(&Tokens {
+    let model_cost = model.cost(&TokenCounts {
         input: (calls * w.input_tokens).round() as u64,
         output: (calls * w.output_tokens).round() as u64,
-        ..Tokens::default()
+        ..TokenCounts::default()
     });
     let traffic = Traffic {
         conversations,
@@ -520,8 +520,8 @@ pub fn estimate(
 pub struct ModelCost {
     /// Model calls.
     pub calls: u64,
-    /// Tokens.
-    pub tokens: Tokens,
+    /// TokenCounts.
+    pub tokens: TokenCounts,
     /// Dollars, or `None` when the price table does not know the model.
     pub cost: Option<f64>,
 }
@@ -558,8 +558,8 @@ pub struct Summary {
     pub resolution_rate: f64,
     /// Accepted → finished.
     pub latency: Percentiles,
-    /// Tokens of every model.
-    pub tokens: Tokens,
+    /// TokenCounts of every model.
+    pub tokens: TokenCounts,
     /// Model calls.
     pub model_calls: u64,
     /// Calls of configured actions (order lookups…).
@@ -602,7 +602,7 @@ impl Summary {
         let mut models: BTreeMap<String, ModelCost> = BTreeMap::new();
         let mut conversations = std::collections::HashSet::new();
         let mut latencies = Vec::with_capacity(records.len());
-        let (mut tokens, mut calls, mut model_ms) = (Tokens::default(), 0u64, 0u64);
+        let (mut tokens, mut calls, mut model_ms) = (TokenCounts::default(), 0u64, 0u64);
         let (mut action_calls, mut action_ms) = (0u64, 0u64);
         for r in records {
             *by_outcome.entry(r.outcome.as_str().into()).or_default() += 1;
@@ -618,7 +618,7 @@ impl Summary {
                     / 1000.0,
             );
             let u = &r.usage;
-            let t = Tokens {
+            let t = TokenCounts {
                 input: u.input_tokens,
                 output: u.output_tokens,
                 cache_read: u.cache_read_tokens,
@@ -971,7 +971,7 @@ mod tests {
         assert!(p.model("anthropic.claude-3-haiku").is_none());
         assert_eq!(p.model_named("micro").unwrap().name, "Nova Micro");
         let lite = p.model_named("lite").unwrap();
-        let t = Tokens {
+        let t = TokenCounts {
             input: 1_000_000,
             output: 1_000_000,
             cache_read: 1_000_000,

@@ -23,7 +23,7 @@ use crate::knowledge::{BedrockKb, Hybrid, Retriever, TantivyIndex, embed};
 use crate::llm::breaker::Breaker;
 use crate::llm::{Bedrock, Extractive, Generator, OpenAi};
 use crate::notify::{Escalator, LogThen, Webhook};
-use crate::pipeline::{Responder, Rules, Settings};
+use crate::pipeline::{Policy, Responder, Rules};
 
 /// How AWS clients are made.
 #[derive(Clone, Copy)]
@@ -169,7 +169,7 @@ pub fn responder(
         retriever,
         generator,
         Rules::new(&config.pipeline)?,
-        Settings::from_config(config),
+        Policy::from_config(config),
     )
     .with_actions(Arc::new(crate::actions::Actions::new(
         &config.actions,

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::{ApiError, ApiState};
 use crate::domain::Channel;
-use crate::ingest::{self, Inbound, IngestError, Outcome, Verification};
+use crate::ingest::{self, Inbound, IngestError, Normalized, Verification};
 
 /// The inbound routes, sharing one [`Inbound`] (and its certificate cache).
 pub(super) fn routes(state: &ApiState) -> Router<ApiState> {
@@ -131,7 +131,7 @@ async fn receive(
             e
         })?;
     Ok(match outcome {
-        Outcome::Accepted(ticket) => {
+        Normalized::Accepted(ticket) => {
             state.queue().send(&ticket).await?;
             info!(
                 message = "Inbound delivery accepted.",
@@ -146,11 +146,11 @@ async fn receive(
             )
                 .into_response()
         }
-        Outcome::Ignored(ignored) => {
+        Normalized::Ignored(ignored) => {
             info!(message = "Inbound delivery ignored.", %channel, provider = %known, reason = ignored.reason, detail = %ignored.detail);
             (StatusCode::OK, Json(json!({"ignored": ignored.reason}))).into_response()
         }
-        Outcome::Challenge(challenge) => {
+        Normalized::Challenge(challenge) => {
             info!(message = "Inbound webhook handshake answered.", %channel, provider = %known);
             (
                 StatusCode::OK,

@@ -1129,7 +1129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn inspect(cli: &Cli, args: &InspectArgs) -> anyhow::Result<()> {
     use deskhand::domain::Channel;
-    use deskhand::ingest::{self, Inbound, Outcome, Verification};
+    use deskhand::ingest::{self, Inbound, Normalized, Verification};
 
     let config = Config::load(cli.config.as_deref(), &Value::Null)?;
     let body =
@@ -1184,13 +1184,13 @@ async fn inspect(cli: &Cli, args: &InspectArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let out = match outcome {
-        Outcome::Accepted(ticket) => {
+        Normalized::Accepted(ticket) => {
             let mut v = serde_json::to_value(&ticket)?;
             v["channel"] = json!(ticket.channel());
             v
         }
-        Outcome::Ignored(i) => json!({"ignored": i.reason, "detail": i.detail}),
-        Outcome::Challenge(c) => json!({"challenge": c}),
+        Normalized::Ignored(i) => json!({"ignored": i.reason, "detail": i.detail}),
+        Normalized::Challenge(c) => json!({"challenge": c}),
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -112,7 +112,7 @@ impl Ignored {
 
 /// What a delivery amounts to.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Normalized {
     /// A ticket to queue.
     Accepted(Box<Ticket>),
     /// Nothing to answer (logged with its reason).
@@ -177,7 +177,7 @@ pub struct Inbound {
 
 /// What the SNS checks leave to do.
 enum SesNext {
-    Done(Outcome),
+    Done(Normalized),
     /// A verified notification: its SES message is still to be parsed.
     Notification,
 }
@@ -260,7 +260,7 @@ impl Inbound {
         headers: &HeaderMap,
         body: &[u8],
         verification: Verification,
-    ) -> Result<Outcome, IngestError> {
+    ) -> Result<Normalized, IngestError> {
         self.receive_at(
             channel,
             provider_name,
@@ -283,7 +283,7 @@ impl Inbound {
         body: &[u8],
         verification: Verification,
         now: DateTime<Utc>,
-    ) -> Result<Outcome, IngestError> {
+    ) -> Result<Normalized, IngestError> {
         let provider = provider(channel, provider_name)?;
         if provider == Provider::Ses {
             let envelope = sns::Envelope::parse(body)?;
@@ -319,7 +319,7 @@ impl Inbound {
         headers: HeaderMap,
         body: Bytes,
         verification: Verification,
-    ) -> Result<Outcome, IngestError> {
+    ) -> Result<Normalized, IngestError> {
         let now = Utc::now();
         let provider = provider(channel, provider_name)?;
         match provider {
@@ -402,7 +402,7 @@ impl Inbound {
         body: &[u8],
         verification: Verification,
         now: DateTime<Utc>,
-    ) -> Result<(Outcome, Option<email::mailgun::Signed>), IngestError> {
+    ) -> Result<(Normalized, Option<email::mailgun::Signed>), IngestError> {
         let ctx = Context {
             settings: &self.settings,
             now,
@@ -496,7 +496,7 @@ impl Inbound {
                     helpdesk::front::verify(headers, body, c, now, window)?;
                 }
                 if let Some(challenge) = helpdesk::front::challenge(headers) {
-                    return Ok((Outcome::Challenge(challenge), None));
+                    return Ok((Normalized::Challenge(challenge), None));
                 }
                 self.helpdesk(provider, helpdesk::front::parse(body)?, &ctx)
             }
@@ -512,10 +512,10 @@ impl Inbound {
         provider: Provider,
         parsed: helpdesk::Parsed,
         ctx: &Context<'_>,
-    ) -> Result<Outcome, IngestError> {
+    ) -> Result<Normalized, IngestError> {
         match parsed {
             helpdesk::Parsed::Event(e) => helpdesk::normalize(provider, *e, ctx),
-            helpdesk::Parsed::Ignored(i) => Ok(Outcome::Ignored(i)),
+            helpdesk::Parsed::Ignored(i) => Ok(Normalized::Ignored(i)),
         }
     }
 
@@ -569,18 +569,18 @@ impl Inbound {
                         sns::check_url(url, envelope.region()?, "SubscribeURL", test_hosts)?;
                         self.confirm(url).await?;
                         tracing::info!(message = "SNS subscription confirmed.", topic = %envelope.topic_arn);
-                        Outcome::Ignored(Ignored::new(
+                        Normalized::Ignored(Ignored::new(
                             "subscription_confirmed",
                             "SNS SubscriptionConfirmation",
                         ))
                     }
-                    _ => Outcome::Ignored(Ignored::new(
+                    _ => Normalized::Ignored(Ignored::new(
                         "subscription_not_confirmed",
                         "SNS SubscriptionConfirmation (confirmation disabled or not verified)",
                     )),
                 })
             }
-            sns::Kind::UnsubscribeConfirmation => SesNext::Done(Outcome::Ignored(Ignored::new(
+            sns::Kind::UnsubscribeConfirmation => SesNext::Done(Normalized::Ignored(Ignored::new(
                 "unsubscribed",
                 "SNS UnsubscribeConfirmation",
             ))),
@@ -589,7 +589,11 @@ impl Inbound {
     }
 
     /// The SES notification inside a verified SNS envelope.
-    fn ses_notification(&self, message: &str, now: DateTime<Utc>) -> Result<Outcome, IngestError> {
+    fn ses_notification(
+        &self,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Normalized, IngestError> {
         let ctx = Context {
             settings: &self.settings,
             now,
@@ -598,7 +602,7 @@ impl Inbound {
         };
         match ses::parse(message)? {
             ses::Parsed::Mail(mail) => email::normalize(Provider::Ses, *mail, &ctx),
-            ses::Parsed::Ignored(i) => Ok(Outcome::Ignored(i)),
+            ses::Parsed::Ignored(i) => Ok(Normalized::Ignored(i)),
         }
     }
 

@@ -18,7 +18,7 @@ use crate::knowledge::bundle::{self, LiveIndex};
 use crate::llm::Generator;
 use crate::metrics::{MeteredStore, Metrics};
 use crate::notify::{Escalator, KeepDrafts, LogThen, SnsEscalator};
-use crate::outbox::{Channels, DispatchSettings, Dispatcher, OutboundPolicy};
+use crate::outbox::{Couriers, DispatchSettings, Dispatcher, OutboundPolicy};
 use crate::pipeline::Pipeline;
 use crate::queue::SqsQueue;
 use crate::runtime::{self, Aws};
@@ -219,7 +219,7 @@ impl AwsRuntime {
     /// The outbox dispatcher over these adapters (SES from the shared SDK
     /// configuration).
     pub fn dispatcher(&self) -> anyhow::Result<Arc<Dispatcher>> {
-        let channels = Channels::from_settings(&self.config.outbound, Some(&self.sdk))?;
+        let channels = Couriers::from_settings(&self.config.outbound, Some(&self.sdk))?;
         Ok(Arc::new(Dispatcher::new(
             Arc::new(self.store.clone()),
             Arc::new(self.store.clone()),

@@ -22,9 +22,9 @@ use crate::knowledge::TantivyIndex;
 use crate::knowledge::tantivy::BuildStats;
 use crate::metrics::{MeteredStore, Metrics};
 use crate::notify::Escalator;
-use crate::outbox::{Channels, DispatchSettings, Dispatcher, EmailTransport, OutboundPolicy};
+use crate::outbox::{Couriers, DispatchSettings, Dispatcher, EmailTransport, OutboundPolicy};
 use crate::pipeline::Pipeline;
-use crate::queue::{Delivery, SqliteQueue};
+use crate::queue::{Received, SqliteQueue};
 use crate::runtime::{self, Aws};
 use crate::sqlite::Db;
 use crate::store::SqliteStore;
@@ -333,7 +333,7 @@ impl Local {
             }
             _ => None,
         };
-        let channels = Channels::from_settings(o, sdk.as_ref())?;
+        let channels = Couriers::from_settings(o, sdk.as_ref())?;
         if channels.email.is_none() && self.config.inbound.email_providers_configured() {
             warn!(
                 message = "Inbound email is configured but [outbound.email] is not: email replies stay in the store and are not sent."
@@ -426,7 +426,7 @@ impl Worker {
         }
     }
 
-    async fn apply(&self, d: &Delivery, action: Action) {
+    async fn apply(&self, d: &Received, action: Action) {
         self.metrics.settled(&action);
         let done = match &action {
             Action::Delete => self.queue.delete(d).await,

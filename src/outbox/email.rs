@@ -27,7 +27,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::settings::{EmailOutSettings, SesOutSettings, SmtpSettings, SmtpTls};
-use super::{Channel, DeliverError, Sent};
+use super::{Courier, DeliverError, Sent};
 use crate::domain::{Delivery, OutboundAction, OutboxRecord, Source};
 
 /// Most References ids carried (the root and the newest are kept).
@@ -247,7 +247,7 @@ impl Smtp {
 }
 
 #[async_trait]
-impl Channel for Smtp {
+impl Courier for Smtp {
     async fn deliver(&self, record: &OutboxRecord, _retry: bool) -> Result<Sent, DeliverError> {
         let message = compose(&self.settings, record)?;
         let id = record.delivery.thread.reply_message_id.clone();
@@ -279,7 +279,7 @@ impl Ses {
 }
 
 #[async_trait]
-impl Channel for Ses {
+impl Courier for Ses {
     async fn deliver(&self, record: &OutboxRecord, _retry: bool) -> Result<Sent, DeliverError> {
         use aws_sdk_sesv2::primitives::Blob;
         use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};

@@ -3,7 +3,7 @@
 //! The worker writes the reply and its outbox record in one atomic step
 //! ([`crate::store::Completion::outbox`], chosen by [`OutboundPolicy`]); a
 //! [`Dispatcher`] then delivers each record at least once through the
-//! ticket's [`Channel`] and marks it delivered:
+//! ticket's [`Courier`] and marks it delivered:
 //!
 //! * claim the record (a lease; every claim counts an attempt) → send →
 //!   settle `delivered` while the lease is held;
@@ -13,7 +13,7 @@
 //!   [`Escalator`] with reason `delivery_failed`, then the record is
 //!   settled `failed`;
 //! * a dispatcher that dies between the send and the settle leaves the
-//!   record leased; after the lease it is claimed and sent again. Channels
+//!   record leased; after the lease it is claimed and sent again. Couriers
 //!   that let us look (Zendesk audits, Freshdesk and Intercom
 //!   conversations) check for the earlier send first; email cannot, so a
 //!   crash in that window sends one duplicate (with the same Message-ID).
@@ -46,8 +46,8 @@ use tokio::sync::Notify;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::domain::{
-    Channel as ChannelKind, ConversationStatus, Delivery, DeliveryMode, NewOutbox, OutboundAction,
-    OutboxRecord, Provider, ReasonCode, ReplyRoute, Role, ShadowOutcome, ShadowReview, Ticket,
+    Channel, ConversationStatus, Delivery, DeliveryMode, NewOutbox, OutboundAction, OutboxRecord,
+    Provider, ReasonCode, ReplyRoute, Role, ShadowOutcome, ShadowReview, Ticket,
 };
 use crate::notify::{Escalation, Escalator, TranscriptLine};
 use crate::store::{OutboxClaim, OutboxStore, Settle, Store, StoreError};
@@ -90,7 +90,7 @@ pub enum DeliverError {
 
 /// One outbound channel: an email transport or a helpdesk API.
 #[async_trait]
-pub trait Channel: Send + Sync {
+pub trait Courier: Send + Sync {
     /// Delivers `record`. `retry` is set when an earlier attempt may have
     /// got through (a crash or a time-out after sending): a channel that
     /// can look for it should, and report it instead of sending again.
@@ -108,14 +108,14 @@ pub trait Channel: Send + Sync {
 
 /// The configured channels, by provider.
 #[derive(Clone, Default)]
-pub struct Channels {
+pub struct Couriers {
     /// Email replies (every email provider).
-    pub email: Option<Arc<dyn Channel>>,
+    pub email: Option<Arc<dyn Courier>>,
     /// Helpdesk APIs.
-    pub helpdesks: HashMap<Provider, Arc<dyn Channel>>,
+    pub helpdesks: HashMap<Provider, Arc<dyn Courier>>,
 }
 
-impl Channels {
+impl Couriers {
     /// The channels `[outbound]` configures. SES clients come from `sdk`
     /// (required when `transport = "ses"`).
     pub fn from_settings(
@@ -132,7 +132,7 @@ impl Channels {
                         .as_ref()
                         .ok_or_else(|| anyhow::anyhow!("[outbound.email.smtp] is missing"))?,
                     timeout,
-                )?) as Arc<dyn Channel>,
+                )?) as Arc<dyn Courier>,
                 EmailTransport::Ses => {
                     let sdk = sdk.ok_or_else(|| {
                         anyhow::anyhow!("outbound email over SES needs the AWS configuration")
@@ -141,7 +141,7 @@ impl Channels {
                 }
             });
         }
-        let mut add = |p: Provider, c: Arc<dyn Channel>| {
+        let mut add = |p: Provider, c: Arc<dyn Courier>| {
             out.helpdesks.insert(p, c);
         };
         if let Some(h) = &s.zendesk {
@@ -177,11 +177,11 @@ impl Channels {
         Ok(out)
     }
 
-    fn get(&self, provider: Provider) -> Option<&Arc<dyn Channel>> {
+    fn get(&self, provider: Provider) -> Option<&Arc<dyn Courier>> {
         match provider.channel() {
-            ChannelKind::Email => self.email.as_ref(),
-            ChannelKind::Helpdesk => self.helpdesks.get(&provider),
-            ChannelKind::Widget => None,
+            Channel::Email => self.email.as_ref(),
+            Channel::Helpdesk => self.helpdesks.get(&provider),
+            Channel::Widget => None,
         }
     }
 }
@@ -286,8 +286,8 @@ impl OutboundPolicy {
         language: Option<&str>,
     ) -> Vec<NewOutbox> {
         let mode = match ticket.channel() {
-            ChannelKind::Email if self.email.is_some() => DeliveryMode::Public,
-            ChannelKind::Helpdesk => match self.helpdesks.get(&ticket.provider) {
+            Channel::Email if self.email.is_some() => DeliveryMode::Public,
+            Channel::Helpdesk => match self.helpdesks.get(&ticket.provider) {
                 Some(HelpdeskMode::Reply) => DeliveryMode::Public,
                 Some(HelpdeskMode::Shadow) => DeliveryMode::Note,
                 None => return Vec::new(),
@@ -297,7 +297,7 @@ impl OutboundPolicy {
         // An emailed answer says how to reach a person (the rules know
         // the one-word reply in every language they speak).
         let text = match (ticket.channel(), self.human_line(language)) {
-            (ChannelKind::Email, Some(line)) => format!("{}\n\n{line}", text.trim_end()),
+            (Channel::Email, Some(line)) => format!("{}\n\n{line}", text.trim_end()),
             _ => text.to_owned(),
         };
         vec![NewOutbox::message(
@@ -328,8 +328,8 @@ impl OutboundPolicy {
         match ticket.channel() {
             // Held mail (a forged sender) gets nothing back: a holding
             // message would go to whoever was impersonated.
-            ChannelKind::Email if reason == ReasonCode::UnverifiedSender => Vec::new(),
-            ChannelKind::Email => match (self.email, holding) {
+            Channel::Email if reason == ReasonCode::UnverifiedSender => Vec::new(),
+            Channel::Email => match (self.email, holding) {
                 (Some(true), Some((id, text))) => vec![NewOutbox::message(
                     id,
                     Self::delivery(
@@ -344,7 +344,7 @@ impl OutboundPolicy {
                 )],
                 _ => Vec::new(),
             },
-            ChannelKind::Helpdesk => match self.helpdesks.get(&ticket.provider) {
+            Channel::Helpdesk => match self.helpdesks.get(&ticket.provider) {
                 Some(mode) => vec![NewOutbox::escalation(
                     ticket.ticket_id,
                     Self::delivery(
@@ -359,7 +359,7 @@ impl OutboundPolicy {
                 )],
                 None => Vec::new(),
             },
-            ChannelKind::Widget => Vec::new(),
+            Channel::Widget => Vec::new(),
         }
     }
 }
@@ -409,18 +409,18 @@ impl OutboundPolicy {
             return AgentDelivery::Unconfigured;
         };
         let configured = match route.provider.channel() {
-            ChannelKind::Widget => return AgentDelivery::Poll,
-            ChannelKind::Email if route.customer.email_auth.is_some_and(|a| a.spoofed()) => {
+            Channel::Widget => return AgentDelivery::Poll,
+            Channel::Email if route.customer.email_auth.is_some_and(|a| a.spoofed()) => {
                 return AgentDelivery::HeldSender;
             }
-            ChannelKind::Email => self.email.is_some(),
-            ChannelKind::Helpdesk => self.helpdesks.contains_key(&route.provider),
+            Channel::Email => self.email.is_some(),
+            Channel::Helpdesk => self.helpdesks.contains_key(&route.provider),
         };
         if !configured {
             return AgentDelivery::Unconfigured;
         }
         let mut thread = route.thread.clone();
-        if route.provider.channel() == ChannelKind::Email {
+        if route.provider.channel() == Channel::Email {
             thread.reply_message_id = thread
                 .reply_message_id
                 .as_deref()
@@ -512,7 +512,7 @@ pub struct Dispatcher {
     outbox: Arc<dyn OutboxStore>,
     store: Arc<dyn Store>,
     escalator: Arc<dyn Escalator>,
-    channels: Channels,
+    channels: Couriers,
     settings: DispatchSettings,
 }
 
@@ -522,7 +522,7 @@ impl Dispatcher {
         outbox: Arc<dyn OutboxStore>,
         store: Arc<dyn Store>,
         escalator: Arc<dyn Escalator>,
-        channels: Channels,
+        channels: Couriers,
         settings: DispatchSettings,
     ) -> Self {
         Self {

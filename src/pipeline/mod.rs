@@ -90,9 +90,9 @@ const TRANSCRIPT_TURNS: usize = 6;
 /// Characters of each transcript turn.
 const TRANSCRIPT_CHARS: usize = 500;
 
-/// Pipeline settings, from the configuration (`Settings::from_config`).
+/// Pipeline settings, from the configuration (`Policy::from_config`).
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct Policy {
     /// Earlier messages given to the generator.
     pub history_turns: usize,
     /// Passages retrieved.
@@ -241,7 +241,7 @@ pub struct Responder {
     retriever: Arc<dyn Retriever>,
     generator: Arc<dyn Generator>,
     rules: Rules,
-    settings: Settings,
+    settings: Policy,
     actions: Option<Arc<crate::actions::Actions>>,
 }
 
@@ -259,7 +259,7 @@ impl Responder {
         retriever: Arc<dyn Retriever>,
         generator: Arc<dyn Generator>,
         rules: Rules,
-        settings: Settings,
+        settings: Policy,
     ) -> Self {
         Self {
             retriever,
@@ -476,7 +476,7 @@ impl Responder {
 /// greetings and thanks around it.
 /// What retrieval prefers and admits for `ticket`: the customer's language
 /// preferred, the conversation's brand (or else the channel's) only.
-fn retrieval_filter(ticket: &Ticket, settings: &Settings) -> crate::knowledge::filter::Filter {
+fn retrieval_filter(ticket: &Ticket, settings: &Policy) -> crate::knowledge::filter::Filter {
     crate::knowledge::filter::Filter::for_ticket(
         language::detect(ticket.text.as_str()).map(|l| l.code),
         ticket.brand.as_ref().map(|b| b.as_str()),
@@ -577,7 +577,7 @@ impl Pipeline {
     }
 
     /// The settings in use.
-    pub fn settings(&self) -> &Settings {
+    pub fn settings(&self) -> &Policy {
         &self.responder.settings
     }
 

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use crate::domain::Ticket;
 
 pub use envelope::{ENVELOPE_VERSION, EnvelopeError, decode, encode};
-pub use sqlite::{Delivery, SqliteQueue};
+pub use sqlite::{Received, SqliteQueue};
 pub use sqs::SqsQueue;
 
 /// Queue failures, split by what the caller does next.

@@ -21,7 +21,7 @@ const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// A received message, invisible to others until its visibility times out.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub struct Received {
     /// Queue position.
     pub id: i64,
     /// Valid until the message is received again.
@@ -127,7 +127,7 @@ impl SqliteQueue {
         max: usize,
         visibility: Duration,
         dead_letter_after: Option<u32>,
-    ) -> Result<Vec<Delivery>, QueueError> {
+    ) -> Result<Vec<Received>, QueueError> {
         self.receive_at(now_ms(), max, visibility, dead_letter_after)
             .await
     }
@@ -139,7 +139,7 @@ impl SqliteQueue {
         max: usize,
         visibility: Duration,
         dead_letter_after: Option<u32>,
-    ) -> Result<Vec<Delivery>, QueueError> {
+    ) -> Result<Vec<Received>, QueueError> {
         let max_receives = dead_letter_after.unwrap_or(u32::MAX);
         let visibility_ms = i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX);
         Ok(self
@@ -175,7 +175,7 @@ impl SqliteQueue {
                              WHERE id = ?1",
                             params![id, receipt, now.saturating_add(visibility_ms)],
                         )?;
-                        out.push(Delivery { id, receipt, body, receive_count: count + 1 });
+                        out.push(Received { id, receipt, body, receive_count: count + 1 });
                     }
                     if !moved || out.len() >= max {
                         break;
@@ -189,7 +189,7 @@ impl SqliteQueue {
 
     /// Deletes a processed message. `false` if the receipt is stale (the
     /// message was received again after its visibility timed out).
-    pub async fn delete(&self, d: &Delivery) -> Result<bool, QueueError> {
+    pub async fn delete(&self, d: &Received) -> Result<bool, QueueError> {
         let (id, receipt) = (d.id, d.receipt.clone());
         Ok(self
             .db
@@ -203,7 +203,7 @@ impl SqliteQueue {
     }
 
     /// Makes a message visible again after `delay` (retry with backoff).
-    pub async fn retry_after(&self, d: &Delivery, delay: Duration) -> Result<bool, QueueError> {
+    pub async fn retry_after(&self, d: &Received, delay: Duration) -> Result<bool, QueueError> {
         let (id, receipt) = (d.id, d.receipt.clone());
         let at = now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
         let changed = self
@@ -222,7 +222,7 @@ impl SqliteQueue {
     }
 
     /// Moves a message to the dead-letter table at once (no more retries).
-    pub async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<bool, QueueError> {
+    pub async fn dead_letter(&self, d: &Received, reason: &str) -> Result<bool, QueueError> {
         let (id, receipt, reason) = (d.id, d.receipt.clone(), reason.to_owned());
         Ok(self
             .db

@@ -49,7 +49,7 @@ use crate::knowledge::{Hybrid, TantivyIndex};
 use crate::llm::{GenerateError, GenerateRequest, Generation, Generator};
 use crate::local::Local;
 use crate::notify::{EscalateError, Escalation, Escalator};
-use crate::pipeline::{Pipeline, Processed, Responder, Rules, Settings};
+use crate::pipeline::{Pipeline, Policy, Processed, Responder, Rules};
 use crate::sqlite::Db;
 use crate::store::SqliteStore;
 
@@ -567,7 +567,7 @@ pub async fn core(documents: usize, tickets: usize) -> anyhow::Result<CoreRow> {
             Arc::new(index.clone()),
             Arc::new(InstantGenerator),
             Rules::new(&config.pipeline)?,
-            Settings::from_config(&config),
+            Policy::from_config(&config),
         ),
     );
     let mut rng = StdRng::seed_from_u64(11);

@@ -32,7 +32,7 @@ use crate::domain::{
 use crate::knowledge::Retriever;
 use crate::llm::{Extractive, GenerateError, GenerateRequest, Generation, Generator};
 use crate::notify::{EscalateError, Escalation, Escalator};
-use crate::pipeline::{Pipeline, Responder, Rules, Settings};
+use crate::pipeline::{Pipeline, Policy, Responder, Rules};
 use crate::store::{
     Claim, ClaimToken, Completed, Completion, Page, Store, StoreError, TicketRecord,
 };
@@ -541,7 +541,7 @@ impl Harness {
     ) -> anyhow::Result<Self> {
         let faults = Faults::new(rates, seed);
         let config = crate::config::Config::default();
-        let mut settings = Settings::from_config(&config);
+        let mut settings = Policy::from_config(&config);
         settings.lease = lease;
         let generator = FaultyGenerator {
             inner: Extractive::default(),

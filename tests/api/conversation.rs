@@ -24,7 +24,7 @@ use deskhand::domain::{
 use deskhand::knowledge::TantivyIndex;
 use deskhand::knowledge::tantivy::load_documents;
 use deskhand::notify::{EscalateError, Escalation, Escalator};
-use deskhand::pipeline::{Pipeline, Processed, Responder, Rules, Settings, acts};
+use deskhand::pipeline::{Pipeline, Policy, Processed, Responder, Rules, acts};
 use deskhand::secret::Secret;
 use deskhand::sqlite::Db;
 use deskhand::store::{SqliteStore, Store};
@@ -260,7 +260,7 @@ fn responder() -> Responder {
         Arc::new(TantivyIndex::in_memory(&docs).unwrap()),
         deskhand::runtime::generator(&config, deskhand::runtime::Aws::Lazy).unwrap(),
         Rules::new(&config.pipeline).unwrap(),
-        Settings::from_config(&config),
+        Policy::from_config(&config),
     )
 }
 

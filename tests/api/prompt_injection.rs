@@ -12,7 +12,7 @@ use deskhand::knowledge::tantivy::load_documents;
 use deskhand::knowledge::{Passage, Retriever, TantivyIndex};
 use deskhand::llm::prompt::user_content;
 use deskhand::llm::{GenerateRequest, parse_answer};
-use deskhand::pipeline::{Responder, Rules, Settings};
+use deskhand::pipeline::{Policy, Responder, Rules};
 use serde_json::{Value, json};
 
 const SLOTS: &[&str] = &[
@@ -138,7 +138,7 @@ async fn attacks_do_not_change_the_decision_rules() {
         retriever,
         deskhand::runtime::generator(&config, deskhand::runtime::Aws::Lazy).unwrap(),
         Rules::new(&config.pipeline).unwrap(),
-        Settings::from_config(&config),
+        Policy::from_config(&config),
     );
     let rules = Rules::new(&config.pipeline).unwrap();
     for a in attacks().into_iter().filter(|a| a["slot"] == "customer") {
@@ -286,7 +286,7 @@ async fn think_with_model(reply: common::peers::Reply) -> deskhand::pipeline::Th
         ),
         Arc::new(generator),
         Rules::new(&config.pipeline).unwrap(),
-        Settings::from_config(&config),
+        Policy::from_config(&config),
     );
     responder
         .think("Can I get a refund on my annual plan?", None)

@@ -19,7 +19,7 @@ use deskhand::lambda::{AwsRuntime, dispatcher};
 use deskhand::outbox::settings::{
     EmailOutSettings, EmailTransport, HelpdeskOutSettings, SmtpSettings, SmtpTls,
 };
-use deskhand::outbox::{Channels, DispatchSettings, Dispatcher, OutboundPolicy};
+use deskhand::outbox::{Couriers, DispatchSettings, Dispatcher, OutboundPolicy};
 use deskhand::secret::Secret;
 use deskhand::store::{DynamoStore, OutboxStore};
 use outbox_support::{
@@ -231,7 +231,7 @@ async fn a_schedule_tick_sweeps_retries_and_store_failures_are_batch_item_failur
         Arc::new(broken.clone()),
         Arc::new(broken),
         Arc::new(Recorder::default()),
-        Channels::default(),
+        Couriers::default(),
         DispatchSettings::from_settings(&rt.config.outbound),
     ));
     let out = dispatcher::handle(&d, event).await.unwrap();

@@ -474,8 +474,9 @@ fn inbound_with(
 fn receive(
     inbound: &std::sync::Arc<deskhand::ingest::Inbound>,
     req: &Req,
-) -> impl std::future::Future<Output = Result<deskhand::ingest::Outcome, deskhand::ingest::IngestError>>
-+ Send
+) -> impl std::future::Future<
+    Output = Result<deskhand::ingest::Normalized, deskhand::ingest::IngestError>,
+> + Send
 + 'static {
     let channel = match req.channel {
         "email" => deskhand::domain::Channel::Email,
@@ -537,7 +538,7 @@ fn big_mails_are_parsed_off_the_async_runtime() {
     for mail in mails {
         let outcome = rt.block_on(mail).unwrap();
         assert!(
-            matches!(outcome, Ok(deskhand::ingest::Outcome::Accepted(_))),
+            matches!(outcome, Ok(deskhand::ingest::Normalized::Accepted(_))),
             "{outcome:?}"
         );
     }
@@ -579,7 +580,7 @@ async fn a_forged_mailgun_delivery_is_refused_before_its_form_is_parsed() {
         .expect("the genuine delivery was never parsed")
         .unwrap();
     assert!(
-        matches!(accepted, Ok(deskhand::ingest::Outcome::Accepted(_))),
+        matches!(accepted, Ok(deskhand::ingest::Normalized::Accepted(_))),
         "{accepted:?}"
     );
 }

@@ -8,7 +8,7 @@ use crate::inbound_support;
 
 use chrono::{DateTime, Utc};
 use deskhand::domain::Channel;
-use deskhand::ingest::{Inbound, IngestError, Outcome, Verification};
+use deskhand::ingest::{Inbound, IngestError, Normalized, Verification};
 use inbound_support::*;
 
 fn signed_at() -> DateTime<Utc> {
@@ -74,7 +74,7 @@ async fn committed_signed_fixtures_verify_and_tampered_ones_do_not() {
             .await
             .unwrap_or_else(|e| panic!("{provider}: {e}"));
         assert!(
-            matches!(outcome, Outcome::Accepted(_)),
+            matches!(outcome, Normalized::Accepted(_)),
             "{provider}: {outcome:?}"
         );
         let bad = read(provider, &format!("{provider}.tampered"));

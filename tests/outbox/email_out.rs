@@ -17,7 +17,7 @@ use deskhand::config::Config;
 use deskhand::domain::{OutboxRecord, OutboxState};
 use deskhand::outbox::settings::{EmailOutSettings, EmailTransport, SmtpSettings, SmtpTls};
 use deskhand::outbox::{
-    Channel, Channels, DeliverError, DispatchSettings, Dispatched, Dispatcher, OutboundPolicy,
+    Courier, Couriers, DeliverError, DispatchSettings, Dispatched, Dispatcher, OutboundPolicy,
     OutboundSettings, Sent,
 };
 use deskhand::sqlite::Db;
@@ -187,10 +187,10 @@ async fn an_escalated_email_gets_the_holding_message_by_email() {
 
 /// Sends through the real transport, then never returns: the dispatcher
 /// "dies" between the send and the settle when the test drops its future.
-struct SendThenDie(Arc<dyn Channel>);
+struct SendThenDie(Arc<dyn Courier>);
 
 #[async_trait]
-impl Channel for SendThenDie {
+impl Courier for SendThenDie {
     async fn deliver(&self, record: &OutboxRecord, retry: bool) -> Result<Sent, DeliverError> {
         self.0.deliver(record, retry).await?;
         futures::future::pending().await
@@ -214,9 +214,9 @@ async fn a_dispatcher_killed_after_sending_loses_no_reply() {
     assert_eq!(records.len(), 1);
     complete_with(&store, &ticket, reply, records).await;
 
-    let real = Channels::from_settings(&outbound, None).unwrap();
+    let real = Couriers::from_settings(&outbound, None).unwrap();
     let smtp = real.email.clone().unwrap();
-    let dispatcher = |channels: Channels| {
+    let dispatcher = |channels: Couriers| {
         Dispatcher::new(
             Arc::new(store.clone()),
             Arc::new(store.clone()),
@@ -225,9 +225,9 @@ async fn a_dispatcher_killed_after_sending_loses_no_reply() {
             DispatchSettings::from_settings(&outbound),
         )
     };
-    let dying = dispatcher(Channels {
+    let dying = dispatcher(Couriers {
         email: Some(Arc::new(SendThenDie(smtp))),
-        ..Channels::default()
+        ..Couriers::default()
     });
     let killed =
         tokio::time::timeout(Duration::from_millis(700), dying.dispatch(&message_id)).await;

@@ -17,7 +17,7 @@ use deskhand::domain::{ConversationId, Outcome, ReasonCode};
 use deskhand::knowledge::{Passage, RetrieveError, Retriever};
 use deskhand::llm::{GenerateError, GenerateRequest, Generation, Generator};
 use deskhand::notify::{EscalateError, Escalation, Escalator};
-use deskhand::pipeline::{Pipeline, ProcessError, Processed, Responder, Rules, Settings};
+use deskhand::pipeline::{Pipeline, Policy, ProcessError, Processed, Responder, Rules};
 use deskhand::sqlite::Db;
 use deskhand::store::{SqliteStore, Store};
 
@@ -84,7 +84,7 @@ async fn a_failed_publication_is_repaired_by_the_redelivery_and_only_then_marked
             Arc::new(Nothing),
             Arc::new(Nothing),
             Rules::new(&config.pipeline).unwrap(),
-            Settings::from_config(&config),
+            Policy::from_config(&config),
         ),
     );
     let t = ticket(

@@ -18,7 +18,7 @@ use deskhand::domain::{
 use deskhand::knowledge::{Passage, RetrieveError, Retriever};
 use deskhand::llm::{GenerateError, GenerateRequest, Generation, Generator};
 use deskhand::notify::{EscalateError, Escalation, Escalator};
-use deskhand::pipeline::{Pipeline, ProcessError, Responder, Rules, Settings};
+use deskhand::pipeline::{Pipeline, Policy, ProcessError, Responder, Rules};
 use deskhand::sqlite::Db;
 use deskhand::store::{Claim, Completed, Completion, SqliteStore, Store};
 
@@ -60,7 +60,7 @@ fn pipeline(store: Arc<dyn Store>, told: Recorded) -> Pipeline {
             Arc::new(Unused),
             Arc::new(Unused),
             Rules::new(&config.pipeline).unwrap(),
-            Settings::from_config(&config),
+            Policy::from_config(&config),
         ),
     )
 }

@@ -21,7 +21,7 @@ use deskhand::domain::{
 };
 use deskhand::outbox::settings::{HelpdeskMode, HelpdeskOutSettings};
 use deskhand::outbox::{
-    Channels, DispatchSettings, Dispatched, Dispatcher, OutboundPolicy, OutboundSettings,
+    Couriers, DispatchSettings, Dispatched, Dispatcher, OutboundPolicy, OutboundSettings,
 };
 use deskhand::secret::Secret;
 use deskhand::sqlite::Db;
@@ -53,7 +53,7 @@ impl Rig {
             Arc::new(store.clone()),
             Arc::new(store.clone()),
             Arc::new(escalations.clone()),
-            Channels::from_settings(&outbound, None).unwrap(),
+            Couriers::from_settings(&outbound, None).unwrap(),
             DispatchSettings::from_settings(&outbound),
         );
         Self {
@@ -324,7 +324,7 @@ async fn zendesk_retry_after_an_unsettled_send_does_not_post_twice() {
     else {
         panic!("not claimed")
     };
-    let channels = Channels::from_settings(&rig.outbound, None).unwrap();
+    let channels = Couriers::from_settings(&rig.outbound, None).unwrap();
     channels.helpdesks[&Provider::Zendesk]
         .deliver(&record, false)
         .await

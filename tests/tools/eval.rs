@@ -5,7 +5,7 @@
 use crate::common;
 
 use deskhand::config::Config;
-use deskhand::pipeline::{Responder, Rules, Settings};
+use deskhand::pipeline::{Policy, Responder, Rules};
 use deskhand::runtime;
 use deskhand::tools::eval::{self, Report};
 
@@ -21,7 +21,7 @@ async fn evaluate(kb: &str, set: &str) -> Report {
         runtime::retriever_in_memory(&config).unwrap(),
         runtime::generator(&config, runtime::Aws::Lazy).unwrap(),
         Rules::new(&config.pipeline).unwrap(),
-        Settings::from_config(&config),
+        Policy::from_config(&config),
     );
     let cases = eval::load_cases(&root.join(set)).unwrap();
     eval::run(&responder, &cases).await.unwrap()

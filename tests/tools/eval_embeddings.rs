@@ -8,7 +8,7 @@ use crate::common;
 
 use deskhand::config::Config;
 use deskhand::knowledge::embed::{EmbedderKind, EmbedderSettings, Marking, OpenAiEmbedSettings};
-use deskhand::pipeline::{Responder, Rules, Settings};
+use deskhand::pipeline::{Policy, Responder, Rules};
 use deskhand::runtime;
 use deskhand::tools::eval::{self, Report};
 
@@ -40,7 +40,7 @@ async fn evaluate(kb: &str, set: &str, embedder: Option<&str>) -> Report {
         std::sync::Arc::new(retriever),
         runtime::generator(&config, runtime::Aws::Lazy).unwrap(),
         Rules::new(&config.pipeline).unwrap(),
-        Settings::from_config(&config),
+        Policy::from_config(&config),
     );
     let cases = eval::load_cases(&root.join(set)).unwrap();
     eval::run(&responder, &cases).await.unwrap()

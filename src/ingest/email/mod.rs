@@ -29,7 +29,7 @@ pub mod ses;
 use sha2::{Digest, Sha256};
 
 use super::text::{html_to_text, strip_reply, tidy};
-use super::{Context, Ignored, IngestError, Outcome};
+use super::{Context, Ignored, IngestError, Normalized};
 use crate::domain::{
     Attachment, ConversationId, Customer, EmailAddress, EmailAuth, MessageText, Provider, Thread,
     Ticket, TicketId,
@@ -282,16 +282,16 @@ pub fn normalize(
     provider: Provider,
     email: Email,
     ctx: &Context<'_>,
-) -> Result<Outcome, IngestError> {
+) -> Result<Normalized, IngestError> {
     if let Some(ignored) = loop_reason(&email, &ctx.settings.own_identities) {
-        return Ok(Outcome::Ignored(ignored));
+        return Ok(Normalized::Ignored(ignored));
     }
     let Some(from) = email
         .from
         .as_deref()
         .and_then(|f| EmailAddress::parse(address_of(f)))
     else {
-        return Ok(Outcome::Ignored(Ignored::new(
+        return Ok(Normalized::Ignored(Ignored::new(
             "no_sender",
             "no usable From address",
         )));
@@ -319,7 +319,7 @@ pub fn normalize(
         .collect();
     if text.trim().is_empty() {
         if attachments.is_empty() {
-            return Ok(Outcome::Ignored(Ignored::new(
+            return Ok(Normalized::Ignored(Ignored::new(
                 "empty_message",
                 "no text and no attachments",
             )));
@@ -366,7 +366,7 @@ pub fn normalize(
     if references.is_empty() {
         references = email.in_reply_to.clone();
     }
-    Ok(Outcome::Accepted(Box::new(Ticket {
+    Ok(Normalized::Accepted(Box::new(Ticket {
         ticket_id,
         conversation_id,
         provider,

@@ -12,7 +12,7 @@ pub mod template;
 use chrono::{DateTime, Utc};
 
 use super::text::{html_to_text, strip_reply, tidy};
-use super::{Context, Ignored, IngestError, Outcome};
+use super::{Context, Ignored, IngestError, Normalized};
 use crate::domain::{
     Attachment, ConversationId, Customer, EmailAddress, MessageText, Provider, Thread, Ticket,
     TicketId,
@@ -104,7 +104,7 @@ pub fn normalize(
     provider: Provider,
     event: HelpdeskEvent,
     ctx: &Context<'_>,
-) -> Result<Outcome, IngestError> {
+) -> Result<Normalized, IngestError> {
     if let Some(at) = event.occurred_at {
         let max = ctx.settings.max_event_age_hours;
         let age = (ctx.now - at).num_seconds();
@@ -118,13 +118,13 @@ pub fn normalize(
     }
     match event.author {
         Author::Agent => {
-            return Ok(Outcome::Ignored(Ignored::new(
+            return Ok(Normalized::Ignored(Ignored::new(
                 "agent_author",
                 "written by an agent",
             )));
         }
         Author::Bot => {
-            return Ok(Outcome::Ignored(Ignored::new(
+            return Ok(Normalized::Ignored(Ignored::new(
                 "bot_author",
                 "written by a bot or automation",
             )));
@@ -138,7 +138,7 @@ pub fn normalize(
             .iter()
             .any(|o| o.trim().eq_ignore_ascii_case(who.trim()))
     {
-        return Ok(Outcome::Ignored(Ignored::new(
+        return Ok(Normalized::Ignored(Ignored::new(
             "own_message",
             "written by deskhand's own identity",
         )));
@@ -154,7 +154,7 @@ pub fn normalize(
     }
     if text.trim().is_empty() {
         if event.attachments.is_empty() {
-            return Ok(Outcome::Ignored(Ignored::new(
+            return Ok(Normalized::Ignored(Ignored::new(
                 "empty_message",
                 "no text and no attachments",
             )));
@@ -165,7 +165,7 @@ pub fn normalize(
     let (text, _) = MessageText::truncating(&text, ctx.max_text_chars)
         .map_err(|e| IngestError::Malformed(e.to_string()))?;
     let ticket_id = TicketId::derive(&format!("{provider}:{}", event.ticket_ref), &event.event_id);
-    Ok(Outcome::Accepted(Box::new(Ticket {
+    Ok(Normalized::Accepted(Box::new(Ticket {
         ticket_id,
         conversation_id: ConversationId::derive(provider, &event.ticket_ref),
         provider,

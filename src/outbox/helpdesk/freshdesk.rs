@@ -24,7 +24,7 @@ use super::{
 };
 use crate::domain::{OutboundAction, OutboxRecord};
 use crate::outbox::settings::HelpdeskOutSettings;
-use crate::outbox::{Channel, DeliverError, Sent};
+use crate::outbox::{Courier, DeliverError, Sent};
 use crate::secret::Secret;
 
 /// Freshdesk adapter.
@@ -102,7 +102,7 @@ impl Freshdesk {
 }
 
 #[async_trait]
-impl Channel for Freshdesk {
+impl Courier for Freshdesk {
     async fn deliver(&self, record: &OutboxRecord, retry: bool) -> Result<Sent, DeliverError> {
         let d = &record.delivery;
         let ticket = ticket_ref(d)?;

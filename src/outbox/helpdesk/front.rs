@@ -25,7 +25,7 @@ use super::{
 use crate::domain::OutboxRecord;
 use crate::ingest::text::html_to_text;
 use crate::outbox::settings::HelpdeskOutSettings;
-use crate::outbox::{Channel, DeliverError, Sent};
+use crate::outbox::{Courier, DeliverError, Sent};
 use crate::secret::Secret;
 
 /// Front adapter.
@@ -61,7 +61,7 @@ impl Front {
 }
 
 #[async_trait]
-impl Channel for Front {
+impl Courier for Front {
     async fn deliver(&self, record: &OutboxRecord, _retry: bool) -> Result<Sent, DeliverError> {
         let d = &record.delivery;
         let id = ticket_ref(d)?;

@@ -26,7 +26,7 @@ use super::{AgentActivity, Api, content, escalation, needs, posted_at, ticket_re
 use crate::domain::OutboxRecord;
 use crate::ingest::text::html_to_text;
 use crate::outbox::settings::HelpdeskOutSettings;
-use crate::outbox::{Channel, DeliverError, Sent};
+use crate::outbox::{Courier, DeliverError, Sent};
 use crate::secret::Secret;
 
 /// Help Scout adapter.
@@ -130,7 +130,7 @@ impl HelpScout {
 }
 
 #[async_trait]
-impl Channel for HelpScout {
+impl Courier for HelpScout {
     async fn deliver(&self, record: &OutboxRecord, _retry: bool) -> Result<Sent, DeliverError> {
         let d = &record.delivery;
         let id = ticket_ref(d)?;

@@ -24,7 +24,7 @@ use super::{
 use crate::domain::{OutboundAction, OutboxRecord};
 use crate::ingest::text::html_to_text;
 use crate::outbox::settings::HelpdeskOutSettings;
-use crate::outbox::{Channel, DeliverError, Sent};
+use crate::outbox::{Courier, DeliverError, Sent};
 use crate::secret::Secret;
 
 const VERSION: &str = "2.11";
@@ -85,7 +85,7 @@ fn parts(conv: &Value) -> impl Iterator<Item = &Value> {
 }
 
 #[async_trait]
-impl Channel for Intercom {
+impl Courier for Intercom {
     async fn deliver(&self, record: &OutboxRecord, retry: bool) -> Result<Sent, DeliverError> {
         let d = &record.delivery;
         let id = ticket_ref(d)?;

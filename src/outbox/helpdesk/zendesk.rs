@@ -27,7 +27,7 @@ use super::{
 };
 use crate::domain::OutboxRecord;
 use crate::outbox::settings::HelpdeskOutSettings;
-use crate::outbox::{Channel, DeliverError, Sent};
+use crate::outbox::{Courier, DeliverError, Sent};
 use crate::secret::Secret;
 
 /// The audit-metadata key carrying the outbox record id.
@@ -98,7 +98,7 @@ fn comment_id(audit: &Value) -> Option<String> {
 }
 
 #[async_trait]
-impl Channel for Zendesk {
+impl Courier for Zendesk {
     async fn deliver(&self, record: &OutboxRecord, retry: bool) -> Result<Sent, DeliverError> {
         let d = &record.delivery;
         let ticket = ticket_ref(d)?;
