@@ -198,14 +198,7 @@ pub async fn run(config: &Config, plan: &Plan) -> anyhow::Result<Report> {
     let e2e = e2e(config, &plan.concurrency, plan.e2e_tickets)
         .await
         .context("e2e scenario")?;
-    let mut lambda = cold_starts(&config.kb_dir, plan.cold_starts)
-        .await
-        .context("lambda scenario")?;
-    lambda.extend(
-        kb::kb_cold_starts(&config.kb_dir, plan.cold_starts)
-            .await
-            .context("prebuilt-index cold starts")?,
-    );
+    let lambda = run_lambda(config, plan).await?;
     let packages = packages();
     let retrieval = retrieval(&plan.retrieval_documents, plan.retrieval_queries)
         .await
